@@ -1,0 +1,32 @@
+# The front door: README and .ci/run use these targets and nothing else.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test unit lint bench audit clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python  ## create .venv and install the relay with its dev tools
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+run: install  ## edge + one worker (+ a Redis of its own if none answers); Ctrl-C stops all
+	$(BIN)/python -m relay.devrun
+
+lint: install  ## ruff and mypy
+	$(BIN)/ruff check relay worker tests bench
+	$(BIN)/ruff format --check relay worker tests bench
+	$(BIN)/mypy
+
+unit: install  ## the tests alone
+	$(BIN)/pytest
+
+test: lint unit  ## lint, then every test against real redis-servers the tests start themselves
+
+bench: install  ## measure the edge and the pipeline against baselines (writes bench/RESULTS.md)
+	@echo "make bench: the benchmark is not written yet (see the benchmarks issue)"; exit 1
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,100 @@
+"""Typed settings shared by the edge, the workers and the `relay` command.
+
+Every value comes from the environment with the prefix ``RELAY_`` (or a ``.env`` file in the working
+directory). Settings are built when a process starts (`load_settings`), never at import time, so tests
+pass their own `Settings(...)`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Keys printed in Sphere's guide. Running with one of them means anybody can forge events.
+SAMPLE_SECRETS = frozenset(
+    {
+        "126f6954b62cd81a11bc0adf42e571ec129bb8883c3c34d82da1e42f84a27cab",
+        "ВАШ_СЕКРЕТНЫЙ_КЛЮЧ",
+    }
+)
+
+
+def _refuse_weak(secret: SecretStr) -> SecretStr:
+    value = secret.get_secret_value().strip()
+    if not value:
+        raise ValueError("must not be empty; set it to the secret key of your Sphere listing")
+    if value in SAMPLE_SECRETS:
+        raise ValueError("must not be the sample key printed in Sphere's guide; use your listing's own")
+    return SecretStr(value)
+
+
+class Settings(BaseSettings):
+    """All knobs of the relay. Field names map to ``RELAY_<NAME>`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
+
+    secret: SecretStr
+    """The listing's webhook secret: signatures are checked against it first."""
+
+    previous_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """Comma-separated older secrets still accepted, so a secret can be rotated without downtime."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    max_body_bytes: int = Field(default=65536, gt=0)
+    dedupe_seconds: int = Field(default=3600, gt=0)
+    """How long a delivery is remembered; a byte-identical redelivery within it is dropped."""
+
+    redis_timeout: float = Field(default=2.0, gt=0)
+    """Seconds the edge waits for Redis before answering 503."""
+
+    retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    """How long acknowledged entries stay in ``relay:events`` for replay."""
+
+    tasks: str = "worker.tasks"
+    """The module whose ``@on`` handlers the workers run."""
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_is_real(cls, value: SecretStr) -> SecretStr:
+        return _refuse_weak(value)
+
+    @field_validator("previous_secrets", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("previous_secrets")
+    @classmethod
+    def _previous_are_real(cls, values: list[SecretStr]) -> list[SecretStr]:
+        return [_refuse_weak(v) for v in values]
+
+    def signing_keys(self) -> tuple[bytes, ...]:
+        """The current secret, then the previous ones, as bytes for HMAC."""
+        secrets = [self.secret, *self.previous_secrets]
+        return tuple(s.get_secret_value().encode() for s in secrets)
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per bad setting, naming the variable and never echoing its value."""
+    lines = []
+    for err in error.errors():
+        field = ".".join(str(part) for part in err["loc"] if not isinstance(part, int))
+        env = f"RELAY_{field.upper()}" if field else "RELAY_*"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {env}: {message}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, or exit with a clear message (no traceback)."""
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise SystemExit(f"sphere-relay: {describe_errors(error)}") from None

@@ -1,0 +1,77 @@
+"""Every Redis key the relay uses, the layout of a stream entry, and the one ingest write.
+
+Nothing else in the code base spells a key name: import it from here (as arq does with
+``constants.py``). Users' own tools may read these keys; their names are part of the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EVENTS_STREAM = "relay:events"
+"""Ingest stream: one entry per accepted delivery. Never trimmed below an unacknowledged entry."""
+
+DEAD_STREAM = "relay:dead"
+"""Dead letters: one entry per (event, handler) that failed for good."""
+
+REJECTED_STREAM = "relay:rejected"
+"""A capped log of refused requests, for `relay rejected`."""
+
+CONSUMER_GROUP = "relay:workers"
+"""The consumer group the workers' bridge reads `EVENTS_STREAM` with."""
+
+ARQ_QUEUE = "relay:queue"
+"""The arq queue the bridge enqueues handler jobs on."""
+
+DEDUPE_PREFIX = "relay:dedupe:"
+"""``relay:dedupe:<dedupe key>`` holds the entry id of the first delivery, for the dedupe window."""
+
+
+def dedupe_redis_key(dedupe_key: str) -> str:
+    return DEDUPE_PREFIX + dedupe_key
+
+
+# Entry fields. Values are bytes in Redis; `received_ms` is milliseconds since the epoch.
+F_TYPE = "type"
+F_BODY = "body"
+F_RECEIVED = "received_ms"
+F_DEDUPE = "dedupe"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One entry of `EVENTS_STREAM`, as the workers and the CLI read it."""
+
+    entry_id: str
+    type: str
+    body: bytes
+    received_ms: int
+    dedupe: str
+
+    @classmethod
+    def from_entry(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> StoredEvent:
+        return cls(
+            entry_id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+            type=fields[F_TYPE.encode()].decode(),
+            body=fields[F_BODY.encode()],
+            received_ms=int(fields[F_RECEIVED.encode()]),
+            dedupe=fields[F_DEDUPE.encode()].decode(),
+        )
+
+
+INGEST_SCRIPT = """
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  return {0, seen}
+end
+local id = redis.call('XADD', KEYS[2], '*',
+  'type', ARGV[2], 'body', ARGV[3], 'received_ms', ARGV[4], 'dedupe', ARGV[5])
+redis.call('SET', KEYS[1], id, 'EX', ARGV[1])
+return {1, id}
+"""
+"""Drop a redelivery or append the event, atomically, in one round trip.
+
+KEYS: the dedupe key, `EVENTS_STREAM`. ARGV: dedupe seconds, type, raw body, received ms, dedupe key.
+Returns ``{1, new id}`` for a new event and ``{0, original id}`` for a redelivery within the window.
+The field names here must match the ``F_*`` constants above.
+"""
