@@ -1,0 +1,207 @@
+"""docker-compose.yml and the Dockerfile point at code that really exists, with the settings it needs.
+
+Docker cannot run here, so these tests read the files: each service's command is parsed by the very
+CLI that runs it in the container (uvicorn's, arq's) and its target is imported. `.ci/run` also
+validates the whole file with `docker-compose config -q`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from arq.cli import cli as arq_cli
+from uvicorn.config import HTTP_PROTOCOLS, LOOP_FACTORIES
+from uvicorn.importer import import_from_string
+from uvicorn.main import main as uvicorn_cli
+
+from relay.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+EDGE_PORT = 3266
+
+
+def command(service: str) -> list[str]:
+    value = SERVICES[service]["command"]
+    return shlex.split(value) if isinstance(value, str) else [str(part) for part in value]
+
+
+def environment(service: str) -> dict[str, Any]:
+    value = SERVICES[service].get("environment", {})
+    if isinstance(value, list):  # the list form: ["NAME=value", "NAME"]
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in value)
+    return dict(value)
+
+
+def uvicorn_params() -> dict[str, Any]:
+    args = command("edge")
+    assert args[0] == "uvicorn"
+    return uvicorn_cli.make_context("uvicorn", args[1:]).params
+
+
+def inspect_in_container_like_process(code: str, target: str, tmp_path: Path) -> Any:
+    """Run `code` in a fresh interpreter, as the container does: settings from the environment only.
+
+    A subprocess rather than this one because building the app configures logging process-wide and
+    caches the app, which would leak into other tests. `code` prints one JSON document.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env |= {"RELAY_SECRET": "compose-test-secret", "RELAY_REDIS_URL": "redis://127.0.0.1:1/0"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, target],
+        cwd=tmp_path,  # no .env here
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+APP_PROBE = """
+import inspect, json, sys
+from uvicorn.importer import import_from_string
+app = import_from_string(sys.argv[1])
+call = app if inspect.isfunction(app) else app.__call__
+print(json.dumps({"async": inspect.iscoroutinefunction(call), "params": list(inspect.signature(call).parameters)}))
+"""
+
+WORKER_PROBE = """
+import importlib, inspect, json, sys
+module_name, _, name = sys.argv[1].rpartition(".")
+settings = getattr(importlib.import_module(module_name), name)
+kwargs = get_kwargs(settings)
+public = [
+    key for key, value in vars(settings).items()
+    if not key.startswith("_") and not isinstance(value, (classmethod, staticmethod))
+]
+print(json.dumps({
+    "kwargs": sorted(kwargs),
+    "functions": len(kwargs.get("functions") or ()),
+    "ignored": sorted(set(public) - set(inspect.signature(Worker).parameters)),
+}))
+"""
+
+
+def test_the_three_services_exist() -> None:
+    assert {"redis", "edge", "worker"} <= set(SERVICES)
+
+
+def test_edge_command_serves_an_asgi_app_that_imports(tmp_path: Path) -> None:
+    target = uvicorn_params()["app"]
+
+    app = inspect_in_container_like_process(APP_PROBE, target, tmp_path)
+
+    assert target == "relay.app:app"
+    # uvicorn's own test for the ASGI 3 interface: an async __call__(scope, receive, send).
+    assert app == {"async": True, "params": ["scope", "receive", "send"]}
+
+
+def test_edge_command_uses_production_flags_that_are_installed() -> None:
+    params = uvicorn_params()
+
+    assert (params["host"], params["port"]) == ("0.0.0.0", EDGE_PORT)
+    assert (params["loop"], params["http"], params["access_log"]) == ("uvloop", "httptools", False)
+    loop_factory = LOOP_FACTORIES[params["loop"]]
+    assert loop_factory is not None
+    assert callable(import_from_string(loop_factory))
+    assert import_from_string(HTTP_PROTOCOLS[params["http"]]) is not None
+
+
+def test_edge_publishes_its_port_and_checks_healthz_without_curl() -> None:
+    edge = SERVICES["edge"]
+    published = [
+        str(p) if not isinstance(p, dict) else f"{p['published']}:{p['target']}" for p in edge["ports"]
+    ]
+    assert f"{EDGE_PORT}:{EDGE_PORT}" in published
+
+    test = edge["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    code = test[test.index("-c") + 1]
+    compile(code, "healthcheck", "exec")  # a syntax error would mark a healthy edge unhealthy
+    assert f"127.0.0.1:{EDGE_PORT}/healthz" in code
+
+
+def test_worker_command_resolves_to_worker_settings_arq_accepts(tmp_path: Path) -> None:
+    args = command("worker")
+    assert args[0] == "arq"
+    target = arq_cli.make_context("arq", args[1:]).params["worker_settings"]
+
+    worker = inspect_in_container_like_process(WORKER_PROBE, target, tmp_path)
+
+    assert target == "worker.main.WorkerSettings"
+    assert "redis_settings" in worker["kwargs"]
+    assert worker["functions"] > 0, "arq refuses to start a worker without functions"
+    # get_kwargs silently drops what Worker() does not take: a typo there is a setting ignored.
+    assert worker["ignored"] == [], "WorkerSettings attributes that arq ignores"
+
+
+def test_commands_are_console_scripts_of_installed_packages() -> None:
+    scripts = {ep.name for ep in importlib.metadata.entry_points(group="console_scripts")}
+    assert {command("edge")[0], command("worker")[0]} <= scripts
+
+
+def test_worker_scales_with_no_fixed_name_or_host_port() -> None:
+    worker = SERVICES["worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+
+
+@pytest.mark.parametrize("service", ["edge", "worker"])
+def test_services_wait_for_a_healthy_redis(service: str) -> None:
+    assert SERVICES[service]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("service", ["edge", "worker"])
+def test_every_setting_reaches_the_containers(service: str) -> None:
+    env = environment(service)
+    expected = {f"RELAY_{name.upper()}" for name in Settings.model_fields}
+
+    missing = expected - set(env)
+
+    assert not missing, f"add {sorted(missing)} to x-relay-env in docker-compose.yml"
+    assert re.fullmatch(r"\$\{RELAY_SECRET:\?.+\}", env["RELAY_SECRET"]), "RELAY_SECRET must be required"
+    assert env["RELAY_REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_redis_keeps_an_append_only_file_on_a_named_volume() -> None:
+    redis = SERVICES["redis"]
+    args = command("redis")
+
+    assert redis["image"].startswith("redis:")
+    assert args[0] == "redis-server"
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] == "everysec"
+    volume, _, mount = redis["volumes"][0].partition(":")
+    assert mount == "/data"
+    assert volume in COMPOSE["volumes"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+
+
+def test_image_runs_as_a_non_root_user() -> None:
+    users = re.findall(r"^USER\s+(\S+)", DOCKERFILE, flags=re.MULTILINE)
+
+    assert users, "the Dockerfile sets no USER, so the image runs as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+
+
+def test_image_installs_the_package_without_baking_in_a_secret() -> None:
+    assert re.search(r"^FROM python:3\.11-slim\b", DOCKERFILE, flags=re.MULTILINE)
+    assert not re.search(r"^\s*(ENV|ARG)\b.*SECRET", DOCKERFILE, flags=re.MULTILINE | re.IGNORECASE)
+    assert not re.search(r"pip install[^\n]*\s-e\s", DOCKERFILE), "the image installs the package, not a link"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".venv", ".git", "data"} <= set(ignored)
