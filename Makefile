@@ -12,8 +12,8 @@ $(BIN)/python:
 install: $(BIN)/python  ## create .venv and install the relay with its dev tools
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-run: install  ## edge + one worker (+ a Redis of its own if none answers); Ctrl-C stops all
-	$(BIN)/python -m relay.devrun
+run: install  ## edge + one worker (+ a Redis of its own if none answers); Ctrl-C stops all; flags: ARGS="--help"
+	$(BIN)/python -m relay.devrun $(ARGS)
 
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check relay worker tests bench

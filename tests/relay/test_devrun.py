@@ -1,0 +1,246 @@
+"""`make run` (python -m relay.devrun) as a user runs it: a real process tree, stopped by a signal.
+
+The Redis on port 6379 of the machine is never touched: every test points ``--redis-port`` at a free
+port (devrun then starts its own Redis there) or at the test session's private Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+
+from relay.signature import HEADER
+from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
+from tests.conftest import SECRET
+from tests.support.redis_server import RedisServer, free_port
+
+DEADLINE = 30.0  # seconds for any one thing to happen; never a measure of speed
+SAMPLE_SECRET = "126f6954b62cd81a11bc0adf42e571ec129bb8883c3c34d82da1e42f84a27cab"
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The caller's environment without any RELAY_* setting, HOME in `tmp_path`, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env["HOME"] = str(tmp_path)
+    env.update(extra)
+    return env
+
+
+def devrun_args(edge_port: int, redis_port: int) -> list[str]:
+    return [sys.executable, "-m", "relay.devrun", "--port", str(edge_port), "--redis-port", str(redis_port)]
+
+
+class Devrun:
+    """A running ``python -m relay.devrun`` whose output (and its children's) goes to a file."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path, edge_port: int) -> None:
+        self.process = process
+        self.log = log
+        self.base = f"http://127.0.0.1:{edge_port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_status(self, path: str, status: int = 200) -> None:
+        """Poll `path` until it answers `status`; fail early if devrun has exited."""
+        deadline = time.monotonic() + DEADLINE
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"devrun exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.base + path, timeout=2) as answer:
+                    last = answer.status
+            except urllib.error.HTTPError as error:
+                last = error.code
+            except OSError as error:
+                last = error
+            if last == status:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"GET {path} never answered {status} (last: {last!r}):\n{self.output()}")
+
+    def stop(self, signum: signal.Signals) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=DEADLINE * 2)
+
+    def started(self) -> dict[str, int]:
+        """The children devrun says it started, by name."""
+        return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", self.output())}
+
+
+@contextmanager
+def devrun(tmp_path: Path, env: dict[str, str], edge_port: int, redis_port: int) -> Iterator[Devrun]:
+    log = tmp_path / "devrun.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            devrun_args(edge_port, redis_port), cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        yield Devrun(process, log, edge_port)
+    finally:
+        if process.poll() is None:  # a failed test: its children follow it (they die with their parent)
+            process.kill()
+            process.wait()
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def post_signed_vote(base: str) -> dict[str, str]:
+    body = b'{"event":"VOTE_ADD","guild_id":"338202622731485185","user_id":"258317078560243712"}'
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        base + "/webhook",
+        data=body,
+        method="POST",
+        headers={HEADER: signature, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 202
+        result: dict[str, str] = json.loads(answer.read())
+        return result
+
+
+def stream_id(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence)
+
+
+def wait_until_delivered(client: redis.Redis, entry_id: str) -> None:
+    """The worker's consumer group has read `entry_id`: a worker runs against this Redis."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            groups = client.xinfo_groups(EVENTS_STREAM)
+        except redis.ResponseError:  # no stream yet
+            groups = []
+        for group in groups:
+            delivered = group["last-delivered-id"].decode()
+            if group["name"].decode() == CONSUMER_GROUP and stream_id(delivered) >= stream_id(entry_id):
+                return
+        time.sleep(0.1)
+    pytest.fail(f"no worker read {entry_id} from {EVENTS_STREAM}")
+
+
+@pytest.mark.slow
+def test_starts_its_own_redis_edge_and_worker_and_ctrl_c_stops_them_in_order(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"RELAY_SECRET={SECRET}\n")  # the secret comes from .env alone
+    edge_port, redis_port = free_port(), free_port()
+
+    with devrun(tmp_path, clean_env(tmp_path), edge_port, redis_port) as run:
+        run.wait_for_status("/healthz")
+        run.wait_for_status("/readyz")
+        queued = post_signed_vote(run.base)
+        client = redis.Redis(host="127.0.0.1", port=redis_port)
+        try:
+            assert client.xlen(EVENTS_STREAM) == 1
+            wait_until_delivered(client, queued["id"])
+        finally:
+            client.close()
+
+        code = run.stop(signal.SIGINT)
+
+        output = run.output()
+        assert code == 0, output
+        children = run.started()
+        assert set(children) == {"redis", "edge", "worker"}
+        assert not [name for name, pid in children.items() if is_running(pid)]
+        stops = [output.index(f"stopping {name}") for name in ("edge", "worker", "redis")]
+        assert stops == sorted(stops), output
+    aof = b"".join(path.read_bytes() for path in (tmp_path / "data").rglob("appendonly*") if path.is_file())
+    assert EVENTS_STREAM.encode() in aof  # the event went to ./data, flushed when Redis stopped
+
+
+@pytest.mark.slow
+def test_uses_a_redis_that_already_answers_and_leaves_it_running(
+    tmp_path: Path, shared_redis: RedisServer, redis_url: str
+) -> None:
+    env = clean_env(tmp_path, RELAY_SECRET=SECRET)
+
+    with devrun(tmp_path, env, free_port(), shared_redis.port) as run:
+        run.wait_for_status("/readyz")
+
+        code = run.stop(signal.SIGTERM)
+
+        output = run.output()
+        assert code == 0, output
+        assert set(run.started()) == {"edge", "worker"}
+        assert f"using the Redis that answers on localhost:{shared_redis.port}" in output
+    assert not (tmp_path / "data").exists()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.ping()  # what devrun did not start, it does not stop
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        (None, "RELAY_SECRET is not set"),
+        ("", "RELAY_SECRET: must not be empty"),
+        (SAMPLE_SECRET, "RELAY_SECRET: must not be the sample key"),
+    ],
+)
+def test_refuses_to_start_anything_without_a_real_secret(
+    tmp_path: Path, secret: str | None, message: str
+) -> None:
+    extra = {} if secret is None else {"RELAY_SECRET": secret}
+
+    done = subprocess.run(
+        devrun_args(free_port(), free_port()),
+        cwd=tmp_path,
+        env=clean_env(tmp_path, **extra),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Nothing was started" in done.stderr
+    assert "started" not in done.stdout
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()
+    assert secret is None or SAMPLE_SECRET not in done.stderr
+
+
+def test_without_redis_server_on_path_says_how_to_install_it(tmp_path: Path) -> None:
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    env = clean_env(tmp_path, RELAY_SECRET=SECRET, PATH=str(empty_bin))
+
+    done = subprocess.run(
+        devrun_args(free_port(), free_port()),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+
+    assert done.returncode == 2
+    assert "redis-server is not on PATH" in done.stderr
+    assert "apt-get install redis-server" in done.stderr
+    assert "started" not in done.stdout
