@@ -81,6 +81,7 @@ print(json.dumps({"async": inspect.iscoroutinefunction(call), "params": list(ins
 
 WORKER_PROBE = """
 import importlib, inspect, json, sys
+from arq.worker import Worker, get_kwargs
 module_name, _, name = sys.argv[1].rpartition(".")
 settings = getattr(importlib.import_module(module_name), name)
 kwargs = get_kwargs(settings)
