@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     redis_timeout: float = Field(default=2.0, gt=0)
     """Seconds the edge waits for Redis before answering 503."""
 
+    body_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client may take to send a body that did not arrive at once; a slower one gets 408."""
+
     retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     """How long acknowledged entries stay in ``relay:events`` for replay."""
 
