@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     tasks: str = "worker.tasks"
     """The module whose ``@on`` handlers the workers run."""
 
+    claim_idle_seconds: float = Field(default=60.0, gt=0)
+    """A stream entry read but not acknowledged for this long (its worker died) is taken over by another."""
+
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 

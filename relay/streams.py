@@ -27,8 +27,16 @@ DEDUPE_PREFIX = "relay:dedupe:"
 """``relay:dedupe:<dedupe key>`` holds the entry id of the first delivery, for the dedupe window."""
 
 
+FAILING_PREFIX = "relay:failing:"
+"""``relay:failing:<job id>`` holds when a handler's job first failed, until it succeeds or is dead-lettered."""
+
+
 def dedupe_redis_key(dedupe_key: str) -> str:
     return DEDUPE_PREFIX + dedupe_key
+
+
+def failing_redis_key(job_id: str) -> str:
+    return FAILING_PREFIX + job_id
 
 
 # Entry fields. Values are bytes in Redis; `received_ms` is milliseconds since the epoch.
