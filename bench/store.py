@@ -1,0 +1,48 @@
+"""Typed, synchronous reads and resets of the bench's own Redis (redis-py's sync types are loose)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import redis
+
+
+class Store:
+    """The few commands the harness uses between runs; never on a hot path."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def flush(self) -> None:
+        """Empty the database; loaded scripts stay, as on a server that has been running."""
+        self.client.flushall()
+
+    def xlen(self, stream: str) -> int:
+        return int(cast(int, self.client.xlen(stream)))
+
+    def hlen(self, key: str) -> int:
+        return int(cast(int, self.client.hlen(key)))
+
+    def delete(self, key: str) -> None:
+        self.client.delete(key)
+
+    def hgetall(self, key: str) -> dict[bytes, bytes]:
+        return cast(dict[bytes, bytes], self.client.hgetall(key))
+
+    def last_id(self, stream: str) -> bytes:
+        return cast(bytes, cast(dict[str, Any], self.client.xinfo_stream(stream))["last-generated-id"])
+
+    def first_after(self, stream: str, entry_id: bytes) -> bytes | None:
+        """The id of the first entry after `entry_id`, if any."""
+        entries = cast(list[tuple[bytes, Any]], self.client.xrange(stream, min=b"(" + entry_id, count=1))
+        return entries[0][0] if entries else None
+
+    def consumers(self, stream: str, group: str) -> int:
+        """How many consumers `group` has; 0 while the stream or the group does not exist."""
+        try:
+            return len(cast(list[Any], self.client.xinfo_consumers(stream, group)))
+        except redis.ResponseError:
+            return 0
