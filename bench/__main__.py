@@ -1,0 +1,207 @@
+"""``python -m bench`` (what ``make bench`` runs): measure, then write `bench/RESULTS.md`.
+
+It starts its own redis-server and every server and worker it measures, on 127.0.0.1 and free ports,
+and stops all of them before it returns, also on error or Ctrl-C. Every wait is bounded.
+Exit status: 0 when every target is met, 1 when one is missed, 2 when the bench itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from dataclasses import replace
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from bench.edge import CEILING, SERVERS, measure_server
+from bench.load import Requests, require_wrk, write_requests
+from bench.pipeline import measure_pipeline
+from bench.processes import ProcessGroup, start_redis
+from bench.report import Machine, Results, render, summary, targets, to_json
+
+HERE = Path(__file__).resolve().parent
+WRK_THREADS = 2
+
+
+def _counts(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--servers", default="ceiling,baseline,relay", help="edge servers to measure, in order"
+    )
+    parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
+    parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")
+    parser.add_argument("--warmup", type=float, default=1, help="wrk warm-up per server before measuring")
+    parser.add_argument("--rate-hint", type=float, default=10_000,
+                        help="requests/s the signed bodies cover until the ceiling has been measured")  # fmt: skip
+    parser.add_argument(
+        "--workers", type=_counts, default=[1, 2], help="worker counts for the pipeline; '' skips it"
+    )
+    parser.add_argument(
+        "--pipeline-seconds", type=float, default=3, help="wrk load during the pipeline throughput run"
+    )
+    parser.add_argument("--pipeline-connections", type=int, default=8)
+    parser.add_argument("--latency-rate", type=float, default=200, help="events/s of the paced latency run")
+    parser.add_argument("--latency-seconds", type=float, default=5)
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="Markdown report to write")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                        help="after measuring, profile the relay edge under load with py-spy for this long")  # fmt: skip
+    args = parser.parse_args(argv)
+    unknown = set(args.servers.split(",")) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}; choose from {', '.join(SERVERS)}")
+    return args
+
+
+def _version(command: list[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "unknown"
+    return (done.stdout + done.stderr).strip().splitlines()[0] if done.stdout + done.stderr else "unknown"
+
+
+def _packages() -> dict[str, str]:
+    found = {}
+    for name in (
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "starlette",
+        "fastapi",
+        "pydantic",
+        "redis",
+        "hiredis",
+        "arq",
+    ):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def run(args: argparse.Namespace) -> Results:
+    require_wrk()
+    command = "python -m bench " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "python -m bench"
+    machine = Machine(
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        cpu=_cpu_model(),
+        cores=os.cpu_count() or 0,
+        python=f"{platform.python_version()} ({sys.executable})",
+        python_speed_us=min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6,
+        redis="",
+        wrk=_version(["wrk", "-v"]).split(" Copyright")[0],
+        packages=_packages(),
+        load_before=_load(),
+        load_after="",
+    )
+    secret = secrets.token_hex(16)
+    nonce = secrets.randbelow(10**4) * 100  # the bench's bodies carry it, so runs never share an id
+    results = Results(machine, command)
+    longest = max(args.seconds, args.warmup, args.pipeline_seconds)
+    (HERE / "out").mkdir(exist_ok=True)
+    env = {**os.environ, "RELAY_SECRET": secret, "RELAY_TASKS": "bench.noop_tasks"}
+    with tempfile.TemporaryDirectory(dir=HERE / "out") as scratch, ProcessGroup(Path(scratch), env) as group:
+        store = start_redis(group)
+        group.env["RELAY_REDIS_URL"] = store.url
+
+        def requests_for(rate: float, current: Requests | None = None) -> Requests:
+            """Enough distinct bodies for `rate` requests/s over the longest run, with a margin."""
+            per_thread = int(rate * longest * 1.25 / WRK_THREADS) + 1000
+            if current is not None and current.per_thread >= per_thread:
+                return current
+            return write_requests(Path(scratch) / "requests", WRK_THREADS, per_thread, secret.encode(), nonce)
+
+        requests = requests_for(args.rate_hint)
+        for name in args.servers.split(","):
+            runs = measure_server(
+                group, store, SERVERS[name], requests,
+                connections=args.connections, seconds=args.seconds, warmup_seconds=args.warmup, env=group.env,
+            )  # fmt: skip
+            results.edge += runs
+            for r in runs:
+                print(
+                    f"bench: {name:8} c={r.wrk.connections:<3} {r.wrk.rps:9,.0f} req/s, p99 {r.wrk.p99_ms:.2f} ms"
+                )
+            if name == CEILING.name:
+                # Nothing stores more requests than the bare route answers: size the bodies by it.
+                requests = requests_for(max(r.wrk.rps for r in runs), requests)
+        for count in args.workers:
+            pipe = measure_pipeline(
+                group, store, count, requests, secret.encode(),
+                load_seconds=args.pipeline_seconds, load_connections=args.pipeline_connections,
+                latency_rate=args.latency_rate, latency_seconds=args.latency_seconds,
+                nonce=nonce + 10 * count, env=group.env,
+            )  # fmt: skip
+            results.pipeline.append(pipe)
+            rate, p99 = pipe.throughput.rate, pipe.latency.percentile(99)
+            print(
+                f"bench: pipeline, {count} worker(s): {rate:,.0f} events/s, ack-to-handler p99 {p99:.1f} ms"
+            )
+        if args.profile > 0:
+            from bench.profile import profile_server
+
+            results.profile = profile_server(group, store, requests, seconds=args.profile, env=group.env)
+        results.machine = replace(machine, redis=store.version, load_after=_load())
+    results.method = {
+        "threads": WRK_THREADS,
+        "per_thread": requests.per_thread,
+        "warmup": args.warmup,
+        "seconds": args.seconds,
+        "pipe_conns": args.pipeline_connections,
+        "pipe_seconds": args.pipeline_seconds,
+        "rate": args.latency_rate,
+        "lat_seconds": args.latency_seconds,
+    }
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    try:
+        results = run(args)
+    except KeyboardInterrupt:
+        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        print(f"bench: failed: {error}", file=sys.stderr)
+        return 2
+    args.output.write_text(render(results))
+    if args.json:
+        args.json.write_text(json.dumps(to_json(results), indent=2))
+    print()
+    print(summary(results))
+    print(f"\nbench: wrote {args.output} in {time.monotonic() - started:.0f} s")
+    missed = [t for t in targets(results) if t.met is False]
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The edge phase: the ceiling, the baseline and the relay edge under the same wrk load, one at a time.
+
+Each server runs alone in one uvicorn process against the bench's Redis. Before every measured run the
+Redis is emptied, so the stream entries counted after the run are exactly the ones the run stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bench.keys import BASELINE_STREAM
+from bench.load import Requests, WrkResult, run_wrk
+from bench.processes import ProcessGroup, Redis, start_uvicorn
+from bench.store import Store
+from relay.streams import EVENTS_STREAM
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    app: str
+    stream: str | None
+    """The stream each 2xx must have added an entry to; None when the server stores nothing."""
+    about: str
+
+
+CEILING = Server("ceiling", "bench.ceiling_app:app", None, "bare Starlette route, returns 200")
+BASELINE = Server("baseline", "bench.baseline_app:app", BASELINE_STREAM, "naive FastAPI receiver")
+RELAY = Server("relay", "relay.app:app", EVENTS_STREAM, "the relay edge")
+SERVERS = {server.name: server for server in (CEILING, BASELINE, RELAY)}
+
+
+@dataclass(frozen=True)
+class EdgeRun:
+    """One wrk run against one server, with what the server stored and the CPU it and Redis used."""
+
+    server: str
+    wrk: WrkResult
+    entries: int | None
+    server_cpu_s: float
+    redis_cpu_s: float
+
+    @property
+    def entries_match(self) -> bool | None:
+        """Every 2xx stored exactly one entry, and nothing was stored that was not sent.
+
+        Requests still in flight when wrk stops were sent but never answered; the server may or may
+        not have stored them, so the entries may exceed the 2xx count by at most that many.
+        """
+        if self.entries is None:
+            return None
+        return 0 <= self.entries - self.wrk.ok <= self.wrk.unanswered
+
+    @property
+    def server_us_per_request(self) -> float:
+        return self.server_cpu_s / self.wrk.requests * 1e6 if self.wrk.requests else 0.0
+
+    @property
+    def wrk_us_per_request(self) -> float:
+        return self.wrk.cpu_s / self.wrk.requests * 1e6 if self.wrk.requests else 0.0
+
+    @property
+    def redis_us_per_request(self) -> float:
+        return self.redis_cpu_s / self.wrk.requests * 1e6 if self.wrk.requests else 0.0
+
+
+def measure_server(
+    group: ProcessGroup,
+    store: Redis,
+    server: Server,
+    requests: Requests,
+    *,
+    connections: Sequence[int],
+    seconds: float,
+    warmup_seconds: float,
+    env: Mapping[str, str] | None = None,
+) -> list[EdgeRun]:
+    """Start `server`, warm it up, run wrk once per connection count, stop it."""
+    process, port = start_uvicorn(group, server.name, server.app, env)
+    url = f"http://127.0.0.1:{port}/webhook"
+    client = Store(store.url)
+    runs = []
+    try:
+        if warmup_seconds > 0:
+            client.flush()
+            run_wrk(url, requests, connections=max(connections), seconds=warmup_seconds)
+            _settle(client, server.stream)
+        for count in connections:
+            client.flush()
+            server_cpu, redis_cpu = process.cpu_seconds(), store.process.cpu_seconds()
+            result = run_wrk(url, requests, connections=count, seconds=seconds)
+            server_cpu = process.cpu_seconds() - server_cpu
+            redis_cpu = store.process.cpu_seconds() - redis_cpu
+            entries = _settle(client, server.stream)
+            runs.append(EdgeRun(server.name, result, entries, server_cpu, redis_cpu))
+    finally:
+        client.close()
+        group.stop(process)
+    return runs
+
+
+def _settle(client: Store, stream: str | None) -> int | None:
+    """The stream's length once the server has finished what wrk left in flight.
+
+    wrk stops with requests unanswered; the server still stores them. Waiting for the length to stay
+    put for a while keeps those out of the next run's count (and in this one's).
+    """
+    if stream is None:
+        return None
+    length, steady_since = client.xlen(stream), time.monotonic()
+    deadline = steady_since + 5  # bounded
+    while time.monotonic() - steady_since < 0.25 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        previous, length = length, client.xlen(stream)
+        if length != previous:
+            steady_since = time.monotonic()
+    return length

@@ -1,0 +1,370 @@
+"""What a bench run found: the targets checked, `bench/RESULTS.md` rendered, a JSON summary. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.edge import EdgeRun
+from bench.pipeline import PipelineRun
+
+EDGE_RATIO = 3.0
+EDGE_P99_MS = 10.0
+PIPELINE_ONE_WORKER = 1000.0
+PIPELINE_SCALING = 1.6
+ACK_TO_HANDLER_P99_MS = 100.0
+LOADED = 50
+"""The connection count the edge targets are held at."""
+
+
+@dataclass(frozen=True)
+class Machine:
+    date: str
+    cpu: str
+    cores: int
+    python: str
+    python_speed_us: float
+    """Best time of ``sum(range(1000))``: how fast this interpreter build is, to compare machines."""
+    redis: str
+    wrk: str
+    packages: dict[str, str]
+    load_before: str
+    load_after: str
+
+
+@dataclass
+class Results:
+    machine: Machine
+    command: str
+    edge: list[EdgeRun] = field(default_factory=list)
+    pipeline: list[PipelineRun] = field(default_factory=list)
+    profile: str | None = None
+    """A py-spy summary of the relay edge under load, when the run took one."""
+    method: dict[str, Any] = field(default_factory=dict)
+    """The run's parameters, for the "how it is measured" text."""
+
+    def edge_run(self, server: str, connections: int) -> EdgeRun | None:
+        return next((r for r in self.edge if r.server == server and r.wrk.connections == connections), None)
+
+    def workers(self, count: int) -> PipelineRun | None:
+        return next((p for p in self.pipeline if p.workers == count), None)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: str
+    met: bool | None
+    """None when this run did not measure it."""
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def targets(results: Results) -> list[Target]:
+    """Every target of the benchmarks issue, judged on this run alone."""
+    relay, baseline = results.edge_run("relay", LOADED), results.edge_run("baseline", LOADED)
+    out = []
+    if relay and baseline:
+        r = ratio(relay.wrk.rps, baseline.wrk.rps)
+        out.append(
+            Target(
+                f"relay >= {EDGE_RATIO:g}x baseline throughput, {LOADED} connections",
+                f"{r:.2f}x",
+                r >= EDGE_RATIO,
+            )
+        )
+    else:
+        out.append(
+            Target(
+                f"relay >= {EDGE_RATIO:g}x baseline throughput, {LOADED} connections", "not measured", None
+            )
+        )
+    if relay:
+        p99 = relay.wrk.p99_ms
+        out.append(
+            Target(
+                f"relay p99 <= {EDGE_P99_MS:g} ms at {LOADED} connections",
+                f"{p99:.2f} ms",
+                p99 <= EDGE_P99_MS,
+            )
+        )
+    relays = [r for r in results.edge if r.server == "relay"]
+    for run in relays:
+        errors = run.wrk.non_2xx + run.wrk.socket_errors
+        out.append(
+            Target(
+                f"relay: zero non-2xx, {run.wrk.connections} connection(s)",
+                f"{run.wrk.non_2xx} non-2xx, {run.wrk.socket_errors} socket errors",
+                errors == 0,
+            )
+        )
+        stored = bool(run.entries_match) and run.wrk.repeated == 0
+        out.append(
+            Target(
+                f"relay: every 2xx a new stored entry, {run.wrk.connections} connection(s)",
+                _entries_text(run),
+                stored,
+            )
+        )
+    one, two = results.workers(1), results.workers(2)
+    if one:
+        rate = one.throughput.rate
+        out.append(
+            Target(
+                f"pipeline, 1 worker >= {PIPELINE_ONE_WORKER:,.0f} events/s",
+                f"{rate:,.0f} events/s",
+                rate >= PIPELINE_ONE_WORKER,
+            )
+        )
+    if one and two:
+        r = ratio(two.throughput.rate, one.throughput.rate)
+        out.append(
+            Target(
+                f"pipeline, 2 workers >= {PIPELINE_SCALING:g}x 1 worker", f"{r:.2f}x", r >= PIPELINE_SCALING
+            )
+        )
+    for pipe in results.pipeline:
+        lat = pipe.latency
+        p99 = lat.percentile(99)
+        complete = lat.handled == lat.acked == lat.sent
+        out.append(
+            Target(
+                f"ack-to-handler p99 <= {ACK_TO_HANDLER_P99_MS:g} ms at {lat.rate:g}/s, {pipe.workers} worker(s)",
+                f"{p99:.1f} ms ({lat.handled}/{lat.sent} handled)",
+                complete and p99 <= ACK_TO_HANDLER_P99_MS,
+            )
+        )
+    return out
+
+
+def _entries_text(run: EdgeRun) -> str:
+    if run.entries is None:
+        return "-"
+    text = f"{run.entries} entries, {run.wrk.ok} 2xx"
+    extra = run.entries - run.wrk.ok
+    if extra:
+        text += f" (+{extra} of {run.wrk.unanswered} unanswered at stop)"
+    if run.wrk.repeated:
+        text += f", {run.wrk.repeated} repeated bodies"
+    return text
+
+
+def _check(met: bool | None) -> str:
+    return {True: "yes", False: "**NO**", None: "n/a"}[met]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def edge_table(results: Results) -> str:
+    rows = []
+    for run in results.edge:
+        w = run.wrk
+        match = {None: "-", True: "yes", False: "**NO**"}[run.entries_match]
+        rows.append(
+            [
+                run.server,
+                str(w.connections),
+                f"{w.rps:,.0f}",
+                f"{w.p50_ms:.2f}",
+                f"{w.p99_ms:.2f}",
+                str(w.non_2xx),
+                str(w.socket_errors),
+                f"{match}: {_entries_text(run)}" if run.entries is not None else "-",
+                f"{run.server_us_per_request:.0f}",
+                f"{run.redis_us_per_request:.0f}",
+                f"{run.wrk_us_per_request:.0f}",
+            ]
+        )
+    header = ["server", "conns", "requests/s", "p50 ms", "p99 ms", "non-2xx", "socket errors",
+              "stream entries = 2xx", "server CPU µs/req", "Redis CPU µs/req", "wrk CPU µs/req"]  # fmt: skip
+    return _table(header, rows)
+
+
+def ratios(results: Results) -> str:
+    lines = []
+    for conns in sorted({r.wrk.connections for r in results.edge}, reverse=True):
+        runs = {r.server: r.wrk.rps for r in results.edge if r.wrk.connections == conns}
+        parts = []
+        if "relay" in runs and "baseline" in runs:
+            parts.append(f"relay / baseline **{ratio(runs['relay'], runs['baseline']):.2f}x**")
+        if "relay" in runs and "ceiling" in runs:
+            parts.append(f"relay / ceiling {ratio(runs['relay'], runs['ceiling']):.2f}")
+        if "baseline" in runs and "ceiling" in runs:
+            parts.append(f"baseline / ceiling {ratio(runs['baseline'], runs['ceiling']):.2f}")
+        if parts:
+            lines.append(f"- {conns} connection(s): " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def pipeline_table(results: Results) -> str:
+    one = results.workers(1)
+    rows = []
+    for run in results.pipeline:
+        t, lat = run.throughput, run.latency
+        scale = f"{ratio(t.rate, one.throughput.rate):.2f}x" if one else "-"
+        rows.append(
+            [
+                str(run.workers),
+                f"{t.events:,}",
+                f"{t.seconds:.2f}",
+                f"{t.rate:,.0f}",
+                scale,
+                f"{lat.percentile(50):.1f}",
+                f"{lat.percentile(99):.1f}",
+                f"{lat.handled}/{lat.sent}",
+                f"{t.us_per_event(t.edge_cpu_s):.0f}",
+                f"{t.us_per_event(t.workers_cpu_s):.0f}",
+                f"{t.us_per_event(t.redis_cpu_s):.0f}",
+            ]
+        )
+    header = ["workers", "events", "seconds", "events/s", "vs 1 worker", "ack→handler p50 ms",
+              "p99 ms", "handled/sent", "edge CPU µs/event", "workers CPU µs/event", "Redis CPU µs/event"]  # fmt: skip
+    return _table(header, rows)
+
+
+def summary(results: Results) -> str:
+    """The tables a README can quote: edge, ratios, pipeline, targets."""
+    parts = []
+    if results.edge:
+        parts += [edge_table(results), "", ratios(results), ""]
+    if results.pipeline:
+        rate = results.pipeline[0].latency.rate
+        parts += [pipeline_table(results), "", f"Latency columns: paced at {rate:g} events/s.", ""]
+    rows = [[t.name, t.measured, _check(t.met)] for t in targets(results)]
+    parts.append(_table(["target", "measured", "met"], rows))
+    return "\n".join(parts)
+
+
+def to_json(results: Results) -> dict[str, Any]:
+    """Everything measured, as plain data (for tools and the smoke test)."""
+    return {
+        "machine": vars(results.machine),
+        "command": results.command,
+        "edge": [
+            {
+                "server": r.server,
+                "connections": r.wrk.connections,
+                "seconds": r.wrk.duration_s,
+                "requests": r.wrk.requests,
+                "requests_per_s": r.wrk.rps,
+                "p50_ms": r.wrk.p50_ms,
+                "p90_ms": r.wrk.p90_ms,
+                "p99_ms": r.wrk.p99_ms,
+                "max_ms": r.wrk.max_ms,
+                "ok": r.wrk.ok,
+                "non_2xx": r.wrk.non_2xx,
+                "socket_errors": r.wrk.socket_errors,
+                "sent": r.wrk.sent,
+                "unanswered": r.wrk.unanswered,
+                "repeated": r.wrk.repeated,
+                "entries": r.entries,
+                "entries_match": r.entries_match,
+                "server_us_per_request": r.server_us_per_request,
+                "redis_us_per_request": r.redis_us_per_request,
+                "wrk_us_per_request": r.wrk_us_per_request,
+            }
+            for r in results.edge
+        ],
+        "pipeline": [
+            {
+                "workers": p.workers,
+                "events": p.throughput.events,
+                "seconds": p.throughput.seconds,
+                "events_per_s": p.throughput.rate,
+                "latency_rate": p.latency.rate,
+                "latency_sent": p.latency.sent,
+                "latency_acked": p.latency.acked,
+                "latency_handled": p.latency.handled,
+                "ack_to_handler_p50_ms": p.latency.percentile(50),
+                "ack_to_handler_p99_ms": p.latency.percentile(99),
+            }
+            for p in results.pipeline
+        ],
+        "targets": [vars(t) for t in targets(results)],
+    }
+
+
+METHOD = """\
+- **Load**: `wrk` ({threads} threads at 50 connections, 1 thread at 1), script `bench/wrk/post.lua`. Every request
+  is a validly signed `REVIEW_ADD` with its own review id and user id, so the relay takes the path that
+  stores a new entry, never the duplicate path. The harness signs the bodies before the run and writes them
+  as ready HTTP requests, {per_thread:,} distinct ones per wrk thread; the Lua script only slices the next one
+  out. Signing in Lua (HMAC-SHA256 in LuaJIT) would spend load-generator CPU on the two cores the server
+  under test uses. The script counts every request sent after its bodies ran out ("repeated bodies"); a
+  run with any is marked as failing the stored-path target.
+- **Servers**: one uvicorn process each, `--loop uvloop --http httptools --no-access-log`, default log
+  level, against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
+  Each server gets a {warmup:g} s warm-up, then Redis is emptied before every measured run of {seconds:g} s.
+- **Stream check**: after each run the bench counts the entries in the server's stream (`relay:events`
+  for the relay, `bench:baseline` for the baseline). Each 2xx must have stored one: entries may exceed the
+  2xx count only by requests wrk had sent but not seen answered when it stopped (it drops them), which the
+  script counts.
+- **non-2xx** is wrk's count of statuses above 399 (none of these servers sends 1xx or 3xx); socket
+  errors include wrk's timeouts (5 s). Latency percentiles are wrk's.
+- **CPU µs/req**: CPU time of the server process (and of redis-server) during the run, from /proc,
+  and of wrk (from its rusage), divided by the responses. On 2 cores they all share, so a server's
+  throughput is bounded near 2 s of CPU / (server + Redis + wrk µs per request).
+- **Pipeline**: the relay edge plus 1, then 2, `arq worker.main.WorkerSettings` processes with
+  `RELAY_TASKS=bench.noop_tasks` (one handler whose only work is one HSET recording its start time).
+  Throughput: wrk ({pipe_conns} connections, {pipe_seconds:g} s) posts new events while the workers run; events/s
+  is the events stored over the time from the first entry's XADD (its stream id) to the moment the bench
+  sees the last handler's record (polled every 10 ms). Latency: a paced open-loop sender (httpx; at this rate
+  Python is no bottleneck, and wrk cannot pace) posts {rate:g} events/s for {lat_seconds:g} s; each handler start
+  minus the time its 2xx reached the sender, same machine clock.
+- Ratios compare runs of the same `make bench` on the same machine; absolute figures drift between runs
+  on shared machines, ratios much less.
+"""
+
+
+def render(results: Results) -> str:
+    """The whole of `bench/RESULTS.md`."""
+    m = results.machine
+    packages = ", ".join(f"{name} {version}" for name, version in m.packages.items())
+    parts = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (`{results.command}`) on {m.date}.",
+        "",
+        f"- Machine: {m.cores} cores ({m.cpu}); load average before {m.load_before}, after {m.load_after}",
+        f"- Python {m.python} ({m.python_speed_us:.1f} µs for `sum(range(1000))`); Redis {m.redis}; {m.wrk}",
+        f"- {packages}",
+        "",
+        "## Summary",
+        "",
+        summary(results),
+        "",
+        "## How it is measured",
+        "",
+        METHOD.format(**results.method),
+    ]
+    if results.profile:
+        parts += ["## Profile of the relay edge under load", "", results.profile, ""]
+    parts += ["## Raw output", ""]
+    for run in results.edge:
+        parts += [
+            f"### {run.server}, {run.wrk.connections} connection(s)",
+            "",
+            "```",
+            run.wrk.raw.strip(),
+            "```",
+            "",
+        ]
+    for p in results.pipeline:
+        t, lat = p.throughput, p.latency
+        parts += [f"### pipeline, {p.workers} worker(s)", "", "```", t.wrk_raw.strip()]
+        parts += [
+            f"events stored {t.events}, first entry to last handler {t.seconds:.3f} s, {t.rate:.1f} events/s",
+            f"CPU s: edge {t.edge_cpu_s:.2f}, workers {t.workers_cpu_s:.2f}, redis {t.redis_cpu_s:.2f}",
+            f"paced at {lat.rate:g}/s: sent {lat.sent}, 2xx {lat.acked}, handled {lat.handled}; ack-to-handler ms "
+            + ", ".join(f"p{q:g} {lat.percentile(q):.1f}" for q in (50, 90, 99, 100)),
+            "```",
+            "",
+        ]
+    return "\n".join(parts)

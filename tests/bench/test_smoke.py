@@ -1,0 +1,56 @@
+"""The bench harness run for one second against the relay edge: its result must be well formed.
+
+No timing assertion: only that wrk's numbers were parsed, that nothing failed, and that the stream
+holds one entry per 2xx (plus at most the requests wrk left unanswered when it stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.load import WRK_INSTALL_HINT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason=WRK_INSTALL_HINT)
+
+
+def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) -> None:
+    report, data = tmp_path / "RESULTS.md", tmp_path / "results.json"
+    args = [
+        sys.executable, "-m", "bench",
+        "--servers", "relay",
+        "--connections", "4",
+        "--seconds", "1",
+        "--warmup", "0",
+        "--workers", "",
+        "--rate-hint", "2000",
+        "--output", str(report),
+        "--json", str(data),
+    ]  # fmt: skip
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+    # 0: every target met; 1: one missed (a one-second run on a busy machine may). Both are results.
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    result = json.loads(data.read_text())
+    [run] = result["edge"]
+    assert (run["server"], run["connections"]) == ("relay", 4)
+    assert run["requests"] > 0
+    assert run["requests_per_s"] > 0
+    assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+    assert (run["non_2xx"], run["socket_errors"], run["repeated"]) == (0, 0, 0)
+    assert run["ok"] == run["requests"]
+    assert run["sent"] >= run["requests"]
+    assert 0 <= run["entries"] - run["ok"] <= run["unanswered"]
+    assert run["entries_match"] is True
+    assert result["machine"]["redis"]
+
+    markdown = report.read_text()
+    assert "| relay | 4 |" in markdown
+    assert "BENCH_RESULT" in markdown  # wrk's raw output is kept
