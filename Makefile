@@ -25,8 +25,8 @@ unit: install  ## the tests alone
 
 test: lint unit  ## lint, then every test against real redis-servers the tests start themselves
 
-bench: install  ## measure the edge and the pipeline against baselines (writes bench/RESULTS.md)
-	@echo "make bench: the benchmark is not written yet (see the benchmarks issue)"; exit 1
+bench: install  ## measure the edge and the pipeline against baselines (writes bench/RESULTS.md; needs wrk)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
