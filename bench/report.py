@@ -279,6 +279,7 @@ def to_json(results: Results) -> dict[str, Any]:
                 "seconds": p.throughput.seconds,
                 "events_per_s": p.throughput.rate,
                 "latency_rate": p.latency.rate,
+                "latency_achieved_rate": p.latency.achieved_rate,
                 "latency_sent": p.latency.sent,
                 "latency_acked": p.latency.acked,
                 "latency_handled": p.latency.handled,
@@ -315,9 +316,11 @@ METHOD = """\
   `RELAY_TASKS=bench.noop_tasks` (one handler whose only work is one HSET recording its start time).
   Throughput: wrk ({pipe_conns} connections, {pipe_seconds:g} s) posts new events while the workers run; events/s
   is the events stored over the time from the first entry's XADD (its stream id) to the moment the bench
-  sees the last handler's record (polled every 10 ms). Latency: a paced open-loop sender (httpx; at this rate
-  Python is no bottleneck, and wrk cannot pace) posts {rate:g} events/s for {lat_seconds:g} s; each handler start
-  minus the time its 2xx reached the sender, same machine clock.
+  sees the last handler's record (polled every 10 ms). Latency: a paced open-loop sender (httpx; wrk
+  cannot pace) posts {rate:g} events/s for {lat_seconds:g} s; for each 2xx, the handler's start minus the time in
+  its entry id, which Redis stamps at the XADD the 2xx waits for (whole ms, so up to 1 ms is added,
+  never taken off). The sender's own receive time is not used: on two busy cores it often reads a 2xx
+  after the handler has started.
 - Ratios compare runs of the same `make bench` on the same machine; absolute figures drift between runs
   on shared machines, ratios much less.
 """
@@ -362,7 +365,8 @@ def render(results: Results) -> str:
         parts += [
             f"events stored {t.events}, first entry to last handler {t.seconds:.3f} s, {t.rate:.1f} events/s",
             f"CPU s: edge {t.edge_cpu_s:.2f}, workers {t.workers_cpu_s:.2f}, redis {t.redis_cpu_s:.2f}",
-            f"paced at {lat.rate:g}/s: sent {lat.sent}, 2xx {lat.acked}, handled {lat.handled}; ack-to-handler ms "
+            f"paced at {lat.rate:g}/s (achieved {lat.achieved_rate:.1f}/s): sent {lat.sent}, 2xx {lat.acked}, "
+            f"handled {lat.handled}; ack-to-handler ms "
             + ", ".join(f"p{q:g} {lat.percentile(q):.1f}" for q in (50, 90, 99, 100)),
             "```",
             "",
