@@ -85,8 +85,9 @@ from arq.worker import Worker, get_kwargs
 module_name, _, name = sys.argv[1].rpartition(".")
 settings = getattr(importlib.import_module(module_name), name)
 kwargs = get_kwargs(settings)
+attributes = settings if isinstance(settings, dict) else vars(settings)  # arq takes either
 public = [
-    key for key, value in vars(settings).items()
+    key for key, value in attributes.items()
     if not key.startswith("_") and not isinstance(value, (classmethod, staticmethod))
 ]
 print(json.dumps({
