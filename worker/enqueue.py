@@ -52,6 +52,13 @@ ARGV: score, expiry ms, 'XACK' | 'XDEL' | '', group, job count, then an id and p
 the stream entry ids to settle. Returns how many jobs were new."""
 
 
+class RawBody(bytes):
+    """An event body as a job argument: arq logs each job's arguments, and this keeps the body out."""
+
+    def __repr__(self) -> str:
+        return f"<body {len(self)} bytes>"
+
+
 def handler_job_id(event_id: str, handler: str) -> str:
     """The job id of one handler's run for one entry: the same however often the entry is moved."""
     return f"{event_id}:{handler}"
@@ -71,7 +78,7 @@ class JobSpec:
         return cls(
             job_id=job_id or handler_job_id(event.entry_id, handler),
             function=handler,
-            args=(event.entry_id, event.type, event.body, event.received_ms),
+            args=(event.entry_id, event.type, RawBody(event.body), event.received_ms),
         )
 
 

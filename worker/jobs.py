@@ -67,7 +67,7 @@ def arq_function(handler: Handler, settings: Settings) -> Function:
     async def run(
         ctx: dict[str, Any], entry_id: str, event_type: str, body: bytes, received_ms: int
     ) -> str | None:
-        event = StoredEvent(entry_id, event_type, body, received_ms, dedupe="")
+        event = StoredEvent(entry_id, event_type, bytes(body), received_ms, dedupe="")
         return await run_attempt(handler, settings, ctx, event)
 
     run.__qualname__ = run.__name__ = handler.name
