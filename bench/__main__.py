@@ -165,9 +165,21 @@ def run(args: argparse.Namespace) -> Results:
                 f"bench: pipeline, {count} worker(s): {rate:,.0f} events/s, ack-to-handler p99 {p99:.1f} ms"
             )
         if args.profile > 0:
-            from bench.profile import profile_server
+            from bench.profile import profile_server, profile_worker
 
-            results.profile = profile_server(group, store, requests, seconds=args.profile, env=group.env)
+            results.profiles["relay edge under wrk, 50 connections"] = profile_server(
+                group, store, requests, seconds=args.profile, env=group.env
+            )
+            if args.workers:
+                results.profiles["one worker, edge fed by wrk"] = profile_worker(
+                    group,
+                    store,
+                    requests,
+                    secret.encode(),
+                    seconds=args.profile,
+                    nonce=nonce + 90,
+                    env=group.env,
+                )
         results.machine = replace(machine, redis=store.version, load_after=_load())
     results.method = {
         "threads": WRK_THREADS,

@@ -102,7 +102,7 @@ def measure_pipeline(
     started = [start_worker(group, f"worker-{workers}-{n}", env) for n in range(1, workers + 1)]
     url = f"http://127.0.0.1:{port}/webhook"
     try:
-        _warm_up(client, url, secret, started, nonce)
+        warm_up(client, url, secret, started, nonce)
         throughput = _throughput(
             client, store, url, requests, edge, started, seconds=load_seconds, connections=load_connections
         )
@@ -114,7 +114,7 @@ def measure_pipeline(
     return PipelineRun(workers, throughput, latency)
 
 
-def _warm_up(client: Store, url: str, secret: bytes, workers: list[Process], nonce: int) -> None:
+def warm_up(client: Store, url: str, secret: bytes, workers: list[Process], nonce: int) -> None:
     """Wait until every worker has joined the consumer group, and one event has gone end to end."""
     deadline = time.monotonic() + 30
     while _consumers(client) < len(workers):

@@ -1,6 +1,6 @@
 """Where a server's time goes under load: py-spy samples it while wrk runs, and a short summary results.
 
-Optional (``python -m bench --profile SECONDS``): py-spy is not a dependency of the relay. Install it
+Optional (``python -m bench --profile SECONDS``: the relay edge, then one worker): py-spy is not a dependency of the relay. Install it
 into the virtualenv with ``.venv/bin/pip install py-spy``. The profile run comes after the measured
 ones, so the sampler's own CPU never weighs on a reported figure.
 """
@@ -12,11 +12,14 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Mapping
+from itertools import takewhile
 from pathlib import Path
 
 from bench.edge import RELAY, Server
+from bench.keys import STARTED
 from bench.load import Requests, run_wrk
-from bench.processes import ProcessGroup, Redis, start_uvicorn
+from bench.pipeline import warm_up
+from bench.processes import ProcessGroup, Redis, start_uvicorn, start_worker
 from bench.store import Store
 
 PY_SPY_HINT = "bench: --profile needs py-spy; install it with: .venv/bin/pip install py-spy"
@@ -30,6 +33,18 @@ def _py_spy() -> str:
     return found
 
 
+def _record(pid: int, seconds: int, output: Path) -> subprocess.Popen[bytes]:
+    args = [_py_spy(), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",
+            "--format", "raw", "--nonblocking", "--output", str(output)]  # fmt: skip
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _finish(sampler: subprocess.Popen[bytes], seconds: int) -> None:
+    _, errors = sampler.communicate(timeout=seconds + 30)
+    if sampler.returncode != 0:
+        raise RuntimeError(f"py-spy failed: {errors.decode(errors='replace')}")
+
+
 def profile_server(
     group: ProcessGroup,
     store: Redis,
@@ -41,7 +56,8 @@ def profile_server(
     env: Mapping[str, str] | None = None,
 ) -> str:
     """Sample `server` with py-spy during a wrk run at `connections`; return a Markdown summary."""
-    py_spy = _py_spy()
+    _py_spy()
+    duration = max(round(seconds), 1)
     process, port = start_uvicorn(group, f"profile-{server.name}", server.app, env)
     client = Store(store.url)
     output = group.directory / f"profile-{server.name}.txt"
@@ -50,14 +66,9 @@ def profile_server(
         client.flush()
         run_wrk(url, requests, connections=connections, seconds=1)  # warm-up, unsampled
         client.flush()
-        duration = max(round(seconds), 1)
-        args = [py_spy, "record", "--pid", str(process.pid), "--duration", str(duration), "--rate", "250",
-                "--format", "raw", "--nonblocking", "--output", str(output)]  # fmt: skip
-        sampler = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        sampler = _record(process.pid, duration, output)
         result = run_wrk(url, requests, connections=connections, seconds=duration)
-        _, errors = sampler.communicate(timeout=duration + 30)
-        if sampler.returncode != 0:
-            raise RuntimeError(f"py-spy failed: {errors.decode(errors='replace')}")
+        _finish(sampler, duration)
     finally:
         client.close()
         group.stop(process)
@@ -68,32 +79,84 @@ def profile_server(
     return heading + "\n\n" + summarize(output.read_text())
 
 
+def profile_worker(
+    group: ProcessGroup,
+    store: Redis,
+    requests: Requests,
+    secret: bytes,
+    *,
+    seconds: float,
+    nonce: int,
+    env: Mapping[str, str],
+) -> str:
+    """Sample one worker with py-spy while wrk feeds the edge (8 connections); return a summary."""
+    _py_spy()
+    duration = max(round(seconds), 1)
+    client = Store(store.url)
+    client.flush()
+    edge, port = start_uvicorn(group, "profile-edge", RELAY.app, env)
+    worker = start_worker(group, "profile-worker", env)
+    output = group.directory / "profile-worker.txt"
+    try:
+        url = f"http://127.0.0.1:{port}/webhook"
+        warm_up(client, url, secret, [worker], nonce)
+        sampler = _record(worker.pid, duration, output)
+        run_wrk(url, requests, connections=8, seconds=duration)
+        _finish(sampler, duration)
+        handled = client.hlen(STARTED)
+    finally:
+        client.close()
+        group.stop(worker)
+        group.stop(edge)
+    heading = (
+        f"py-spy ({duration} s at 250 Hz, non-blocking) on one worker process while wrk fed the edge "
+        f"(8 connections): {handled / duration:,.0f} handlers/s under the sampler."
+    )
+    return heading + "\n\n" + summarize(output.read_text())
+
+
 def summarize(collapsed: str, top: int = 15) -> str:
-    """Top functions by own samples and by inclusive samples, from py-spy's collapsed ("raw") stacks."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
+    """Top functions by own samples and by inclusive samples, from py-spy's collapsed stacks.
+
+    The inclusive table leaves out the frames that every full stack starts with (the CLI down to the
+    event loop's ``_run_once``): they are on nearly every sample and say nothing. py-spy cuts some
+    coroutine stacks short; those count as they are.
+    """
+    stacks: list[tuple[list[str], int]] = []
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
         frames = [_function(frame) for frame in stack.split(";") if frame]
-        if not frames:
-            continue
-        total += count
-        own[frames[-1]] += count
-        for name in set(frames):
-            inclusive[name] += count
+        if frames and count_text.isdigit():
+            stacks.append((frames, int(count_text)))
+    total = sum(count for _, count in stacks)
     if total == 0:
         return "(no samples)"
-    lines = [f"{total} samples.", "", "| own % | function |", "|---|---|"]
-    lines += [f"| {n / total:.1%} | `{name}` |" for name, n in own.most_common(top)]
-    # Frames on (nearly) every stack are the event loop and uvicorn's start-up chain: not news.
-    below_loop = [(name, n) for name, n in inclusive.most_common() if n < 0.95 * total][:top]
-    lines += ["", "| inclusive % | function (those on < 95% of stacks) |", "|---|---|"]
-    lines += [f"| {n / total:.1%} | `{name}` |" for name, n in below_loop]
-    return "\n".join(lines)
+    roots: Counter[str] = Counter()
+    for frames, count in stacks:
+        roots[frames[0]] += count
+    main = roots.most_common(1)[0][0]
+    prefix: list[str] | None = None
+    for frames, _ in stacks:
+        if frames[0] == main:
+            prefix = frames if prefix is None else _common_prefix(prefix, frames)
+    # Keep the last shared frame: it is where the loop hands work out, a fair "100%".
+    boring = set((prefix or [])[:-1])
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for frames, count in stacks:
+        own[frames[-1]] += count
+        for name in set(frames) - boring:
+            inclusive[name] += count
+
+    def table(title: str, counts: Counter[str]) -> list[str]:
+        rows = [f"| {n / total:.1%} | `{name}` |" for name, n in counts.most_common(top)]
+        return ["", f"| {title} | function |", "|---|---|", *rows]
+
+    return "\n".join([f"{total} samples.", *table("own %", own), *table("inclusive %", inclusive)])
+
+
+def _common_prefix(a: list[str], b: list[str]) -> list[str]:
+    return [x for x, _ in takewhile(lambda pair: pair[0] == pair[1], zip(a, b, strict=False))]
 
 
 def _function(frame: str) -> str:

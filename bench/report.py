@@ -39,8 +39,8 @@ class Results:
     command: str
     edge: list[EdgeRun] = field(default_factory=list)
     pipeline: list[PipelineRun] = field(default_factory=list)
-    profile: str | None = None
-    """A py-spy summary of the relay edge under load, when the run took one."""
+    profiles: dict[str, str] = field(default_factory=dict)
+    """py-spy summaries by what was sampled, when the run took any (``--profile``)."""
     method: dict[str, Any] = field(default_factory=dict)
     """The run's parameters, for the "how it is measured" text."""
 
@@ -347,8 +347,8 @@ def render(results: Results) -> str:
         "",
         METHOD.format(**results.method),
     ]
-    if results.profile:
-        parts += ["## Profile of the relay edge under load", "", results.profile, ""]
+    for what, profile in results.profiles.items():
+        parts += [f"## Profile: {what}", "", profile, ""]
     parts += ["## Raw output", ""]
     for run in results.edge:
         parts += [

@@ -1,0 +1,112 @@
+"""The bench's pure parts: wrk's result line, the stream check, percentiles, targets, profile summary."""
+
+from __future__ import annotations
+
+import hmac
+
+import pytest
+
+from bench.edge import EdgeRun
+from bench.load import Signer, parse_wrk, review_body, signed_request
+from bench.pipeline import Latency, PipelineRun, Throughput, percentile
+from bench.profile import summarize
+from bench.report import Machine, Results, targets
+
+WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:1234/webhook
+  2 threads and 50 connections
+BENCH_RESULT {"duration_us": 2000000, "requests": 1000, "bytes": 9, "errors": {"connect": 0, "read": 1, "write": 0, "status": 3, "timeout": 2}, "latency_us": {"p50": 1500, "p90": 2500, "p99": 4000, "max": 9000, "mean": 1600.0}, "sent": 1051, "repeated": 0}
+"""
+
+
+def test_parse_wrk_reads_the_result_line() -> None:
+    result = parse_wrk(WRK_OUTPUT, 50)
+    assert result.rps == 500
+    assert (result.non_2xx, result.socket_errors, result.ok) == (3, 3, 997)
+    assert (result.p50_ms, result.p99_ms) == (1.5, 4.0)
+    # wrk calls request() once before the run to check it, and never sends that one.
+    assert (result.sent, result.unanswered) == (1050, 50)
+
+
+def test_parse_wrk_refuses_output_without_a_result() -> None:
+    with pytest.raises(ValueError, match="BENCH_RESULT"):
+        parse_wrk("Running 6s test\n", 50)
+
+
+@pytest.mark.parametrize(
+    ("entries", "match"),
+    [(997, True), (1047, True), (996, False), (1048, False)],
+)
+def test_entries_may_exceed_2xx_only_by_the_unanswered(entries: int, match: bool) -> None:
+    run = EdgeRun("relay", parse_wrk(WRK_OUTPUT, 50), entries, 1.0, 0.1)
+    assert run.entries_match is match
+
+
+def test_signed_requests_carry_a_valid_signature_and_unique_ids() -> None:
+    secret = b"bench-secret"
+    bodies = [review_body(number, 42) for number in range(3)]
+    assert len(set(bodies)) == 3
+    assert len({len(body) for body in bodies}) == 1
+    request = signed_request(bodies[0], Signer(secret))
+    head, body = request.split(b"\r\n\r\n", 1)
+    assert body == bodies[0]
+    expected = hmac.new(secret, body, "sha256").hexdigest().encode()
+    assert b"X-Sphere-Signature: " + expected in head
+    assert f"Content-Length: {len(body)}".encode() in head
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (50, 99, 100)
+    assert percentile([7.0], 99) == 7.0
+
+
+def _results(relay_rps: float, baseline_rps: float, one: float, two: float, p99_ms: float) -> Results:
+    def edge(server: str, rps: float) -> EdgeRun:
+        line = WRK_OUTPUT.replace('"requests": 1000', f'"requests": {int(rps * 2)}')
+        line = line.replace('"status": 3', '"status": 0').replace('"read": 1', '"read": 0')
+        line = line.replace('"timeout": 2', '"timeout": 0')
+        wrk = parse_wrk(line, 50)
+        return EdgeRun(server, wrk, wrk.ok, 1.0, 0.1)
+
+    def pipe(workers: int, rate: float) -> PipelineRun:
+        latencies = tuple([5.0] * 98 + [p99_ms, p99_ms])
+        return PipelineRun(
+            workers,
+            Throughput(int(rate * 10), 10.0, "", 1.0, 1.0, 1.0),
+            Latency(200, 200, 100, 100, 100, latencies),
+        )
+
+    machine = Machine("today", "cpu", 2, "3.11", 10.0, "7", "wrk", {}, "0", "0")
+    results = Results(machine, "python -m bench")
+    results.edge = [edge("baseline", baseline_rps), edge("relay", relay_rps)]
+    results.pipeline = [pipe(1, one), pipe(2, two)]
+    return results
+
+
+def test_targets_met() -> None:
+    judged = targets(_results(relay_rps=3000, baseline_rps=1000, one=1000, two=1600, p99_ms=100))
+    assert all(t.met for t in judged), judged
+
+
+def test_targets_missed() -> None:
+    judged = targets(_results(relay_rps=2999, baseline_rps=1000, one=999, two=1500, p99_ms=101))
+    missed = {t.name for t in judged if t.met is False}
+    assert missed == {
+        "relay >= 3x baseline throughput, 50 connections",
+        "pipeline, 1 worker >= 1,000 events/s",
+        "pipeline, 2 workers >= 1.6x 1 worker",
+        "ack-to-handler p99 <= 100 ms at 200/s, 1 worker(s)",
+        "ack-to-handler p99 <= 100 ms at 200/s, 2 worker(s)",
+    }
+
+
+def test_profile_summary_counts_own_and_inclusive_samples() -> None:
+    collapsed = (
+        "main (cli.py:1);loop (asyncio.py:2);handle (relay/app.py:3) 6\n"
+        "main (cli.py:1);loop (asyncio.py:9);write (uvicorn/h.py:4) 4\n"
+    )
+    text = summarize(collapsed)
+    assert text.startswith("10 samples.")
+    assert "| 60.0% | `handle (relay/app.py)` |" in text
+    assert "| 100.0% | `loop (asyncio.py)` |" in text  # where the loop hands work out
+    assert "`main (cli.py)`" not in text.split("inclusive")[1]  # on every stack: left out
