@@ -1,0 +1,90 @@
+"""``arq worker.main.WorkerSettings``: built from the environment when arq asks, tuned for short handlers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from arq.utils import import_string
+from arq.worker import Worker, get_kwargs
+
+from relay.settings import Settings
+from relay.streams import ARQ_QUEUE
+from tests.conftest import SECRET
+from worker import Registry
+from worker.jobs import ARQ_MAX_TRIES, MARGIN_SECONDS
+from worker.main import build_worker_settings
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str) -> pytest.MonkeyPatch:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name, value in {
+        "RELAY_SECRET": SECRET,
+        "RELAY_REDIS_URL": redis_url,
+        "RELAY_TASKS": "tests.support.tasks_record",
+        "RELAY_RETENTION_SECONDS": "3600",
+        "RELAY_CLAIM_IDLE_SECONDS": "30",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+@pytest.mark.anyio
+async def test_arq_gets_one_function_per_handler_and_settings_for_short_handlers(environment: object) -> None:
+    kwargs = get_kwargs(import_string("worker.main.WorkerSettings"))
+
+    functions = {function.name: function for function in kwargs["functions"]}
+    assert set(functions) == {"reward_voter", "log_review", "audit"}
+    assert all(
+        f.timeout_s == 30 + MARGIN_SECONDS and f.max_tries == ARQ_MAX_TRIES for f in functions.values()
+    )
+    assert kwargs["queue_name"] == ARQ_QUEUE
+    assert kwargs["poll_delay"] <= 0.05  # not arq's 0.5 s sleep between polls
+    assert kwargs["max_jobs"] >= 50
+    assert kwargs["job_completion_wait"] == math.ceil(30 + MARGIN_SECONDS)
+    assert (
+        kwargs["expires_extra_ms"] == 3600 * 1000
+    )  # a queued job lives as long as the stream keeps its entry
+    assert kwargs["keep_result"] >= 30
+    assert kwargs["ctx"]["settings"].tasks == "tests.support.tasks_record"
+
+    worker = Worker(**kwargs, handle_signals=False)
+    assert worker.in_progress_timeout_s == 30 + MARGIN_SECONDS + 10  # how soon a crashed run is retried
+
+
+def test_settings_are_read_when_arq_asks_not_at_import(environment: pytest.MonkeyPatch) -> None:
+    import worker.main
+
+    environment.setenv("RELAY_TASKS", "no_such_tasks_module")
+    with pytest.raises(SystemExit, match="RELAY_TASKS=no_such_tasks_module: no such module"):
+        worker.main.WorkerSettings  # noqa: B018
+
+    environment.delenv("RELAY_SECRET")
+    with pytest.raises(SystemExit, match="RELAY_SECRET"):
+        worker.main.WorkerSettings  # noqa: B018
+
+
+def test_other_missing_attributes_are_still_missing() -> None:
+    import worker.main
+
+    with pytest.raises(AttributeError):
+        worker.main.NoSuchThing  # noqa: B018
+
+
+def test_a_worker_without_handlers_refuses_to_start(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="no handlers registered"):
+        build_worker_settings(settings, Registry())
+
+
+def test_each_call_builds_fresh_settings(settings: Settings) -> None:
+    registry = Registry()
+
+    @registry.on("VOTE_ADD", timeout=5)
+    async def quick(ctx: object, event: object) -> None:
+        pass
+
+    first, second = build_worker_settings(settings, registry), build_worker_settings(settings, registry)
+    assert first["ctx"] is not second["ctx"]
+    assert first["job_completion_wait"] == math.ceil(5 + MARGIN_SECONDS)
