@@ -1,0 +1,125 @@
+"""Test helpers for the workers: store events as the edge does, run a burst worker, read results."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis
+from arq.worker import Worker
+from redis.asyncio import Redis
+
+from relay.events import dedupe_key, parse
+from relay.settings import Settings
+from relay.streams import DEAD_STREAM, EVENTS_STREAM, INGEST_SCRIPT, dedupe_redis_key
+from worker.bridge import Bridge, Dispatched
+from worker.deadletter import DeadLetter, list_dead
+from worker.main import Hooks, WorkerOptions, build_worker_settings
+from worker.registry import Registry
+from worker.scripts import Script
+
+_INGEST = Script(INGEST_SCRIPT)
+_users = itertools.count(100000000000000000)
+
+
+def vote_body(**fields: Any) -> bytes:
+    """A compact VOTE_ADD body, a new voter each call so that no two bodies are deduplicated."""
+    data = {"event": "VOTE_ADD", "guild_id": "111111111111111111", "user_id": str(next(_users))}
+    data.update(fields)
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def review_body(stars: int = 5) -> bytes:
+    user = str(next(_users))
+    data = {
+        "event": "REVIEW_ADD",
+        "guild_id": "111111111111111111",
+        "user_id": user,
+        "review": {
+            "id": user,
+            "published_timestamp": 1718000000000,
+            "stars": stars,
+            "content": {"title": "Great server", "description": "Friendly people"},
+        },
+    }
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def unknown_body() -> bytes:
+    return json.dumps({"event": "GUILD_BOOST", "guild_id": "1", "boosts": next(_users)}).encode()
+
+
+async def store(redis: Redis, body: bytes) -> str:
+    """Append `body` to the stream exactly as the edge does (dedupe + XADD in INGEST_SCRIPT)."""
+    event = parse(body)
+    key = dedupe_key(event, body)
+    received_ms = int(time.time() * 1000)
+    stored, entry_id = await _INGEST(
+        redis, [dedupe_redis_key(key), EVENTS_STREAM], [3600, event.event, body, received_ms, key]
+    )
+    assert stored == 1, "test bodies must be unique"
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def store_sync(client: redis.Redis, body: bytes) -> str:
+    """`store` for synchronous tests (those driving worker processes)."""
+    event = parse(body)
+    key = dedupe_key(event, body)
+    args = [3600, event.event, body, int(time.time() * 1000), key]
+    stored, entry_id = client.eval(INGEST_SCRIPT, 2, dedupe_redis_key(key), EVENTS_STREAM, *args)  # type: ignore[arg-type]
+    assert stored == 1, "test bodies must be unique"
+    return str(entry_id.decode())
+
+
+def inprocess_options(**overrides: Any) -> WorkerOptions:
+    """Worker options for in-process runs: no background bridge, pytest's logging."""
+    values: dict[str, Any] = {"run_bridge": False, "configure_logging": False, "poll_delay": 0.005}
+    values.update(overrides)
+    return WorkerOptions(**values)
+
+
+async def run_burst(settings: Settings, registry: Registry, hooks: Hooks | None = None) -> Worker:
+    """Run an arq worker in burst mode until its queue is empty (retries included), then close it."""
+    kwargs = build_worker_settings(settings, registry, hooks, inprocess_options())
+    worker = Worker(**kwargs, burst=True, handle_signals=False)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    return worker
+
+
+async def bridge_all(bridge: Bridge) -> Dispatched:
+    """Step `bridge` until the stream has nothing new for it; returns the totals."""
+    entries = jobs = unhandled = 0
+    while True:
+        step = await bridge.step()
+        if not step.entries:
+            return Dispatched(entries=entries, jobs=jobs, unhandled=unhandled)
+        entries += step.entries
+        jobs += step.jobs
+        unhandled += step.unhandled
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    """Poll `check` until it holds; fail after `within` seconds (a bound, not an expected duration)."""
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def dead_letters(redis: Redis) -> list[DeadLetter]:
+    return await list_dead(redis, count=1000)
+
+
+async def stream_length(redis: Redis, stream: str = EVENTS_STREAM) -> int:
+    return int(await redis.xlen(stream))
+
+
+async def dead_count(redis: Redis) -> int:
+    return await stream_length(redis, DEAD_STREAM)

@@ -1,0 +1,244 @@
+"""The bridge: stream entries become arq jobs, acknowledged only together with their jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
+
+from relay.events import VoteAdd
+from relay.settings import Settings
+from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, EVENTS_STREAM
+from tests.conftest import make_settings
+from tests.support.redis_server import RedisServer
+from tests.worker.helpers import (
+    bridge_all,
+    dead_letters,
+    eventually,
+    run_burst,
+    store,
+    unknown_body,
+    vote_body,
+)
+from worker import Context, Registry
+from worker.bridge import Bridge, BridgeOptions
+
+pytestmark = pytest.mark.anyio
+
+
+def votes_registry() -> Registry:
+    registry = Registry()
+
+    @registry.on("VOTE_ADD")
+    async def reward_voter(ctx: Context, event: VoteAdd) -> None:
+        pass
+
+    @registry.on("VOTE_ADD")
+    async def count_vote(ctx: Context, event: VoteAdd) -> None:
+        pass
+
+    return registry
+
+
+async def queued_ids(redis: Redis) -> set[str]:
+    return {member.decode() for member in await redis.zrange(ARQ_QUEUE, 0, -1)}
+
+
+async def pending(redis: Redis) -> int:
+    return int((await redis.xpending(EVENTS_STREAM, CONSUMER_GROUP))["pending"])
+
+
+async def test_entries_stored_before_any_worker_ran_become_one_job_per_handler(
+    redis: Redis, settings: Settings
+) -> None:
+    first, second = await store(redis, vote_body()), await store(redis, vote_body())
+    bridge = Bridge(redis, votes_registry(), settings)
+
+    result = await bridge_all(bridge)
+
+    assert (result.entries, result.jobs) == (2, 4)
+    assert await queued_ids(redis) == {
+        f"{entry}:{handler}" for entry in (first, second) for handler in ("reward_voter", "count_vote")
+    }
+    assert await pending(redis) == 0  # acknowledged, with their jobs in place
+
+
+async def test_group_creation_is_idempotent_and_keeps_the_position(redis: Redis, settings: Settings) -> None:
+    bridge = Bridge(redis, votes_registry(), settings)
+    await store(redis, vote_body())
+    await bridge.ensure_group()
+    await bridge_all(bridge)
+    await bridge.ensure_group()  # a second worker starting up
+    await Bridge(redis, votes_registry(), settings).ensure_group()
+
+    assert (await bridge.step()).entries == 0  # nothing is read twice
+
+
+async def test_an_entry_without_handler_is_acknowledged_and_counted(redis: Redis, settings: Settings) -> None:
+    await store(redis, unknown_body())
+    bridge = Bridge(redis, votes_registry(), settings)
+
+    result = await bridge.step()
+
+    assert (result.entries, result.jobs, result.unhandled) == (1, 0, 1)
+    assert bridge.stats.unhandled == 1
+    assert await pending(redis) == 0
+    assert await redis.zcard(ARQ_QUEUE) == 0
+
+
+async def test_an_entry_moved_twice_never_makes_a_second_job(redis: Redis, settings: Settings) -> None:
+    registry = votes_registry()
+    await store(redis, vote_body())
+    [(_stream, entries)] = await redis.xread({EVENTS_STREAM: "0"})
+    bridge = Bridge(redis, registry, settings)
+    await bridge.ensure_group()
+
+    await bridge.dispatch(entries)
+    await bridge.dispatch(entries)  # e.g. claimed again from a consumer that died before its XACK
+    assert await redis.zcard(ARQ_QUEUE) == 2
+
+    await run_burst(settings, registry)  # the jobs finish; their results remain for a while
+    await bridge.dispatch(entries)
+    assert await redis.zcard(ARQ_QUEUE) == 0
+
+
+async def test_nothing_is_acknowledged_when_its_jobs_cannot_be_enqueued(
+    redis: Redis, settings: Settings
+) -> None:
+    entry_id = await store(redis, vote_body())
+    await redis.set(ARQ_QUEUE, "not a sorted set")  # every ZADD now fails, halfway through the script
+    bridge = Bridge(redis, votes_registry(), settings)
+
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        await bridge.step()
+    assert await pending(redis) == 1
+
+    await redis.delete(ARQ_QUEUE)
+    assert await bridge.claim(min_idle_ms=0) == 1  # the job key the failed script left is no obstacle
+    assert await queued_ids(redis) == {f"{entry_id}:reward_voter", f"{entry_id}:count_vote"}
+    assert await pending(redis) == 0
+
+
+async def test_entries_left_pending_by_a_dead_consumer_are_claimed(redis: Redis, settings: Settings) -> None:
+    entry_id = await store(redis, vote_body())
+    bridge = Bridge(redis, votes_registry(), settings)
+    await bridge.ensure_group()
+    await redis.xreadgroup(CONSUMER_GROUP, "dead-worker", {EVENTS_STREAM: ">"})  # read, never acknowledged
+
+    assert await bridge.claim() == 0  # not idle for claim_idle_seconds yet
+    assert await bridge.claim(min_idle_ms=0) == 1
+
+    assert await queued_ids(redis) == {f"{entry_id}:reward_voter", f"{entry_id}:count_vote"}
+    assert await pending(redis) == 0
+    assert bridge.stats.claimed == 1
+
+
+async def test_a_malformed_entry_is_dead_lettered_and_acknowledged(redis: Redis, settings: Settings) -> None:
+    await redis.xadd(EVENTS_STREAM, {"type": "VOTE_ADD", "body": b"{}"})  # no received_ms, no dedupe
+    bridge = Bridge(redis, votes_registry(), settings)
+
+    await bridge.step()
+
+    [letter] = await dead_letters(redis)
+    assert (letter.handler, letter.error_type, letter.type) == ("", "MalformedEntry", "VOTE_ADD")
+    assert await pending(redis) == 0
+    assert await redis.zcard(ARQ_QUEUE) == 0
+
+
+async def test_a_full_queue_stops_reading_and_retries_do_not_count(redis: Redis, settings: Settings) -> None:
+    options = BridgeOptions(high_water=2, read_count=1, block_ms=50)
+    bridge = Bridge(redis, votes_registry(), settings, options=options)
+    assert not await bridge.queue_is_full()
+    await redis.zadd(ARQ_QUEUE, {"a-retry-due-in-an-hour": time.time() * 1000 + 3_600_000})
+    assert not await bridge.queue_is_full()
+
+    for _ in range(5):
+        await store(redis, vote_body())
+    task = asyncio.create_task(bridge.run())
+    await eventually(lambda: bridge.queue_is_full())
+    # Nobody drains the queue, so the bridge must not read past the entry that filled it.
+    await eventually(lambda: _group_entries_read(redis, 1))
+    bridge.stop()
+    await task
+
+    assert await _entries_read(redis) == 1
+    assert await redis.xlen(EVENTS_STREAM) == 5  # the rest waits in the stream
+
+
+async def _entries_read(redis: Redis) -> int:
+    [group] = await redis.xinfo_groups(EVENTS_STREAM)
+    return int(group["entries-read"] or 0)
+
+
+async def _group_entries_read(redis: Redis, count: int) -> bool:
+    return await _entries_read(redis) == count
+
+
+async def test_run_stops_promptly_and_leaves_the_group(redis: Redis, settings: Settings) -> None:
+    bridge = Bridge(redis, votes_registry(), settings, options=BridgeOptions(block_ms=100))
+    task = asyncio.create_task(bridge.run())
+    await eventually(lambda: _has_consumer(redis, bridge.consumer))
+    bridge.stop()
+    await asyncio.wait_for(task, 5)
+    await bridge.close()
+
+    assert not await _has_consumer(redis, bridge.consumer)
+
+
+async def _has_consumer(redis: Redis, name: str) -> bool:
+    if not await redis.exists(EVENTS_STREAM):
+        return False
+    consumers = await redis.xinfo_consumers(EVENTS_STREAM, CONSUMER_GROUP)
+    return any(c["name"].decode() == name for c in consumers)
+
+
+async def test_consumers_of_dead_processes_are_forgotten_unless_they_hold_entries(
+    redis: Redis, settings: Settings
+) -> None:
+    bridge = Bridge(
+        redis, votes_registry(), settings, options=BridgeOptions(forget_consumers_after_seconds=0)
+    )
+    await bridge.ensure_group()
+    await redis.xgroup_createconsumer(EVENTS_STREAM, CONSUMER_GROUP, "idle-dead-worker")
+    await store(redis, vote_body())
+    await redis.xreadgroup(CONSUMER_GROUP, "dead-worker-with-entries", {EVENTS_STREAM: ">"})
+
+    assert await bridge.forget_idle_consumers() == 1
+
+    assert not await _has_consumer(redis, "idle-dead-worker")
+    assert await _has_consumer(redis, "dead-worker-with-entries")
+    assert await pending(redis) == 1
+
+
+@pytest.mark.slow
+async def test_the_bridge_survives_redis_going_away(own_redis: RedisServer) -> None:
+    settings = make_settings(own_redis.url)
+    client = Redis.from_url(own_redis.url)
+    bridge = Bridge(client, votes_registry(), settings, options=BridgeOptions(block_ms=100))
+    try:
+        task = asyncio.create_task(bridge.run())
+        await eventually(lambda: _has_consumer(client, bridge.consumer))
+        own_redis.kill()
+        await eventually(lambda: _true(bridge.stats.errors >= 2))
+        own_redis.start()
+
+        entry_id = await store(client, vote_body())
+        await eventually(lambda: _is_queued(client, f"{entry_id}:reward_voter"))
+        assert not task.done()
+        bridge.stop()
+        await asyncio.wait_for(task, 5)
+    finally:
+        await client.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _is_queued(redis: Redis, job_id: str) -> bool:
+    return await redis.zscore(ARQ_QUEUE, job_id) is not None and bool(
+        await redis.exists(job_key_prefix + job_id)
+    )
