@@ -13,9 +13,9 @@ import os
 import platform
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import timeit
 from dataclasses import replace
@@ -58,10 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=5)
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="Markdown report to write")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--workdir", type=Path, default=HERE / "out" / "last",
+                        help="emptied, then holds the processes' logs (kept after the run)")  # fmt: skip
     parser.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                         help="after measuring, profile the relay edge under load with py-spy for this long")  # fmt: skip
     args = parser.parse_args(argv)
-    unknown = set(args.servers.split(",")) - set(SERVERS)
+    args.servers = [name for name in args.servers.split(",") if name]
+    unknown = set(args.servers) - set(SERVERS)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}; choose from {', '.join(SERVERS)}")
     return args
@@ -124,10 +127,25 @@ def run(args: argparse.Namespace) -> Results:
     secret = secrets.token_hex(16)
     nonce = secrets.randbelow(10**4) * 100  # the bench's bodies carry it, so runs never share an id
     results = Results(machine, command)
-    longest = max(args.seconds, args.warmup, args.pipeline_seconds)
-    (HERE / "out").mkdir(exist_ok=True)
+    scratch = args.workdir
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
     env = {**os.environ, "RELAY_SECRET": secret, "RELAY_TASKS": "bench.noop_tasks"}
-    with tempfile.TemporaryDirectory(dir=HERE / "out") as scratch, ProcessGroup(Path(scratch), env) as group:
+    try:
+        _measure(args, results, scratch, env, secret, nonce)
+    finally:
+        # Keep the processes' logs; drop the bulky request files and Redis data.
+        for path in scratch.glob("requests.*"):
+            path.unlink()
+        shutil.rmtree(scratch / "redis", ignore_errors=True)
+    return results
+
+
+def _measure(
+    args: argparse.Namespace, results: Results, scratch: Path, env: dict[str, str], secret: str, nonce: int
+) -> None:
+    longest = max(args.seconds, args.warmup, args.pipeline_seconds)
+    with ProcessGroup(scratch, env) as group:
         store = start_redis(group)
         group.env["RELAY_REDIS_URL"] = store.url
 
@@ -136,10 +154,10 @@ def run(args: argparse.Namespace) -> Results:
             per_thread = int(rate * longest * 1.25 / WRK_THREADS) + 1000
             if current is not None and current.per_thread >= per_thread:
                 return current
-            return write_requests(Path(scratch) / "requests", WRK_THREADS, per_thread, secret.encode(), nonce)
+            return write_requests(scratch / "requests", WRK_THREADS, per_thread, secret.encode(), nonce)
 
         requests = requests_for(args.rate_hint)
-        for name in args.servers.split(","):
+        for name in args.servers:
             runs = measure_server(
                 group, store, SERVERS[name], requests,
                 connections=args.connections, seconds=args.seconds, warmup_seconds=args.warmup, env=group.env,
@@ -180,7 +198,7 @@ def run(args: argparse.Namespace) -> Results:
                     nonce=nonce + 90,
                     env=group.env,
                 )
-        results.machine = replace(machine, redis=store.version, load_after=_load())
+        results.machine = replace(results.machine, redis=store.version, load_after=_load())
     results.method = {
         "threads": WRK_THREADS,
         "per_thread": requests.per_thread,
@@ -191,7 +209,6 @@ def run(args: argparse.Namespace) -> Results:
         "rate": args.latency_rate,
         "lat_seconds": args.latency_seconds,
     }
-    return results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,8 @@ class Throughput:
     edge_cpu_s: float
     workers_cpu_s: float
     redis_cpu_s: float
+    redis_calls: dict[str, int]
+    """Redis commands run during the measurement, by name (INFO commandstats)."""
 
     @property
     def rate(self) -> float:
@@ -150,6 +152,7 @@ def _throughput(
 ) -> Throughput:
     last_id, length_before = client.last_id(EVENTS_STREAM), client.xlen(EVENTS_STREAM)
     cpu = [edge.cpu_seconds(), sum(w.cpu_seconds() for w in workers), store.process.cpu_seconds()]
+    calls_before = client.command_calls()
     result = run_wrk(url, requests, connections=connections, seconds=seconds)
     first = client.first_after(EVENTS_STREAM, last_id)
     if first is None:
@@ -171,7 +174,11 @@ def _throughput(
     edge_cpu = edge.cpu_seconds() - cpu[0]
     workers_cpu = sum(w.cpu_seconds() for w in workers) - cpu[1]
     redis_cpu = store.process.cpu_seconds() - cpu[2]
-    return Throughput(events, done - first_ms / 1000, result.raw, edge_cpu, workers_cpu, redis_cpu)
+    calls = client.command_calls()
+    delta = {
+        name: n - calls_before.get(name, 0) for name, n in calls.items() if n > calls_before.get(name, 0)
+    }
+    return Throughput(events, done - first_ms / 1000, result.raw, edge_cpu, workers_cpu, redis_cpu, delta)
 
 
 async def _latency(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.edge import EdgeRun
-from bench.pipeline import PipelineRun
+from bench.pipeline import PipelineRun, Throughput
 
 EDGE_RATIO = 3.0
 EDGE_P99_MS = 10.0
@@ -326,6 +326,19 @@ METHOD = """\
 """
 
 
+def _calls_per_event(t: Throughput) -> str:
+    """Redis commands per event, most frequent first (the bench's own polling included, a few per 10 ms)."""
+    if not t.events:
+        return "Redis commands: no events"
+    ranked = sorted(t.redis_calls.items(), key=lambda item: -item[1])
+    total = sum(t.redis_calls.values()) / t.events
+    return (
+        f"Redis commands per event: {total:.1f} ("
+        + ", ".join(f"{name} {n / t.events:.2f}" for name, n in ranked)
+        + ")"
+    )
+
+
 def render(results: Results) -> str:
     """The whole of `bench/RESULTS.md`."""
     m = results.machine
@@ -365,6 +378,7 @@ def render(results: Results) -> str:
         parts += [
             f"events stored {t.events}, first entry to last handler {t.seconds:.3f} s, {t.rate:.1f} events/s",
             f"CPU s: edge {t.edge_cpu_s:.2f}, workers {t.workers_cpu_s:.2f}, redis {t.redis_cpu_s:.2f}",
+            _calls_per_event(t),
             f"paced at {lat.rate:g}/s (achieved {lat.achieved_rate:.1f}/s): sent {lat.sent}, 2xx {lat.acked}, "
             f"handled {lat.handled}; ack-to-handler ms "
             + ", ".join(f"p{q:g} {lat.percentile(q):.1f}" for q in (50, 90, 99, 100)),

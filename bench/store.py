@@ -40,6 +40,11 @@ class Store:
         entries = cast(list[tuple[bytes, Any]], self.client.xrange(stream, min=b"(" + entry_id, count=1))
         return entries[0][0] if entries else None
 
+    def command_calls(self) -> dict[str, int]:
+        """Calls per command since the server started (INFO commandstats; scripts' inner calls included)."""
+        stats = cast(dict[str, dict[str, Any]], self.client.info("commandstats"))
+        return {name.removeprefix("cmdstat_"): int(values["calls"]) for name, values in stats.items()}
+
     def consumers(self, stream: str, group: str) -> int:
         """How many consumers `group` has; 0 while the stream or the group does not exist."""
         try:

@@ -72,7 +72,7 @@ def _results(relay_rps: float, baseline_rps: float, one: float, two: float, p99_
         latencies = tuple([5.0] * 98 + [p99_ms, p99_ms])
         return PipelineRun(
             workers,
-            Throughput(int(rate * 10), 10.0, "", 1.0, 1.0, 1.0),
+            Throughput(int(rate * 10), 10.0, "", 1.0, 1.0, 1.0, {}),
             Latency(200, 200, 100, 100, 100, latencies),
         )
 

@@ -33,6 +33,7 @@ def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) 
         "--rate-hint", "2000",
         "--output", str(report),
         "--json", str(data),
+        "--workdir", str(tmp_path / "work"),
     ]  # fmt: skip
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
 
