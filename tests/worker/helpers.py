@@ -113,6 +113,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0)
         await asyncio.sleep(0.01)
 
 
+def until(check: Callable[[], Any], within: float, what: str) -> Any:
+    """Poll `check` until it returns something truthy and return that; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"{what}: not within {within}s"
+        time.sleep(0.02)
+    return result
+
+
+def dead_letters_sync(client: redis.Redis) -> list[DeadLetter]:
+    return [DeadLetter.from_entry(i, f) for i, f in client.xrange(DEAD_STREAM)]
+
+
 async def dead_letters(redis: Redis) -> list[DeadLetter]:
     return await list_dead(redis, count=1000)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,15 @@ from tests.conftest import SECRET
 from worker import Registry
 from worker.jobs import ARQ_MAX_TRIES, MARGIN_SECONDS
 from worker.main import build_worker_settings
+from worker.registry import default_registry
 
 
 @pytest.fixture
 def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str) -> pytest.MonkeyPatch:
+    """The environment of a worker process, and a default registry as empty as in a fresh process."""
     monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setattr(default_registry, "_handlers", {})
+    monkeypatch.delitem(sys.modules, "tests.support.tasks_record", raising=False)
     for name, value in {
         "RELAY_SECRET": SECRET,
         "RELAY_REDIS_URL": redis_url,

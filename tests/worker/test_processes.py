@@ -7,48 +7,15 @@ largest handler timeout + 2 s + 10 s).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 import redis
 
 from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, EVENTS_STREAM
-from tests.conftest import SECRET
 from tests.support.task_runs import HOOKS, RELEASE, runs
-from tests.support.worker_process import WorkerPool, worker_pool
-from tests.worker.helpers import review_body, store_sync, unknown_body, vote_body
-from worker.deadletter import DeadLetter
+from tests.support.worker_process import WorkerPool
+from tests.worker.helpers import dead_letters_sync, review_body, store_sync, unknown_body, until, vote_body
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def workers(redis_url: str, tmp_path: Path) -> Iterator[WorkerPool]:
-    with worker_pool(tmp_path, {"redis_url": redis_url, "secret": SECRET, "log_level": "INFO"}) as pool:
-        yield pool
-
-
-def until(check: Callable[[], Any], within: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {within}s"
-        time.sleep(0.02)
-    return result
-
-
-def dead(client: redis.Redis) -> list[DeadLetter]:
-    return [DeadLetter.from_entry(i, f) for i, f in client.xrange("relay:dead")]
 
 
 def test_events_stored_while_no_worker_runs_are_all_handled_when_one_starts(
@@ -97,7 +64,7 @@ def test_a_handler_killed_with_its_worker_is_finished_by_another(
         lambda: [r for r in runs(client) if r["phase"] == "done"], 60, "the survivor finished the handler"
     )
     assert [(r["event_id"], r["pid"], r["attempt"]) for r in finished] == [(entry_id, survivor.pid, 2)]
-    assert dead(client) == []
+    assert dead_letters_sync(client) == []
     until(lambda: client.zcard(ARQ_QUEUE) == 0, 10, "the job left the queue")
 
 
@@ -112,7 +79,7 @@ def test_a_poison_pill_is_dead_lettered_after_killing_max_attempts_workers(
         assert worker.wait_exit(10) == 1
 
     last = workers.start("tests.support.tasks_poison")
-    [letter] = until(lambda: dead(client), 40, "the event was dead-lettered")
+    [letter] = until(lambda: dead_letters_sync(client), 40, "the event was dead-lettered")
     assert (letter.entry_id, letter.handler, letter.error_type, letter.attempts) == (
         entry_id,
         "crash_worker",
