@@ -27,7 +27,8 @@ from bench.edge import CEILING, SERVERS, measure_server
 from bench.load import Requests, require_wrk, write_requests
 from bench.pipeline import measure_pipeline
 from bench.processes import ProcessGroup, start_redis
-from bench.report import Machine, Results, render, summary, targets, to_json
+from bench.profile import profile_server, profile_worker, py_spy_available
+from bench.report import Machine, Results, kept_notes, render, summary, targets, to_json
 
 HERE = Path(__file__).resolve().parent
 WRK_THREADS = 2
@@ -60,8 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--workdir", type=Path, default=HERE / "out" / "last",
                         help="emptied, then holds the processes' logs (kept after the run)")  # fmt: skip
-    parser.add_argument("--profile", type=float, default=0, metavar="SECONDS",
-                        help="after measuring, profile the relay edge under load with py-spy for this long")  # fmt: skip
+    parser.add_argument("--profile", type=float, default=None, metavar="SECONDS",
+                        help="after measuring, sample the edge and a worker with py-spy for this long; "
+                             "default: 5 s of whichever missed a target, when py-spy is installed; 0: never")  # fmt: skip
     args = parser.parse_args(argv)
     args.servers = [name for name in args.servers.split(",") if name]
     unknown = set(args.servers) - set(SERVERS)
@@ -141,6 +143,20 @@ def run(args: argparse.Namespace) -> Results:
     return results
 
 
+def _what_to_profile(args: argparse.Namespace, results: Results) -> tuple[bool, bool]:
+    """(edge, worker): what py-spy should sample after the measured runs."""
+    has_edge, has_workers = "relay" in args.servers, bool(args.workers)
+    if args.profile is not None:
+        return has_edge and args.profile > 0, has_workers and args.profile > 0
+    if not py_spy_available():
+        return False, False
+    missed = [t for t in targets(results) if t.met is False]
+    return (
+        has_edge and any(t.name.startswith("relay") for t in missed),
+        has_workers and any(not t.name.startswith("relay") for t in missed),
+    )
+
+
 def _measure(
     args: argparse.Namespace, results: Results, scratch: Path, env: dict[str, str], secret: str, nonce: int
 ) -> None:
@@ -182,22 +198,22 @@ def _measure(
             print(
                 f"bench: pipeline, {count} worker(s): {rate:,.0f} events/s, ack-to-handler p99 {p99:.1f} ms"
             )
-        if args.profile > 0:
-            from bench.profile import profile_server, profile_worker
-
+        edge, worker = _what_to_profile(args, results)
+        seconds = args.profile or 5
+        if edge:
             results.profiles["relay edge under wrk, 50 connections"] = profile_server(
-                group, store, requests, seconds=args.profile, env=group.env
+                group, store, requests, seconds=seconds, env=group.env
             )
-            if args.workers:
-                results.profiles["one worker, edge fed by wrk"] = profile_worker(
-                    group,
-                    store,
-                    requests,
-                    secret.encode(),
-                    seconds=args.profile,
-                    nonce=nonce + 90,
-                    env=group.env,
-                )
+        if worker:
+            results.profiles["one worker, edge fed by wrk"] = profile_worker(
+                group,
+                store,
+                requests,
+                secret.encode(),
+                seconds=seconds,
+                nonce=nonce + 90,
+                env=group.env,
+            )
         results.machine = replace(results.machine, redis=store.version, load_after=_load())
     results.method = {
         "threads": WRK_THREADS,
@@ -222,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as error:
         print(f"bench: failed: {error}", file=sys.stderr)
         return 2
+    if args.output.exists():
+        results.notes = kept_notes(args.output.read_text())
     args.output.write_text(render(results))
     if args.json:
         args.json.write_text(json.dumps(to_json(results), indent=2))

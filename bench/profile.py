@@ -25,9 +25,17 @@ from bench.store import Store
 PY_SPY_HINT = "bench: --profile needs py-spy; install it with: .venv/bin/pip install py-spy"
 
 
-def _py_spy() -> str:
+def _find_py_spy() -> str | None:
     beside = Path(sys.executable).with_name("py-spy")
-    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def py_spy_available() -> bool:
+    return _find_py_spy() is not None
+
+
+def _py_spy() -> str:
+    found = _find_py_spy()
     if found is None:
         raise SystemExit(PY_SPY_HINT)
     return found

@@ -17,6 +17,17 @@ ACK_TO_HANDLER_P99_MS = 100.0
 LOADED = 50
 """The connection count the edge targets are held at."""
 
+NOTES_START = "<!-- notes: written by hand, kept when make bench rewrites this file -->"
+NOTES_END = "<!-- end of notes -->"
+
+
+def kept_notes(previous: str) -> str:
+    """The hand-written notes section of an earlier RESULTS.md, markers excluded; '' if none."""
+    start, end = previous.find(NOTES_START), previous.find(NOTES_END)
+    if start < 0 or end < start:
+        return ""
+    return previous[start + len(NOTES_START) : end].strip()
+
 
 @dataclass(frozen=True)
 class Machine:
@@ -43,6 +54,8 @@ class Results:
     """py-spy summaries by what was sampled, when the run took any (``--profile``)."""
     method: dict[str, Any] = field(default_factory=dict)
     """The run's parameters, for the "how it is measured" text."""
+    notes: str = ""
+    """Hand-written analysis kept from the previous RESULTS.md (between the NOTES markers)."""
 
     def edge_run(self, server: str, connections: int) -> EdgeRun | None:
         return next((r for r in self.edge if r.server == server and r.wrk.connections == connections), None)
@@ -360,8 +373,17 @@ def render(results: Results) -> str:
         "",
         METHOD.format(**results.method),
     ]
+    from bench.bounds import bounds  # bounds builds on this module
+
+    found = bounds(results)
+    if found:
+        parts += ["## What bounds the missed targets", "", found, ""]
+        if not results.profiles:
+            parts += ["(No profile in this run: install py-spy into the virtualenv to get one.)", ""]
     for what, profile in results.profiles.items():
         parts += [f"## Profile: {what}", "", profile, ""]
+    if results.notes:
+        parts += [NOTES_START, results.notes.strip(), NOTES_END, ""]
     parts += ["## Raw output", ""]
     for run in results.edge:
         parts += [

@@ -1,0 +1,99 @@
+"""What bounds each missed target, worked out from the run's own CPU and Redis accounting.
+
+Plain arithmetic on what was measured, no guesses: a process that spends X µs of CPU per request
+cannot answer more than 1e6 / X requests per second on its one core, and processes sharing the
+machine's cores cannot together exceed cores x 1e6 / (sum of their µs per request).
+"""
+
+from __future__ import annotations
+
+from bench.pipeline import PipelineRun
+from bench.report import LOADED, Results, Target, targets
+
+
+def _cap(us: float) -> float:
+    return 1e6 / us if us > 0 else float("inf")
+
+
+def edge_bounds(results: Results) -> list[str]:
+    relay = results.edge_run("relay", LOADED)
+    if relay is None or not relay.wrk.requests:
+        return []
+    cores = results.machine.cores or 1
+    server, redis, wrk = relay.server_us_per_request, relay.redis_us_per_request, relay.wrk_us_per_request
+    lines = [
+        f"- **Relay edge** at {LOADED} connections: the uvicorn process spent {server:.0f} µs of CPU per "
+        f"request, so one process tops out near {_cap(server):,.0f} requests/s on its core; it ran at "
+        f"{relay.wrk.rps:,.0f} ({relay.wrk.rps / _cap(server):.0%} of that). Redis added {redis:.0f} µs and "
+        f"wrk {wrk:.0f} µs per request on the same {cores} cores "
+        f"(together at most {cores * _cap(server + redis + wrk):,.0f}/s)."
+    ]
+    baseline = results.edge_run("baseline", LOADED)
+    if baseline is not None and baseline.server_us_per_request:
+        needed = baseline.server_us_per_request / 3
+        lines.append(
+            f"  The baseline spent {baseline.server_us_per_request:.0f} µs per request; 3x its throughput "
+            f"needs the edge at or below about {needed:.0f} µs per request."
+        )
+    p99 = relay.wrk.p99_ms
+    lines.append(
+        f"  With {LOADED} requests in flight on one event loop, each waits behind the others: at "
+        f"{server:.0f} µs apiece a full round is {LOADED * server / 1000:.1f} ms, against a measured p99 of {p99:.1f} ms."
+    )
+    return lines
+
+
+def _per_event(run: PipelineRun) -> dict[str, float]:
+    t = run.throughput
+    return {name: n / t.events for name, n in t.redis_calls.items()} if t.events else {}
+
+
+def pipeline_bounds(results: Results) -> list[str]:
+    lines = []
+    cores = results.machine.cores or 1
+    one, two = results.workers(1), results.workers(2)
+    for run in (one, two):
+        if run is None or not run.throughput.events:
+            continue
+        t = run.throughput
+        worker = t.us_per_event(t.workers_cpu_s)  # each process spends this on each event it handles
+        edge, redis = t.us_per_event(t.edge_cpu_s), t.us_per_event(t.redis_cpu_s)
+        total_calls = sum(_per_event(run).values())
+        lines.append(
+            f"- **{run.workers} worker(s)**: {worker:.0f} µs of worker CPU per event (so each worker process "
+            f"tops out near {_cap(worker):,.0f} events/s), edge {edge:.0f} µs, Redis "
+            f"{redis:.0f} µs and {total_calls:.1f} Redis commands per event; everything together at most "
+            f"{cores * _cap(worker + edge + redis):,.0f} events/s on {cores} cores. Measured: {t.rate:,.0f}."
+        )
+    if one and two and one.throughput.events and two.throughput.events:
+        a, b = _per_event(one), _per_event(two)
+        grew = sorted(
+            ((name, a.get(name, 0.0), n) for name, n in b.items() if n - a.get(name, 0.0) >= 0.2),
+            key=lambda item: item[1] - item[2],
+        )
+        w1 = one.throughput.us_per_event(one.throughput.workers_cpu_s)
+        w2 = two.throughput.us_per_event(two.throughput.workers_cpu_s)
+        text = f"- From 1 to 2 workers, worker CPU per event went from {w1:.0f} to {w2:.0f} µs"
+        if grew:
+            text += "; Redis commands per event that grew: " + ", ".join(
+                f"{name} {before:.2f} → {after:.2f}" for name, before, after in grew
+            )
+        lines.append(text + ".")
+    return lines
+
+
+def bounds(results: Results) -> str:
+    """Markdown bullets for the missed targets' bounds; empty when every target was met."""
+    missed = [t for t in targets(results) if t.met is False]
+    if not missed:
+        return ""
+    lines = []
+    if any(_is_edge(t) for t in missed):
+        lines += edge_bounds(results)
+    if any(not _is_edge(t) for t in missed):
+        lines += pipeline_bounds(results)
+    return "\n".join(lines)
+
+
+def _is_edge(target: Target) -> bool:
+    return target.name.startswith("relay")
