@@ -32,6 +32,8 @@ from bench.report import Machine, Results, kept_notes, render, summary, targets,
 
 HERE = Path(__file__).resolve().parent
 WRK_THREADS = 2
+PACKAGES = ("uvicorn", "uvloop", "httptools", "starlette", "fastapi", "pydantic", "redis", "hiredis", "arq")
+"""Versions recorded with the results: they move the figures."""
 
 
 def _counts(text: str) -> list[int]:
@@ -41,7 +43,7 @@ def _counts(text: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--servers", default="ceiling,baseline,relay", help="edge servers to measure, in order"
+        "--servers", default="ceiling,baseline,relay", help="edge servers to measure, in order; '' for none"
     )
     parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
     parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")
@@ -82,17 +84,7 @@ def _version(command: list[str]) -> str:
 
 def _packages() -> dict[str, str]:
     found = {}
-    for name in (
-        "uvicorn",
-        "uvloop",
-        "httptools",
-        "starlette",
-        "fastapi",
-        "pydantic",
-        "redis",
-        "hiredis",
-        "arq",
-    ):
+    for name in PACKAGES:
         try:
             found[name] = version(name)
         except PackageNotFoundError:
