@@ -5,8 +5,9 @@ into one arq job per matching handler.
   so a crash leaves it pending, never acknowledged without jobs.
 - Entries a dead consumer left pending longer than ``claim_idle_seconds`` are claimed (XAUTOCLAIM)
   and dispatched again; job ids ``<entry id>:<handler>`` make that a no-op for jobs that exist.
-- Flow control: while the arq queue holds ``high_water`` runnable jobs, the bridge reads nothing.
-  The stream is the buffer; the arq queue stays short, and its jobs never expire while they wait.
+- Flow control: while the arq queue holds ``high_water`` jobs due now, the bridge reads nothing new
+  (claims, rare and bounded, still run). The stream is the buffer; the arq queue stays short, and
+  its jobs never expire while they wait (they live as long as the stream's retention).
 - An entry no handler wants is logged, counted and acknowledged. An entry missing its fields
   (written by something other than the edge) is dead-lettered with no handler, then acknowledged.
 - Redis errors are logged and retried with backoff; the bridge does not die with Redis.
@@ -22,7 +23,7 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
@@ -66,8 +67,9 @@ class BridgeOptions:
     """Entries read (or claimed) per step."""
     block_ms: int = 1000
     """How long one read waits for new entries; also bounds how long stopping takes."""
-    high_water: int = 500
-    """Runnable jobs in the arq queue above which the bridge stops reading."""
+    high_water: int = 200
+    """Jobs due in the arq queue (running ones included) at which the bridge stops reading. Short,
+    because every arq worker scans the due jobs on each poll."""
     full_pause_seconds: float = 0.02
     """Pause before looking at a full queue again."""
     claim_every_seconds: float | None = None
@@ -96,7 +98,6 @@ class Dispatched:
     entries: int = 0
     jobs: int = 0
     unhandled: int = 0
-    ids: tuple[str, ...] = field(default=())
 
 
 class Bridge:
@@ -230,7 +231,7 @@ class Bridge:
         self.stats.entries += len(ids)
         self.stats.jobs += len(jobs)
         self.stats.unhandled += unhandled
-        return Dispatched(entries=len(ids), jobs=len(jobs), unhandled=unhandled, ids=tuple(ids))
+        return Dispatched(entries=len(ids), jobs=len(jobs), unhandled=unhandled)
 
     async def _dead_letter_malformed(self, entry_id: str, fields: dict[bytes, bytes], exc: Exception) -> None:
         self.stats.malformed += 1
