@@ -14,10 +14,10 @@ Errors:
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, ValidationError
+from pydantic_core import from_json
 
 Snowflake = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]{1,20}$")]
 """A Discord id: a string of digits (Sphere sends them as strings, never numbers)."""
@@ -78,17 +78,13 @@ class InvalidEvent(ValueError):
         super().__init__("; ".join(f"{f['field']}: {f['message']}" for f in fields))
 
 
-def _refuse_constant(name: str) -> None:
-    raise InvalidBody(f"{name} is not valid JSON")
-
-
 def load_object(body: bytes) -> dict[str, Any]:
     """Decode `body` as a JSON object, or raise `InvalidBody`."""
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
-    except InvalidBody:
-        raise
-    except (ValueError, RecursionError) as exc:  # ValueError covers bad UTF-8 and oversized ints
+        # pydantic-core's parser: ~10x faster than json.loads on the hot path, and stricter in
+        # the right places (NaN/Infinity, lone surrogates, invalid UTF-8 are all refused).
+        data = from_json(body, allow_inf_nan=False, cache_strings="keys")
+    except ValueError as exc:  # also raised for too deep nesting and numbers out of range
         raise InvalidBody("body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise InvalidBody("body is not a JSON object")
