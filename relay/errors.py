@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
+from typing import NamedTuple
 
 from starlette.responses import Response
 
@@ -80,9 +80,11 @@ class RedisUnavailable(Unavailable):
     code = "redis_unavailable"
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An HTTP answer as the ASGI server wants it: status, raw headers and a JSON body."""
+class Answer(NamedTuple):
+    """An HTTP answer as the ASGI server wants it: status, raw headers and a JSON body.
+
+    A named tuple: the webhook builds one per request, and a frozen dataclass costs far more.
+    """
 
     status: int
     headers: tuple[tuple[bytes, bytes], ...]
