@@ -1,14 +1,14 @@
 """The edge's one Redis write: dedupe and append, batched across concurrent requests.
 
-Every request hands its event to `IngestWriter.write` and awaits a future. The first request of a
-loop tick starts a flush task; when that task runs, it takes every event queued so far and sends
-them all in ONE pipeline of ``EVALSHA`` calls of `relay.streams.INGEST_SCRIPT`, so a burst of N
-requests costs one round trip instead of N. Several flushes may be in flight at once, each on its
-own pooled connection.
+Every request hands its event to `IngestWriter.write` and awaits a future. A flush task takes every
+event queued so far and sends them all in ONE write of pipelined ``EVALSHA`` calls of
+`relay.streams.INGEST_SCRIPT`, so a burst of N requests costs one round trip instead of N. At most
+`MAX_FLUSHES` are in flight; while they are busy, new events queue up and leave together in the
+next one, so batches grow with the load instead of the round trips.
 
-Each flush is bounded by ``redis_timeout`` as a whole, which bounds the wait of every request in it
-with one timer per batch instead of one per request. A flush always settles every future it took,
-whatever happens, so no request can hang on it.
+Time is bounded per batch rather than per request (one timer per flush): a batch must be answered
+by the time its oldest event has waited ``timeout``, so no request waits longer than that in
+total, however long it queued. A flush always settles every future it took, whatever happens.
 
 A request that got `RedisUnavailable` may still have been stored (Redis may run the script after
 we stopped waiting). That is safe: the client is told 503, Sphere delivers again, and the
@@ -32,22 +32,40 @@ log = logging.getLogger(__name__)
 INGEST_SHA = hashlib.sha1(INGEST_SCRIPT.encode()).hexdigest()
 """What Redis names the script in its cache (``SCRIPT LOAD`` returns the same digest)."""
 
+MAX_FLUSHES = 2
+"""Flushes in flight at once. More would not make Redis (one thread) faster, only batches smaller."""
+
 Written = tuple[bool, bytes]
 """``(is_new, entry_id)``: the new entry's id, or the original one for a redelivery."""
 
-# (redis dedupe key, dedupe key, event type, raw body, received ms, the waiting request's future)
-_Pending = tuple[str, str, str, bytes, int, "asyncio.Future[Written]"]
+# (the packed EVALSHA command, when it was queued (loop time), the waiting request's future)
+_Pending = tuple[bytes, float, "asyncio.Future[Written]"]
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(value), value)
 
 
 class IngestWriter:
-    """Stores events in `EVENTS_STREAM`, deduplicated for `dedupe_seconds`, in batched round trips."""
+    """Stores events in `EVENTS_STREAM`, deduplicated for `dedupe_seconds`, in batched round trips.
 
-    def __init__(self, client: Redis, *, dedupe_seconds: int, timeout: float) -> None:
+    `client` should have no ``socket_timeout``: the writer bounds each flush itself, and redis-py
+    would otherwise start a timer for every reply of every batch.
+    """
+
+    def __init__(
+        self, client: Redis, *, dedupe_seconds: int, timeout: float, max_flushes: int = MAX_FLUSHES
+    ) -> None:
         self._client = client
-        self._dedupe_seconds = dedupe_seconds
         self._timeout = timeout
+        self._max_flushes = max_flushes
+        # EVALSHA <sha> 2 <dedupe key> <stream> <seconds> <type> <body> <received ms> <dedupe>,
+        # in RESP: everything but the five per-event values is the same for every call.
+        self._head = b"*10\r\n" + b"".join(_bulk(v) for v in (b"EVALSHA", INGEST_SHA.encode(), b"2"))
+        self._stream_and_window = _bulk(EVENTS_STREAM.encode()) + _bulk(b"%d" % dedupe_seconds)
         self._pending: list[_Pending] = []
         self._flushes: set[asyncio.Task[None]] = set()
+        self._scheduled = False  # a flush task exists that has not taken its batch yet
         self._closed = False
 
     async def write(self, dedupe_key: str, event_type: str, body: bytes, received_ms: int) -> Written:
@@ -59,30 +77,53 @@ class IngestWriter:
             raise RedisUnavailable("the edge is shutting down")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Written] = loop.create_future()
-        if not self._pending:
-            # The task's first step runs on the next tick, after the other requests of this
-            # tick have queued their events too.
-            task = loop.create_task(self._flush())
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
-        self._pending.append(
-            (dedupe_redis_key(dedupe_key), dedupe_key, event_type, body, received_ms, future)
-        )
+        self._pending.append((self._pack(dedupe_key, event_type, body, received_ms), loop.time(), future))
+        if not self._scheduled and len(self._flushes) < self._max_flushes:
+            self._schedule(loop)
         return await future
 
     async def close(self) -> None:
         """Refuse new writes and wait for the flushes in flight (each bounded by the timeout)."""
         self._closed = True
-        if self._flushes:
+        while self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    def _pack(self, dedupe_key: str, event_type: str, body: bytes, received_ms: int) -> bytes:
+        # Packed by hand: redis-py's generic packer costs more than everything else per event.
+        key = dedupe_key.encode()
+        return b"".join(
+            (
+                self._head,
+                _bulk(dedupe_redis_key(dedupe_key).encode()),
+                self._stream_and_window,
+                _bulk(event_type.encode()),
+                _bulk(body),
+                _bulk(b"%d" % received_ms),
+                _bulk(key),
+            )
+        )
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        # The task's first step runs on the next tick, after the other requests of this tick
+        # have queued their events too.
+        self._scheduled = True
+        task = loop.create_task(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if self._pending and not self._scheduled:
+            self._schedule(task.get_loop())  # what queued up while every flush was busy
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
+        self._scheduled = False
         try:
-            async with asyncio.timeout(self._timeout):
-                replies = await self._send(batch)
+            async with asyncio.timeout_at(batch[0][1] + self._timeout):
+                replies = await self._send([command for command, _, _ in batch])
         except (RedisError, OSError, TimeoutError) as exc:
-            # TimeoutError covers both our bound and redis-py's socket timeouts.
+            # TimeoutError is our bound; redis-py raises its own errors for refused or lost connections.
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else f"no answer within {self._timeout}s"
             log.warning(
                 "redis unavailable, %d event(s) refused with 503", len(batch), extra={"reason": reason}
@@ -95,43 +136,50 @@ class IngestWriter:
             log.exception("ingest flush failed unexpectedly")
             _fail(batch, RuntimeError, "ingest flush failed")
         else:
-            for item, reply in zip(batch, replies, strict=True):
-                future = item[5]
+            for (_, _, future), reply in zip(batch, replies, strict=True):
                 if future.done():  # its request was cancelled
                     continue
-                if isinstance(reply, BaseException):
+                if isinstance(reply, Exception):
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
 
-    async def _send(self, batch: list[_Pending]) -> list[Written | Exception]:
-        replies = await self._evalsha(batch)
+    async def _send(self, commands: list[bytes]) -> list[Written | Exception]:
+        replies = await self._round_trip(commands)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            # Redis restarted (or someone ran SCRIPT FLUSH): the scripts cache is empty. Those
+            # Redis restarted (or someone ran SCRIPT FLUSH): the script cache is empty. Those
             # calls did not run, so sending them again cannot store anything twice.
             await self._client.script_load(INGEST_SCRIPT)
-            retried = await self._evalsha([batch[i] for i in missing])
+            retried = await self._round_trip([commands[i] for i in missing])
             for i, reply in zip(missing, retried, strict=True):
                 replies[i] = reply
         return [_written(reply) for reply in replies]
 
-    async def _evalsha(self, batch: list[_Pending]) -> list[object]:
-        pipe = self._client.pipeline(transaction=False)
-        for redis_key, dedupe_key, event_type, body, received_ms, _ in batch:
-            pipe.execute_command(  # typed `evalsha` wrongly wants str args
-                "EVALSHA", INGEST_SHA, 2, redis_key, EVENTS_STREAM,
-                self._dedupe_seconds, event_type, body, received_ms, dedupe_key,
-            )  # fmt: skip
-        replies: list[object] = await pipe.execute(raise_on_error=False)
-        return replies
+    async def _round_trip(self, commands: list[bytes]) -> list[object]:
+        """Send `commands` in one write on a pooled connection; one reply (or error) for each."""
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            # On any failure (or cancellation) redis-py closes the connection before raising, so
+            # a half-read batch can never leave stale replies for the next user.
+            await connection.send_packed_command(b"".join(commands), check_health=False)
+            replies: list[object] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as error:  # a whole error reply: the connection is still in step
+                    replies.append(error)
+            return replies
+        finally:
+            await pool.release(connection)
 
 
 def _written(reply: object) -> Written | Exception:
     """One script reply, ``[1 | 0, entry id]``, or the error Redis answered for that call."""
     if isinstance(reply, ResponseError):
         # OOM, MISCONF, READONLY, BUSY, a wrong key type...: Redis cannot take the event now.
-        return RedisUnavailable(f"redis refused the write: {str(reply).split(chr(10))[0]}")
+        return RedisUnavailable(f"redis refused the write: {str(reply).splitlines()[0]}")
     if isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], bytes):
         return bool(reply[0]), reply[1]
     return RuntimeError(f"unexpected reply from the ingest script: {type(reply).__name__}")
@@ -139,7 +187,6 @@ def _written(reply: object) -> Written | Exception:
 
 def _fail(batch: list[_Pending], error: type[Exception], message: str) -> None:
     # A fresh exception per request: a shared one would collect every request's traceback.
-    for item in batch:
-        future = item[5]
+    for _, _, future in batch:
         if not future.done():
             future.set_exception(error(message))
