@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 from relay.settings import Settings
@@ -27,7 +27,7 @@ _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
     "color_message",
 }
 _SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def extras(record: logging.LogRecord) -> dict[str, object]:
@@ -36,50 +36,71 @@ def extras(record: logging.LogRecord) -> dict[str, object]:
 
 
 def _text_value(value: object) -> str:
+    if type(value) is int or type(value) is float:
+        return str(value)
     text = str(value)
     # Quote anything that could break the `key=value` shape or forge a second line (event types
     # come from the request).
-    if not text or not text.isprintable() or any(c in text for c in ' ="'):
-        return json.dumps(text, ensure_ascii=False)
+    if not text or not text.isprintable() or " " in text or "=" in text or '"' in text:
+        return _JSON.encode(text)
     return text
 
 
-class TextFormatter(logging.Formatter):
+class _Formatter(logging.Formatter):
+    """Shared by both formats: UTC timestamps, built once per second (they are costly otherwise)."""
+
+    _second = -1
+    _prefix = ""
+
+    def timestamp(self, record: logging.LogRecord) -> str:
+        """``2024-05-01T12:00:00.123Z``"""
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int(record.msecs):03d}Z"
+
+    def traceback(self, record: logging.LogRecord) -> str | None:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        return record.exc_text or None
+
+
+class TextFormatter(_Formatter):
     """``time LEVEL logger: message key=value ...`` with values quoted when needed."""
 
-    def __init__(self) -> None:
-        super().__init__(_TEXT_FORMAT)
-
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        fields = " ".join(f"{k}={_text_value(v)}" for k, v in extras(record).items() if v is not None)
-        if not fields:
-            return line
-        head, newline, trace = line.partition("\n")
-        return f"{head} {fields}{newline}{trace}"
+        line = f"{self.timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        fields = [f"{k}={_text_value(v)}" for k, v in extras(record).items() if v is not None]
+        if fields:
+            line = f"{line} {' '.join(fields)}"
+        trace = self.traceback(record)
+        return f"{line}\n{trace}" if trace else line
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_Formatter):
     """One JSON object per line: ``ts``, ``level``, ``logger``, ``message``, the extras, ``exc``."""
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self.timestamp(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
         document.update(extras(record))
-        if record.exc_info:
-            document["exc"] = self.formatException(record.exc_info)
-        return json.dumps(document, ensure_ascii=False, default=str)
+        trace = self.traceback(record)
+        if trace:
+            document["exc"] = trace
+        return _JSON.encode(document)
 
 
 def configure_logging(settings: Settings) -> None:
     """Send every log line of this process to stderr in ``settings.log_format``.
 
     Idempotent. uvicorn's own loggers are routed through the same handler so a JSON deployment
-    gets JSON lines only. Exits with a clear message on an unknown ``RELAY_LOG_LEVEL``.
+    gets JSON lines only; call this after uvicorn configured logging (``relay.app:app`` does, since
+    uvicorn imports the app after that), or run uvicorn with ``log_config=None``. Exits with a clear
+    message on an unknown ``RELAY_LOG_LEVEL``.
     """
     level = logging.getLevelNamesMapping().get(settings.log_level.strip().upper())
     if level is None:
@@ -91,8 +112,10 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(level)
     for name in _SERVER_LOGGERS:
         server_logger = logging.getLogger(name)
-        server_logger.handlers.clear()
-        server_logger.propagate = True
+        if server_logger.handlers:  # uvicorn gave it its own handler: send its lines through ours
+            server_logger.handlers.clear()
+            server_logger.propagate = True
+        # A logger uvicorn switched off (``--no-access-log``: no handler, no propagation) stays off.
     # Documented logging speed-ups: no format here uses caller, thread or process details, and
     # working them out costs several microseconds on every request line.
     logging._srcfile = None
