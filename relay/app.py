@@ -1,0 +1,118 @@
+"""The edge's ASGI application: wiring only.
+
+``uvicorn relay.app:app`` reads the settings from the environment when it first looks ``app`` up
+(not when this module is imported), so tests and tools build their own with `create_app`.
+
+Requests for ``POST /webhook`` go straight to `relay.webhook.WebhookEndpoint`, ahead of FastAPI's
+middleware and routing; everything else (probes, docs, 404, 405) is served by FastAPI. The
+lifespan creates the Redis client and the ingest writer, and closes them.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from redis.asyncio import Redis
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from relay import probes, webhook
+from relay.errors import http_error_answer, to_response
+from relay.ingest import IngestWriter
+from relay.logs import configure_logging, redact_url
+from relay.settings import Settings, load_settings
+from relay.webhook import WebhookEndpoint
+
+log = logging.getLogger(__name__)
+
+
+class EdgeApp:
+    """Sends ``POST /webhook`` directly to its endpoint and everything else to FastAPI."""
+
+    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI) -> None:
+        self.endpoint = endpoint
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == webhook.PATH and scope["method"] == "POST":
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+class _EdgeAPI(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        schema = super().openapi()
+        webhook.openapi(schema)  # FastAPI documents only its own routes
+        return schema
+
+
+def create_app(settings: Settings) -> EdgeApp:
+    """Build the edge for `settings`. Nothing connects until the ASGI lifespan starts."""
+    endpoint = WebhookEndpoint(settings)
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        # No socket_timeout: the writer and the probe bound every call themselves, once per
+        # batch, where redis-py would start a timer for every reply.
+        client = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout)
+        writer = IngestWriter(client, dedupe_seconds=settings.dedupe_seconds, timeout=settings.redis_timeout)
+        api.state.redis = client
+        api.state.redis_timeout = settings.redis_timeout
+        endpoint.writer = writer
+        # Everything alive now lives until shutdown: keep it out of the collector's scans, which
+        # otherwise show up as latency spikes under load.
+        gc.collect()
+        gc.freeze()
+        log.info(
+            "edge ready",
+            extra={
+                "redis": redact_url(settings.redis_url),
+                "max_body_bytes": settings.max_body_bytes,
+                "dedupe_seconds": settings.dedupe_seconds,
+                "previous_secrets": len(settings.previous_secrets),
+            },
+        )
+        try:
+            yield
+        finally:
+            endpoint.writer = None
+            await writer.close()
+            api.state.redis = None
+            await client.aclose()
+            gc.unfreeze()
+
+    api = _EdgeAPI(title="Sphere Relay", version="0.1.0", lifespan=lifespan)
+    api.include_router(probes.router)
+    # The same endpoint as a route, so that FastAPI answers 405 for other methods on the path.
+    api.router.routes.append(Route(webhook.PATH, endpoint, methods=["POST"], include_in_schema=False))
+    api.add_exception_handler(HTTPException, _http_error)
+    return EdgeApp(endpoint, api)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return to_response(http_error_answer(exc.status_code, exc.detail), exc.headers)
+
+
+_app: EdgeApp | None = None
+
+
+def __getattr__(name: str) -> EdgeApp:
+    # PEP 562: `relay.app:app` is built on first access, from the environment, so that importing
+    # this module never reads settings (and `load_settings` exits cleanly on a bad secret).
+    global _app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        settings = load_settings()
+        configure_logging(settings)
+        _app = create_app(settings)
+    return _app

@@ -1,0 +1,234 @@
+"""``POST /webhook``: the hot path, as a plain ASGI endpoint.
+
+Off FastAPI on purpose: routing, dependency injection and response classes cost more than the
+whole job (see the benchmarks issue). The steps, each refusing with the answer from
+`relay.errors`:
+
+1. read the raw body, at most ``max_body_bytes`` (Content-Length checked first, then counted as
+   it arrives, so a chunked body is cut off too), within ``body_timeout`` if it trickles in;
+2. check ``X-Sphere-Signature`` over those exact bytes, before any parsing;
+3. parse and validate the event (`relay.events.parse`);
+4. dedupe and store it in one batched Redis round trip (`relay.ingest.IngestWriter`).
+
+Exactly one log line per request tells how it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.types import Receive, Scope, Send
+
+from relay import signature
+from relay.errors import (
+    INTERNAL_ERROR,
+    Answer,
+    BadSignature,
+    BodyTimeout,
+    BodyTooLarge,
+    RedisUnavailable,
+    answer_for,
+)
+from relay.events import Event, ReviewAdd, VoteAdd, dedupe_key, parse
+from relay.ingest import IngestWriter
+from relay.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PATH = "/webhook"
+
+_SIGNATURE = signature.HEADER.lower().encode()
+_CONTENT_LENGTH = b"content-length"
+_JSON = (b"content-type", b"application/json")
+_QUEUED = b'{"status":"queued","id":"'
+_DUPLICATE = b'{"status":"duplicate","id":"'
+_END = b'"}'
+_LOGGED_TYPE_CHARS = 64  # event types come from the request; keep log lines bounded
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete: there is nobody to answer."""
+
+
+class WebhookEndpoint:
+    """The ASGI app behind ``POST /webhook``.
+
+    `writer` is attached by the application's lifespan once Redis is set up; until then (and after
+    shutdown) every event is answered 503, never accepted unstored.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._keys = settings.signing_keys()
+        self._max_body = settings.max_body_bytes
+        self._body_timeout = settings.body_timeout
+        self._too_large = f"body is over {settings.max_body_bytes} bytes"
+        self.writer: IngestWriter | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        received_ms = time.time_ns() // 1_000_000
+        size = 0
+        event_type: str | None = None
+        entry_id: bytes | None = None
+        try:
+            claimed, claims, declared = _scan_headers(scope["headers"])
+            if declared > self._max_body:
+                raise BodyTooLarge(self._too_large)
+            body = await self._read_body(receive)
+            size = len(body)
+            if claims != 1 or not signature.verify(body, claimed, self._keys):
+                raise BadSignature
+            event = parse(body)
+            event_type = event.event
+            writer = self.writer
+            if writer is None:
+                raise RedisUnavailable("the edge is not started")
+            is_new, entry_id = await writer.write(dedupe_key(event, body), event_type, body, received_ms)
+            answer = (
+                _stored(202, "queued", _QUEUED, entry_id)
+                if is_new
+                else _stored(200, "duplicate", _DUPLICATE, entry_id)
+            )
+        except _ClientGone:
+            _log_outcome("client_gone", 0, size, event_type, None, started)
+            return
+        except Exception as exc:
+            answer = answer_for(exc)
+            if answer is INTERNAL_ERROR:
+                log.exception("webhook failed unexpectedly; answered 503 so that Sphere retries")
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body})
+        _log_outcome(answer.code, answer.status, size, event_type, entry_id, started)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _ClientGone
+        body: bytes = message.get("body", b"")
+        if len(body) > self._max_body:
+            raise BodyTooLarge(self._too_large)
+        if not message.get("more_body", False):
+            return body  # the usual case: the whole body came in one piece
+        chunks = [body]
+        size = len(body)
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self._max_body:
+                        raise BodyTooLarge(self._too_large)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise BodyTimeout(f"body not received within {self._body_timeout}s") from None
+
+
+def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int, int]:
+    """``(signature, how many signature headers, declared length or -1)`` in one pass."""
+    claimed: str | None = None
+    claims = 0
+    declared = -1
+    for name, value in headers:
+        if name == _SIGNATURE:
+            claimed = value.decode("latin-1")
+            claims += 1
+        elif name == _CONTENT_LENGTH and value.isdigit():
+            declared = int(value)
+    return claimed, claims, declared
+
+
+def _stored(status: int, code: str, prefix: bytes, entry_id: bytes) -> Answer:
+    # Entry ids are ASCII digits and a dash: no JSON escaping is needed.
+    body = prefix + entry_id + _END
+    return Answer(status, (_JSON, (b"content-length", str(len(body)).encode())), body, code)
+
+
+def _log_outcome(
+    outcome: str, status: int, size: int, event_type: str | None, entry_id: bytes | None, started: float
+) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    log.info(
+        "webhook",
+        extra={
+            "outcome": outcome,
+            "status": status,
+            "entry_id": entry_id.decode() if entry_id is not None else None,
+            "event_type": event_type[:_LOGGED_TYPE_CHARS] if event_type is not None else None,
+            "bytes": size,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+
+
+def openapi(schema: dict[str, Any]) -> None:
+    """Describe ``POST /webhook`` in an OpenAPI document built by FastAPI (which cannot see it)."""
+    models: list[type[BaseModel]] = [VoteAdd, ReviewAdd, Event]
+    keys, defs = models_json_schema(
+        [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(defs.get("$defs", {}))
+    components["WebhookError"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}, "detail": {}},
+    }
+    stored = {
+        "type": "object",
+        "required": ["status", "id"],
+        "properties": {"status": {"type": "string"}, "id": {"type": "string"}},
+    }
+
+    def error(description: str) -> dict[str, Any]:
+        content = {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookError"}}}
+        return {"description": description, "content": content}
+
+    unavailable = error("Redis is unavailable (or an unexpected failure): deliver again later")
+    unavailable["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    schema.setdefault("paths", {})[PATH] = {
+        "post": {
+            "summary": "Receive a signed Sphere event",
+            "operationId": "webhook",
+            "parameters": [
+                {
+                    "name": signature.HEADER,
+                    "in": "header",
+                    "required": True,
+                    "description": "Hex HMAC-SHA256 of the raw body under the listing's secret",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"anyOf": [keys[(model, "validation")] for model in models]}
+                    }
+                },
+            },
+            "responses": {
+                "202": {"description": "Stored", "content": {"application/json": {"schema": stored}}},
+                "200": {
+                    "description": "A redelivery within the dedupe window; `id` is the original entry",
+                    "content": {"application/json": {"schema": stored}},
+                },
+                "400": error("The body is not a JSON object"),
+                "401": error("Missing, malformed or wrong signature"),
+                "408": error("The body was not received in time"),
+                "413": error("The body is over the limit"),
+                "422": error("A known event type with invalid fields"),
+                "503": unavailable,
+            },
+        }
+    }

@@ -1,0 +1,54 @@
+"""A real uvicorn serving the edge on a free loopback port, in a background thread.
+
+Real HTTP matters for the edge: chunked bodies, Content-Length checks and early answers behave as
+they do in production only through a real server. Usage::
+
+    with running_edge(settings) as base_url:
+        httpx.post(f"{base_url}/webhook", ...)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from relay.app import create_app
+from relay.settings import Settings
+from tests.support.redis_server import free_port
+
+
+@contextmanager
+def running_edge(settings: Settings, *, start_timeout: float = 10.0) -> Iterator[str]:
+    """Serve `create_app(settings)` with uvicorn (httptools, lifespan on); yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        access_log=False,
+        log_config=None,  # leave logging to pytest (caplog sees the edge's lines)
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"edge-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the edge stopped during start-up")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the edge did not start within {start_timeout}s")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
