@@ -1,0 +1,102 @@
+"""Settings: typed, from RELAY_* variables, refusing a weak secret without echoing it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from relay.settings import SAMPLE_SECRETS, Settings, load_settings
+
+SAMPLE = "126f6954b62cd81a11bc0adf42e571ec129bb8883c3c34d82da1e42f84a27cab"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No RELAY_* variable and no .env from the developer's machine leaks into these tests."""
+    for name in [name for name in os.environ if name.startswith("RELAY_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_SECRET", "a-real-secret")
+    settings = load_settings()
+
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.max_body_bytes == 65536
+    assert settings.dedupe_seconds == 3600
+    assert settings.previous_secrets == []
+    assert settings.signing_keys() == (b"a-real-secret",)
+
+
+def test_previous_secrets_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_SECRET", "current")
+    monkeypatch.setenv("RELAY_PREVIOUS_SECRETS", " old-one , older-two,, ")
+
+    assert load_settings().signing_keys() == (b"current", b"old-one", b"older-two")
+
+
+def test_values_come_from_a_dot_env_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("RELAY_SECRET=from-dotenv\nRELAY_MAX_BODY_BYTES=1024\n")
+
+    settings = load_settings()
+
+    assert settings.secret.get_secret_value() == "from-dotenv"
+    assert settings.max_body_bytes == 1024
+
+
+def test_the_secret_never_shows_in_repr() -> None:
+    settings = Settings(secret=SecretStr("hunter2-secret"), _env_file=None)  # type: ignore[call-arg]
+
+    assert "hunter2-secret" not in repr(settings)
+    assert "hunter2-secret" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize("secret", ["", "   ", *sorted(SAMPLE_SECRETS)])
+def test_an_empty_or_sample_secret_is_refused(secret: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(secret=SecretStr(secret), _env_file=None)  # type: ignore[call-arg]
+
+
+def test_a_sample_key_is_refused_among_previous_secrets_too() -> None:
+    with pytest.raises(ValidationError):
+        Settings(secret=SecretStr("real"), previous_secrets=[SecretStr(SAMPLE)], _env_file=None)  # type: ignore[call-arg]
+
+
+def test_a_missing_secret_exits_naming_the_variable() -> None:
+    with pytest.raises(SystemExit) as exited:
+        load_settings()
+
+    assert "RELAY_SECRET" in str(exited.value.code)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"), [("", "empty"), (SAMPLE, "sample"), ("ВАШ_СЕКРЕТНЫЙ_КЛЮЧ", "sample")]
+)
+def test_a_weak_secret_exits_with_a_clear_message_that_hides_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, why: str
+) -> None:
+    monkeypatch.setenv("RELAY_SECRET", value)
+
+    with pytest.raises(SystemExit) as exited:
+        load_settings()
+
+    message = str(exited.value.code)
+    assert message.startswith("sphere-relay: invalid settings")
+    assert "RELAY_SECRET" in message
+    assert why in message
+    if value:
+        assert value not in message
+
+
+def test_a_bad_number_names_its_variable_without_echoing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_SECRET", "real")
+    monkeypatch.setenv("RELAY_MAX_BODY_BYTES", "-5")
+
+    with pytest.raises(SystemExit) as exited:
+        load_settings()
+
+    assert "RELAY_MAX_BODY_BYTES" in str(exited.value.code)
