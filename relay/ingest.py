@@ -119,8 +119,12 @@ class IngestWriter:
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
         self._scheduled = False
+        deadline = batch[0][1] + self._timeout
         try:
-            async with asyncio.timeout_at(batch[0][1] + self._timeout):
+            if asyncio.get_running_loop().time() >= deadline:
+                # It queued behind stalled flushes for the whole timeout: don't send it at all.
+                raise TimeoutError
+            async with asyncio.timeout_at(deadline):
                 replies = await self._send([command for command, _, _ in batch])
         except (RedisError, OSError, TimeoutError) as exc:
             # TimeoutError is our bound; redis-py raises its own errors for refused or lost connections.

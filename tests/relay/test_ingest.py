@@ -128,6 +128,26 @@ async def test_a_stalled_redis_is_bounded_by_the_timeout(own_redis: RedisServer)
         await client.aclose()
 
 
+async def test_events_queued_behind_a_stalled_flush_are_refused_too(own_redis: RedisServer) -> None:
+    client = aioredis.Redis.from_url(own_redis.url)
+    writer = IngestWriter(client, dedupe_seconds=60, timeout=0.3, max_flushes=1)
+    await writer.write("warm", "VOTE_ADD", b"x", 0)
+    own_redis.pause()
+    try:
+        first = asyncio.ensure_future(writer.write("first", "VOTE_ADD", b"x", 1))
+        await asyncio.sleep(0)  # let the only flush take `first` and stall on it
+        queued = asyncio.ensure_future(writer.write("queued", "VOTE_ADD", b"x", 2))
+        results = await asyncio.gather(first, queued, return_exceptions=True)
+    finally:
+        own_redis.resume()
+    try:
+        assert all(isinstance(result, RedisUnavailable) for result in results), results
+        assert (await writer.write("after", "VOTE_ADD", b"x", 3))[0]
+    finally:
+        await writer.close()
+        await client.aclose()
+
+
 async def test_an_error_reply_refuses_only_its_own_event(writer: IngestWriter, redis: aioredis.Redis) -> None:
     # One batch, two events; a dedupe key held as a hash makes GET fail for one of them alone.
     await redis.hset(dedupe_redis_key("broken"), "x", "y")  # type: ignore[misc]
