@@ -8,7 +8,7 @@ machine's cores cannot together exceed cores x 1e6 / (sum of their µs per reque
 from __future__ import annotations
 
 from bench.pipeline import PipelineRun
-from bench.report import LOADED, Results, Target, targets
+from bench.report import ACK_TO_HANDLER_P99_MS, EDGE_P99_MS, LOADED, Results, Target, targets
 
 
 def _cap(us: float) -> float:
@@ -36,10 +36,22 @@ def edge_bounds(results: Results) -> list[str]:
             f"needs the edge at or below about {needed:.0f} µs per request."
         )
     p99 = relay.wrk.p99_ms
-    lines.append(
-        f"  With {LOADED} requests in flight on one event loop, each waits behind the others: at "
-        f"{server:.0f} µs apiece a full round is {LOADED * server / 1000:.1f} ms, against a measured p99 of {p99:.1f} ms."
+    # Little's law for wrk's closed loop: N connections, each waiting for its answer before it sends
+    # again, at X requests/s means a mean latency of N / X, whatever the server does.
+    needed_rps = LOADED / EDGE_P99_MS * 1000
+    text = (
+        f"  Latency at {LOADED} connections: wrk keeps {LOADED} requests in flight, so the mean latency is "
+        f"{LOADED} / throughput (Little's law): {1000 * LOADED / relay.wrk.rps:.1f} ms at {relay.wrk.rps:,.0f}/s; "
+        f"measured p50 {relay.wrk.p50_ms:.1f} ms, p99 {p99:.1f} ms. A p99 of {EDGE_P99_MS:g} ms needs a mean "
+        f"well under that, i.e. well over {needed_rps:,.0f} requests/s"
     )
+    ceiling = results.edge_run("ceiling", LOADED)
+    if ceiling is not None:
+        text += (
+            f"; the bare ceiling route, which does nothing, reached {ceiling.wrk.rps:,.0f}/s with a p99 of "
+            f"{ceiling.wrk.p99_ms:.1f} ms on this machine"
+        )
+    lines.append(text + ".")
     return lines
 
 
@@ -65,6 +77,13 @@ def pipeline_bounds(results: Results) -> list[str]:
             f"{redis:.0f} µs and {total_calls:.1f} Redis commands per event; everything together at most "
             f"{cores * _cap(worker + edge + redis):,.0f} events/s on {cores} cores. Measured: {t.rate:,.0f}."
         )
+        lat = run.latency
+        if lat.percentile(99) > ACK_TO_HANDLER_P99_MS and t.rate > 0:
+            lines.append(
+                f"  Latency: paced at {lat.achieved_rate:,.0f} events/s, {lat.achieved_rate / t.rate:.0%} of the "
+                f"throughput measured just before; a queue that busy waits: p50 {lat.percentile(50):.1f} ms, "
+                f"p90 {lat.percentile(90):.1f} ms, p99 {lat.percentile(99):.1f} ms."
+            )
     if one and two and one.throughput.events and two.throughput.events:
         a, b = _per_event(one), _per_event(two)
         grew = sorted(
