@@ -6,6 +6,7 @@ import hmac
 
 import pytest
 
+from bench.bounds import bounds
 from bench.edge import EdgeRun
 from bench.load import Signer, parse_wrk, review_body, signed_request
 from bench.pipeline import Latency, PipelineRun, Throughput, percentile
@@ -110,3 +111,12 @@ def test_profile_summary_counts_own_and_inclusive_samples() -> None:
     assert "| 60.0% | `handle (relay/app.py)` |" in text
     assert "| 100.0% | `loop (asyncio.py)` |" in text  # where the loop hands work out
     assert "`main (cli.py)`" not in text.split("inclusive")[1]  # on every stack: left out
+
+
+def test_bounds_explain_only_missed_targets() -> None:
+    met = _results(relay_rps=3000, baseline_rps=1000, one=1000, two=1600, p99_ms=100)
+    assert bounds(met) == ""
+    missed = bounds(_results(relay_rps=2999, baseline_rps=1000, one=999, two=1500, p99_ms=101))
+    assert "Little's law" in missed
+    assert "1 worker(s)" in missed
+    assert "Latency: paced at 200 events/s" in missed
