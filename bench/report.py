@@ -309,10 +309,11 @@ METHOD = """\
 - **Load**: `wrk` ({threads} threads at 50 connections, 1 thread at 1), script `bench/wrk/post.lua`. Every request
   is a validly signed `REVIEW_ADD` with its own review id and user id, so the relay takes the path that
   stores a new entry, never the duplicate path. The harness signs the bodies before the run and writes them
-  as ready HTTP requests, {per_thread:,} distinct ones per wrk thread; the Lua script only slices the next one
-  out. Signing in Lua (HMAC-SHA256 in LuaJIT) would spend load-generator CPU on the two cores the server
+  as ready HTTP requests of one fixed size, {per_thread:,} distinct ones per wrk thread (sized from the
+  ceiling's rate, which no storing server can beat); the Lua script reads the next one from a buffered
+  file. Signing in Lua (HMAC-SHA256 in LuaJIT) would spend load-generator CPU on the two cores the server
   under test uses. The script counts every request sent after its bodies ran out ("repeated bodies"); a
-  run with any is marked as failing the stored-path target.
+  relay run with any fails the stored-path target. (The ceiling, which ignores bodies, may repeat them.)
 - **Servers**: one uvicorn process each, `--loop uvloop --http httptools --no-access-log`, default log
   level, against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
   Each server gets a {warmup:g} s warm-up, then Redis is emptied before every measured run of {seconds:g} s.
