@@ -92,7 +92,15 @@ def pipeline_bounds(results: Results) -> list[str]:
         )
         w1 = one.throughput.us_per_event(one.throughput.workers_cpu_s)
         w2 = two.throughput.us_per_event(two.throughput.workers_cpu_s)
-        text = f"- From 1 to 2 workers, worker CPU per event went from {w1:.0f} to {w2:.0f} µs"
+        t1 = one.throughput
+        whole = w1 + t1.us_per_event(t1.edge_cpu_s) + t1.us_per_event(t1.redis_cpu_s)
+        best = cores * _cap(whole)
+        text = (
+            f"- Scaling: with 1 worker an event cost {whole:.0f} µs of CPU in all (edge, worker, Redis), so "
+            f"even perfectly parallel workers could not pass {best:,.0f} events/s on {cores} cores, "
+            f"{best / t1.rate:.2f}x the 1-worker rate, before any contention. "
+            f"From 1 to 2 workers, worker CPU per event went from {w1:.0f} to {w2:.0f} µs"
+        )
         if grew:
             text += "; Redis commands per event that grew: " + ", ".join(
                 f"{name} {before:.2f} → {after:.2f}" for name, before, after in grew
