@@ -61,12 +61,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=5)
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="Markdown report to write")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for every process started (e.g. RELAY_LOG_LEVEL=WARNING)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=HERE / "out" / "last",
                         help="emptied, then holds the processes' logs (kept after the run)")  # fmt: skip
     parser.add_argument("--profile", type=float, default=None, metavar="SECONDS",
                         help="after measuring, sample the edge and a worker with py-spy for this long; "
                              "default: 5 s of whichever missed a target, when py-spy is installed; 0: never")  # fmt: skip
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes NAME=VALUE")
     args.servers = [name for name in args.servers.split(",") if name]
     unknown = set(args.servers) - set(SERVERS)
     if unknown:
@@ -124,7 +128,8 @@ def run(args: argparse.Namespace) -> Results:
     scratch = args.workdir
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    env = {**os.environ, "RELAY_SECRET": secret, "RELAY_TASKS": "bench.noop_tasks"}
+    extra = dict(item.split("=", 1) for item in args.env)
+    env = {**os.environ, "RELAY_SECRET": secret, "RELAY_TASKS": "bench.noop_tasks", **extra}
     try:
         _measure(args, results, scratch, env, secret, nonce)
     finally:
