@@ -27,6 +27,7 @@ from relay import probes, webhook
 from relay.errors import http_error_answer, to_response
 from relay.ingest import IngestWriter
 from relay.logs import configure_logging, redact_url
+from relay.rejections import RejectionRecorder
 from relay.settings import Settings, load_settings
 from relay.webhook import WebhookEndpoint
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> EdgeApp:
         api.state.redis = client
         api.state.redis_timeout = settings.redis_timeout
         endpoint.writer = writer
+        endpoint.rejections = rejections = RejectionRecorder(client, timeout=settings.redis_timeout)
         # Everything alive now lives until shutdown: keep it out of the collector's scans, which
         # otherwise show up as latency spikes under load.
         gc.collect()
@@ -84,7 +86,9 @@ def create_app(settings: Settings) -> EdgeApp:
             yield
         finally:
             endpoint.writer = None
+            endpoint.rejections = None
             await writer.close()
+            await rejections.close()
             api.state.redis = None
             await client.aclose()
             gc.unfreeze()

@@ -15,7 +15,10 @@ DEAD_STREAM = "relay:dead"
 """Dead letters: one entry per (event, handler) that failed for good."""
 
 REJECTED_STREAM = "relay:rejected"
-"""A capped log of refused requests, for `relay rejected`."""
+"""A capped log of refused requests, for `relay rejected` (see `relay.rejections`)."""
+
+REJECTED_COUNT = "relay:rejected:count"
+"""How many requests the edges refused in all, recorded in `REJECTED_STREAM` or not."""
 
 CONSUMER_GROUP = "relay:workers"
 """The consumer group the workers' bridge reads `EVENTS_STREAM` with."""

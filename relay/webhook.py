@@ -36,6 +36,7 @@ from relay.errors import (
 )
 from relay.events import Event, ReviewAdd, VoteAdd, dedupe_key, parse
 from relay.ingest import IngestWriter
+from relay.rejections import RejectionRecorder
 from relay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,13 @@ class WebhookEndpoint:
         self._body_timeout = settings.body_timeout
         self._too_large = f"body is over {settings.max_body_bytes} bytes"
         self.writer: IngestWriter | None = None
+        self.rejections: RejectionRecorder | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         received_ms = time.time_ns() // 1_000_000
         size = 0
+        body = b""
         event_type: str | None = None
         entry_id: bytes | None = None
         try:
@@ -104,6 +107,8 @@ class WebhookEndpoint:
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
         await send({"type": "http.response.body", "body": answer.body})
         _log_outcome(answer.code, answer.status, size, event_type, entry_id, started)
+        if 400 <= answer.status < 500 and self.rejections is not None:  # after answering: never delays it
+            self.rejections.record(scope, answer.status, answer.code, size, body, received_ms)
 
     async def _read_body(self, receive: Receive) -> bytes:
         message = await receive()
