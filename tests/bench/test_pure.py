@@ -11,7 +11,7 @@ from bench.edge import EdgeRun
 from bench.load import Signer, parse_wrk, review_body, signed_request
 from bench.pipeline import Latency, PipelineRun, Throughput, percentile
 from bench.profile import summarize
-from bench.report import Machine, Results, targets
+from bench.report import Machine, Results, kept_notes, render, targets
 
 WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:1234/webhook
   2 threads and 50 connections
@@ -120,3 +120,13 @@ def test_bounds_explain_only_missed_targets() -> None:
     assert "Little's law" in missed
     assert "1 worker(s)" in missed
     assert "Latency: paced at 200 events/s" in missed
+
+
+def test_hand_written_notes_survive_a_rewrite() -> None:
+    results = _results(relay_rps=3000, baseline_rps=1000, one=1000, two=1600, p99_ms=100)
+    results.method = dict.fromkeys(
+        ["threads", "per_thread", "warmup", "seconds", "pipe_conns", "pipe_seconds", "rate", "lat_seconds"], 1
+    )
+    assert kept_notes(render(results)) == ""
+    results.notes = "## Notes\n\nThe edge is bound by its log line."
+    assert kept_notes(render(results)) == results.notes
