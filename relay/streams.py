@@ -34,12 +34,21 @@ FAILING_PREFIX = "relay:failing:"
 """``relay:failing:<job id>`` holds when a handler's job first failed, until it succeeds or is dead-lettered."""
 
 
+SKIPPED_PREFIX = "relay:skipped:"
+"""``relay:skipped:<job id>`` counts the runs of a job that met a worker without its handler (another
+version's, during a rolling deploy): they are not attempts. Gone once the job ends."""
+
+
 def dedupe_redis_key(dedupe_key: str) -> str:
     return DEDUPE_PREFIX + dedupe_key
 
 
 def failing_redis_key(job_id: str) -> str:
     return FAILING_PREFIX + job_id
+
+
+def skipped_redis_key(job_id: str) -> str:
+    return SKIPPED_PREFIX + job_id
 
 
 # Entry fields. Values are bytes in Redis; `received_ms` is milliseconds since the epoch.

@@ -48,7 +48,7 @@ class Context(TypedDict):
     """arq's job id: ``"<event_id>:<handler>"`` (a replay adds a suffix)."""
 
     job_try: int
-    """arq's own attempt counter; equal to ``attempt``."""
+    """arq's own run counter: ``attempt`` plus any runs skipped by workers that lacked the handler."""
 
     enqueue_time: datetime
     """When the bridge queued the job."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from relay.streams import DEAD_STREAM, StoredEvent, failing_redis_key
+from relay.streams import DEAD_STREAM, StoredEvent, failing_redis_key, skipped_redis_key
 from worker.enqueue import JobSpec, Settle, enqueue, handler_job_id
 from worker.scripts import Script, ScriptArg
 
@@ -38,12 +38,12 @@ MAX_MESSAGE_CHARS = 1000
 DEAD_SCRIPT = Script("""
 local first = redis.call('GET', KEYS[2]) or ARGV[1]
 local id = redis.call('XADD', KEYS[1], '*', ARGV[2], first, unpack(ARGV, 3))
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 return id
 """)
 """Append a dead letter whose first failure time comes from the job's ``relay:failing:`` key (or is
-now), and forget that key. KEYS: `DEAD_STREAM`, the failing key. ARGV: now ms, the first-failure
-field name, then the other fields and values."""
+now), and forget that key and the job's ``relay:skipped:`` count. KEYS: `DEAD_STREAM`, the failing
+key, the skipped key. ARGV: now ms, the first-failure field name, then the other fields and values."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,7 @@ async def write(
 
     The first failure time is the one recorded by `record_failure` for `job_id`, or now.
     """
-    failing_key = failing_redis_key(job_id or handler_job_id(event.entry_id, handler))
+    job_id = job_id or handler_job_id(event.entry_id, handler)
     fields: list[ScriptArg] = [
         F_ENTRY_ID, event.entry_id,
         F_TYPE, event.type,
@@ -144,7 +144,7 @@ async def write(
         F_TRACEBACK, failure.traceback,
         F_LAST_FAILURE, now_ms,
     ]  # fmt: skip
-    keys = [DEAD_STREAM, failing_key]
+    keys = [DEAD_STREAM, failing_redis_key(job_id), skipped_redis_key(job_id)]
     args: list[ScriptArg] = [now_ms, F_FIRST_FAILURE, *fields]
     dead_id = await DEAD_SCRIPT(redis, keys, args)
     return dead_id.decode() if isinstance(dead_id, bytes) else str(dead_id)
@@ -156,8 +156,22 @@ async def record_failure(redis: Redis, job_id: str, *, now_ms: int, keep_ms: int
 
 
 async def forget_failures(redis: Redis, job_id: str) -> None:
-    """The job succeeded after failing: drop its first-failure time."""
-    await redis.delete(failing_redis_key(job_id))
+    """The job succeeded after failing or being skipped: drop its first-failure time and skip count."""
+    await redis.delete(failing_redis_key(job_id), skipped_redis_key(job_id))
+
+
+async def record_skip(redis: Redis, job_id: str, *, keep_ms: int) -> int:
+    """Count one run of `job_id` on a worker without its handler; returns the runs skipped so far."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(skipped_redis_key(job_id))
+        pipe.pexpire(skipped_redis_key(job_id), keep_ms)
+        skipped, _ = await pipe.execute()
+    return int(skipped)
+
+
+async def skipped_runs(redis: Redis, job_id: str) -> int:
+    """How many runs of `job_id` were skipped by workers without its handler (they are not attempts)."""
+    return int(await redis.get(skipped_redis_key(job_id)) or 0)
 
 
 async def list_dead(redis: Redis, *, start: str = "-", end: str = "+", count: int = 100) -> list[DeadLetter]:

@@ -4,6 +4,11 @@ The bridge enqueues one job per (entry, handler) and acknowledges the entries in
 so an entry is never acknowledged unless its jobs exist, and a batch costs one round trip. Dead-letter
 replay uses the same script to delete the dead letter only together with the job that replaces it.
 
+Every job calls the one arq function `RUN_HANDLER` with ``(handler, entry id, event type, raw body,
+received ms)``: the handler is an argument, not the function name, so a worker that lacks it (another
+version, during a rolling deploy) still takes the job and defers it instead of arq dropping it as
+"function not found" (see `worker.jobs`).
+
 The jobs are arq's own: the payload comes from `arq.jobs.serialize_job` and the keys from
 `arq.constants`. Like `ArqRedis.enqueue_job`, a job id that is queued, running, waiting for a retry
 (all three are in the queue's sorted set) or still has a result is not enqueued again. That is what
@@ -52,6 +57,10 @@ ARGV: score, expiry ms, 'XACK' | 'XDEL' | '', group, job count, then an id and p
 the stream entry ids to settle. Returns how many jobs were new."""
 
 
+RUN_HANDLER = "relay.run_handler"
+"""The arq function name of every handler job. Pinned: queued jobs and other worker versions rely on it."""
+
+
 class RawBody(bytes):
     """An event body as a job argument: arq logs each job's arguments, and this keeps the body out."""
 
@@ -66,7 +75,7 @@ def handler_job_id(event_id: str, handler: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """One arq job to enqueue: `function` is the handler name, `args` what the job function takes."""
+    """One arq job to enqueue: the arq `function` to call and its `args`."""
 
     job_id: str
     function: str
@@ -77,8 +86,8 @@ class JobSpec:
         """The job running `handler` for `event`; `job_id` overrides the id (a replay needs a new one)."""
         return cls(
             job_id=job_id or handler_job_id(event.entry_id, handler),
-            function=handler,
-            args=(event.entry_id, event.type, RawBody(event.body), event.received_ms),
+            function=RUN_HANDLER,
+            args=(handler, event.entry_id, event.type, RawBody(event.body), event.received_ms),
         )
 
 

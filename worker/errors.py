@@ -11,11 +11,14 @@ dead letter's ``error_type`` may be one the worker records itself:
 - ``InvalidEvent`` / ``InvalidBody``: the stored body no longer parses (retrying cannot help).
 - ``WorkerDied``: an attempt never finished, because the process running it died (kill -9, out of
   memory, ``os._exit``) or was stopped mid-run, and no attempt is left to try again.
+- ``UnknownHandler``: every worker that took the job lacked the handler it names (a handler renamed
+  or removed while its jobs waited, or one deployed to no worker yet); replay it once it exists.
 """
 
 from __future__ import annotations
 
 WORKER_DIED = "WorkerDied"
+UNKNOWN_HANDLER = "UnknownHandler"
 
 
 class Permanent(Exception):

@@ -1,26 +1,39 @@
 """The arq job that runs one handler for one event, and decides what a failure means.
 
-One arq function per handler, named after it. Each attempt:
+Every handler job calls ONE arq function, `RUN_HANDLER` (``relay.run_handler``), with the handler's
+name as its first argument. arq drops a job whose function its worker does not know ("function not
+found", no retry, no dead letter); with one function for all, every worker version knows it, and
+this module decides what a handler it lacks means.
 
-1. If arq's try counter is past ``max_attempts``, earlier attempts never finished (their worker died,
-   e.g. a handler that crashes the process): the event is dead-lettered as ``WorkerDied`` and the
-   handler is not run again. This is what stops a poison pill.
+Each run:
+
+0. If this worker has no handler of that name (an older version during a rolling deploy took a job
+   a newer one queued, or a dead letter was replayed for a handler since removed), the run is
+   skipped: counted in ``relay:skipped:<job id>`` (not an attempt) and deferred with `arq.Retry`,
+   so another worker, which may have it, gets the job. After `UNKNOWN_HANDLER_TRIES` skips the
+   event is dead-lettered as ``UnknownHandler``, to be replayed once the handler is deployed.
+1. The attempt number is arq's try counter minus the skipped runs. If it is past ``max_attempts``,
+   earlier attempts never finished (their worker died, e.g. a handler that crashes the process):
+   the event is dead-lettered as ``WorkerDied`` and the handler is not run again. This is what stops
+   a poison pill.
 2. The stored raw body is parsed into the event model (the base `Event` for unknown types).
-3. The handler runs under its ``timeout``; a plain ``def`` runs in a thread.
+3. The handler runs under its own ``timeout``; a plain ``def`` runs in a thread.
 4. Success ends the job. `Permanent` dead-letters at once. Any other exception or a timeout is a
    failed attempt: arq re-runs the job after a backoff (`arq.Retry`), and the last allowed attempt
    dead-letters instead.
 
-arq's own limits never end a job: its ``max_tries`` is set far above ``max_attempts`` and its timeout
-leaves the wrapper a margin to write the dead letter, so every job ends in success or a dead letter.
-If writing the dead letter fails, the job stays queued and the next run writes it.
+arq's own limits never end a job: its ``max_tries`` is set far above any bound here and its timeout
+(the largest handler timeout plus a margin) leaves the wrapper time to write the dead letter, so
+every job ends in success or a dead letter. If Redis fails while the wrapper needs it, the job stays
+queued and a later run carries on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, func
@@ -31,14 +44,17 @@ from relay.settings import Settings
 from relay.streams import StoredEvent
 from worker import backoff, deadletter
 from worker.deadletter import Failure
-from worker.errors import WORKER_DIED, Permanent
-from worker.registry import Handler
+from worker.enqueue import RUN_HANDLER
+from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, Permanent
+from worker.registry import Handler, Registry
 
 log = logging.getLogger("worker.jobs")
 
+T = TypeVar("T")
+
 MARGIN_SECONDS = 2.0
-"""arq's timeout for a job is the handler's timeout plus this, so the wrapper, not arq, handles a
-timeout. A crashed attempt is re-run once arq's in-progress key expires: after the largest
+"""arq's timeout for a job is the largest handler timeout plus this, so the wrapper, not arq, handles
+a timeout. A crashed attempt is re-run once arq's in-progress key expires: after the largest
 ``timeout`` + this margin + arq's 10 s."""
 
 BOOKKEEPING_SECONDS = 1.0
@@ -48,7 +64,16 @@ ARQ_MAX_TRIES = 1_000_000
 """Far above any ``max_attempts``: the wrapper decides when a job ends, never arq's retry limit."""
 
 UNRECORDED_RETRY_SECONDS = 5.0
-"""Delay before the next run when a dead letter could not be written."""
+"""Delay before the next run when Redis failed the wrapper's own bookkeeping (e.g. a dead letter)."""
+
+UNKNOWN_HANDLER_TRIES = 20
+"""Runs skipped for want of the handler before the event is dead-lettered as ``UnknownHandler``."""
+
+UNKNOWN_HANDLER_BACKOFF = 1.0
+"""Base seconds of the (capped, doubling) wait after each skipped run: with the defaults, the job
+keeps coming back for about a quarter of an hour, long enough for a rolling deploy to finish."""
+
+UNKNOWN_HANDLER_MAX_DEFER = 60.0
 
 
 def keep_result_seconds(settings: Settings) -> float:
@@ -61,27 +86,93 @@ def keep_result_seconds(settings: Settings) -> float:
     return max(600.0, 4 * settings.claim_idle_seconds)
 
 
-def arq_function(handler: Handler, settings: Settings) -> Function:
-    """The arq function running `handler`, named after it, with its timeout and retry settings."""
+def job_timeout(registry: Registry) -> float:
+    """arq's timeout for every job: the largest handler timeout plus `MARGIN_SECONDS`."""
+    return max(handler.timeout for handler in registry) + MARGIN_SECONDS
 
-    async def run(
-        ctx: dict[str, Any], entry_id: str, event_type: str, body: bytes, received_ms: int
+
+def arq_function(
+    registry: Registry,
+    settings: Settings,
+    *,
+    unknown_tries: int = UNKNOWN_HANDLER_TRIES,
+    unknown_backoff: float = UNKNOWN_HANDLER_BACKOFF,
+) -> Function:
+    """The one arq function, `RUN_HANDLER`, running whichever of `registry`'s handlers a job names.
+
+    A job naming a handler `registry` lacks is skipped and deferred (`skip_unknown`), `unknown_tries`
+    times with a doubling wait from `unknown_backoff` seconds, then dead-lettered.
+    """
+
+    async def run_handler(
+        ctx: dict[str, Any], handler: str, entry_id: str, event_type: str, body: bytes, received_ms: int
     ) -> str | None:
         event = StoredEvent(entry_id, event_type, bytes(body), received_ms, dedupe="")
-        return await run_attempt(handler, settings, ctx, event)
+        found = registry.get(handler)
+        if found is None:
+            return await skip_unknown(
+                handler, settings, ctx, event, tries=unknown_tries, backoff_base=unknown_backoff
+            )
+        return await run_attempt(found, settings, ctx, event)
 
-    run.__qualname__ = run.__name__ = handler.name
     return func(
-        run,
-        name=handler.name,
-        timeout=handler.timeout + MARGIN_SECONDS,
+        run_handler,
+        name=RUN_HANDLER,
+        timeout=job_timeout(registry),
         max_tries=ARQ_MAX_TRIES,
         keep_result=keep_result_seconds(settings),
     )
 
 
-def _log_fields(event: StoredEvent, handler: Handler, attempt: int) -> dict[str, object]:
-    return {"entry_id": event.entry_id, "event_type": event.type, "handler": handler.name, "attempt": attempt}
+def _log_fields(event: StoredEvent, handler: str, attempt: int) -> dict[str, object]:
+    return {"entry_id": event.entry_id, "event_type": event.type, "handler": handler, "attempt": attempt}
+
+
+async def _bookkeeping(what: str, call: Awaitable[T], extra: dict[str, object]) -> T:
+    """Await `call`, a Redis call the job cannot go on without, or leave the job queued for later."""
+    try:
+        async with asyncio.timeout(BOOKKEEPING_SECONDS):
+            return await call
+    except (TimeoutError, RedisError, OSError) as exc:
+        log.warning("could not %s, the job stays queued: %r", what, exc, extra=extra)
+        raise Retry(defer=UNRECORDED_RETRY_SECONDS) from exc
+
+
+async def skip_unknown(
+    name: str,
+    settings: Settings,
+    ctx: dict[str, Any],
+    event: StoredEvent,
+    *,
+    tries: int = UNKNOWN_HANDLER_TRIES,
+    backoff_base: float = UNKNOWN_HANDLER_BACKOFF,
+) -> str:
+    """A run of a job for handler `name`, which this worker lacks: defer it, or dead-letter it.
+
+    Raises `arq.Retry` (another worker may have the handler) until the job was skipped `tries` times,
+    then writes an ``UnknownHandler`` dead letter and returns its note. Never drops the job.
+    """
+    job_try = int(ctx["job_try"])
+    extra = _log_fields(event, name, 0)
+    skipped = await _bookkeeping(
+        "count a run skipped for want of its handler",
+        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_seconds * 1000),
+        extra,
+    )
+    if skipped < tries:
+        wait = backoff.ceiling(skipped, backoff_base, cap=UNKNOWN_HANDLER_MAX_DEFER)
+        log.warning(
+            "no handler named %r in this worker (another version may have it): job %s deferred %.1fs (%d of %d)",
+            name, ctx["job_id"], wait, skipped, tries, extra=extra,
+        )  # fmt: skip
+        raise Retry(defer=wait)
+    failure = Failure(
+        UNKNOWN_HANDLER,
+        f"no worker that took this job has a handler named {name!r} ({skipped} tries); "
+        "deploy it, then replay this dead letter",
+    )
+    # Attempts: runs on a worker that had the handler (usually none) and did not end the job.
+    return await _dead_letter(ctx, event, name, job_try - skipped, failure, extra)
 
 
 async def run_attempt(
@@ -91,7 +182,14 @@ async def run_attempt(
 
     Returns None on success, or a short note naming the dead letter written.
     """
-    attempt = int(ctx["job_try"])
+    job_try = int(ctx["job_try"])
+    attempt = job_try
+    if job_try > 1:  # a first run cannot follow a skipped one: no Redis call on the usual path
+        attempt -= await _bookkeeping(
+            "read the runs skipped for want of the handler",
+            deadletter.skipped_runs(ctx["redis"], ctx["job_id"]),
+            _log_fields(event, handler.name, job_try),
+        )
     ctx.update(
         event_id=event.entry_id,
         attempt=attempt,
@@ -100,7 +198,7 @@ async def run_attempt(
         received_ms=event.received_ms,
         settings=settings,
     )
-    extra = _log_fields(event, handler, attempt)
+    extra = _log_fields(event, handler.name, attempt)
 
     if attempt > handler.max_attempts:
         died = Failure(
@@ -108,12 +206,12 @@ async def run_attempt(
             f"attempt {attempt - 1} of {handler.max_attempts} never finished: the worker running it died "
             "(killed, out of memory, os._exit), was stopped mid-run, or lost Redis before recording the outcome",
         )
-        return await _dead_letter(ctx, event, handler, attempt - 1, died, extra)
+        return await _dead_letter(ctx, event, handler.name, attempt - 1, died, extra)
 
     try:
         model = parse(event.body)
     except (InvalidBody, InvalidEvent) as exc:  # retrying cannot fix the body; a replay after a fix can
-        return await _dead_letter(ctx, event, handler, attempt, Failure.from_exception(exc), extra)
+        return await _dead_letter(ctx, event, handler.name, attempt, Failure.from_exception(exc), extra)
 
     try:
         async with asyncio.timeout(handler.timeout) as deadline:
@@ -123,12 +221,12 @@ async def run_attempt(
                 # The thread cannot be stopped: on timeout it runs on while the attempt counts as failed.
                 await asyncio.to_thread(handler.func, ctx, model)
     except Permanent as exc:
-        return await _dead_letter(ctx, event, handler, attempt, Failure.from_exception(exc), extra)
+        return await _dead_letter(ctx, event, handler.name, attempt, Failure.from_exception(exc), extra)
     except Exception as exc:
         message = f"ran longer than its timeout of {handler.timeout:g}s" if deadline.expired() else None
         failure = Failure.from_exception(exc, message)
         if attempt >= handler.max_attempts:
-            return await _dead_letter(ctx, event, handler, attempt, failure, extra)
+            return await _dead_letter(ctx, event, handler.name, attempt, failure, extra)
         wait = backoff.delay(attempt, handler.backoff)
         log.warning(
             "%s failed on %s (attempt %d of %d), retrying in %.2fs: %s: %s",
@@ -138,7 +236,7 @@ async def run_attempt(
         await _note_failure(ctx, settings, extra)
         raise Retry(defer=wait) from exc
 
-    if attempt > 1:
+    if job_try > 1:
         await _forget_failures(ctx, extra)
     return None
 
@@ -165,7 +263,7 @@ async def _forget_failures(ctx: dict[str, Any], extra: dict[str, object]) -> Non
 async def _dead_letter(
     ctx: dict[str, Any],
     event: StoredEvent,
-    handler: Handler,
+    handler: str,
     attempts: int,
     failure: Failure,
     extra: dict[str, object],
@@ -175,7 +273,7 @@ async def _dead_letter(
             dead_id = await deadletter.write(
                 ctx["redis"],
                 event,
-                handler=handler.name,
+                handler=handler,
                 attempts=attempts,
                 failure=failure,
                 now_ms=timestamp_ms(),
@@ -187,6 +285,6 @@ async def _dead_letter(
         raise Retry(defer=UNRECORDED_RETRY_SECONDS) from exc
     log.error(
         "%s gave up on %s after %d attempt(s): %s: %s (dead letter %s)",
-        handler.name, event.entry_id, attempts, failure.error_type, failure.message, dead_id, extra=extra,
+        handler, event.entry_id, attempts, failure.error_type, failure.message, dead_id, extra=extra,
     )  # fmt: skip
     return f"dead letter {dead_id}"

@@ -8,8 +8,8 @@ with their own settings and `Registry`.
 
 What a worker process runs:
 
-- arq, with one function per handler (`worker.jobs`), tuned for short handlers: a 10 ms poll, up to
-  100 concurrent jobs;
+- arq, with one function (``relay.run_handler``, `worker.jobs`) that runs whichever handler a job
+  names, tuned for short handlers: a 10 ms poll, up to 100 concurrent jobs;
 - the bridge (`worker.bridge`) as a background task started in ``on_startup``, feeding arq from
   ``relay:events`` and trimming the stream;
 - the tasks module's ``startup(ctx)`` and ``shutdown(ctx)``, if it defines them.
@@ -41,7 +41,14 @@ from relay.logs import configure_logging
 from relay.settings import Settings, load_settings
 from relay.streams import ARQ_QUEUE
 from worker.bridge import Bridge, BridgeOptions
-from worker.jobs import ARQ_MAX_TRIES, MARGIN_SECONDS, arq_function, keep_result_seconds
+from worker.jobs import (
+    ARQ_MAX_TRIES,
+    UNKNOWN_HANDLER_BACKOFF,
+    UNKNOWN_HANDLER_TRIES,
+    arq_function,
+    job_timeout,
+    keep_result_seconds,
+)
 from worker.registry import Registry, default_registry
 
 log = logging.getLogger("worker.main")
@@ -70,6 +77,9 @@ class WorkerOptions:
     poll_delay: float = 0.01
     """Seconds between arq's looks at its queue (arq's default of 0.5 s would add that much latency)."""
     health_check_interval: int = 60
+    unknown_handler_tries: int = UNKNOWN_HANDLER_TRIES
+    """Runs of a job whose handler this worker lacks before it is dead-lettered (see `worker.jobs`)."""
+    unknown_handler_backoff: float = UNKNOWN_HANDLER_BACKOFF
     bridge: BridgeOptions = field(default_factory=BridgeOptions)
     run_bridge: bool = True
     """Tests turn the background bridge off and step a `Bridge` themselves."""
@@ -178,9 +188,15 @@ def build_worker_settings(
         raise ValueError(f"no handlers registered: decorate functions in {settings.tasks} with @on(...)")
     options = options or WorkerOptions()
     lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options)
-    longest = max(handler.timeout for handler in registry) + MARGIN_SECONDS
+    longest = job_timeout(registry)
+    function = arq_function(
+        registry,
+        settings,
+        unknown_tries=options.unknown_handler_tries,
+        unknown_backoff=options.unknown_handler_backoff,
+    )
     return {
-        "functions": [arq_function(handler, settings) for handler in registry],
+        "functions": [function],
         "queue_name": ARQ_QUEUE,
         "redis_settings": redis_settings(settings),
         "on_startup": lifecycle.on_startup,

@@ -3,6 +3,8 @@
 Each handler becomes its own arq job per event, so handlers of one event retry independently. A
 handler's name (its function name, e.g. ``reward_voter``) names that job, appears in dead
 letters and is what ``relay dlq replay --handler`` selects, so it must be unique in a registry.
+Queued jobs carry the name: rename or remove a handler and its waiting jobs end as ``UnknownHandler``
+dead letters (after a grace period for workers of other versions), not silently.
 """
 
 from __future__ import annotations
