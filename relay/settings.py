@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
+    metrics: str = "on"
+    """Edge metrics: ``on`` (``GET /metrics`` on the edge's own port), ``off``, or ``[host:]port`` to serve
+    them on that address only."""
+
+    worker_metrics: str = "9100"
+    """Worker metrics: ``off``, or the ``[host:]port`` where a worker serves ``/metrics`` (the first it tries;
+    ``on`` is port 9100)."""
+
+    worker_metrics_ports: int = Field(default=16, ge=1, le=1000)
+    """How many ports from ``worker_metrics`` on a worker tries, so that workers sharing a host each get one."""
+
     @field_validator("secret")
     @classmethod
     def _secret_is_real(cls, value: SecretStr) -> SecretStr:
@@ -81,10 +92,36 @@ class Settings(BaseSettings):
     def _previous_are_real(cls, values: list[SecretStr]) -> list[SecretStr]:
         return [_refuse_weak(v) for v in values]
 
+    @field_validator("metrics")
+    @classmethod
+    def _edge_metrics(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("on", "off"):
+            return value
+        host, port = listen_address(value)
+        return f"{host}:{port}"
+
+    @field_validator("worker_metrics")
+    @classmethod
+    def _worker_metrics(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value == "off":
+            return value
+        host, port = listen_address("9100" if value == "on" else value)
+        return f"{host}:{port}"
+
     def signing_keys(self) -> tuple[bytes, ...]:
         """The current secret, then the previous ones, as bytes for HMAC."""
         secrets = [self.secret, *self.previous_secrets]
         return tuple(s.get_secret_value().encode() for s in secrets)
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``"9100"`` as ``("0.0.0.0", 9100)`` (every interface), ``"127.0.0.1:9100"`` as it says."""
+    host, _, port = value.strip().rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be on, off, a port, or host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def describe_errors(error: ValidationError) -> str:
