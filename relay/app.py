@@ -6,12 +6,17 @@
 Requests for ``POST /webhook`` go straight to `relay.webhook.WebhookEndpoint`, ahead of FastAPI's
 middleware and routing; everything else (probes, docs, 404, 405) is served by FastAPI. The
 lifespan creates the Redis client and the ingest writer, and closes them.
+
+Metrics (`relay.metrics`) live in a registry of this app's own. ``RELAY_METRICS=on`` serves them at
+``GET /metrics`` here; a ``[host:]port`` serves them there instead (`relay.exposition`), started and
+stopped by the lifespan; ``off`` serves them nowhere.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,10 +30,12 @@ from starlette.types import Receive, Scope, Send
 
 from relay import probes, webhook
 from relay.errors import http_error_answer, to_response
+from relay.exposition import MetricsServer, render, serve
 from relay.ingest import IngestWriter
 from relay.logs import configure_logging, redact_url
+from relay.metrics import EdgeMetrics
 from relay.rejections import RejectionRecorder
-from relay.settings import Settings, load_settings
+from relay.settings import Settings, listen_address, load_settings
 from relay.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -40,10 +47,16 @@ class EdgeApp:
     def __init__(self, endpoint: WebhookEndpoint, api: FastAPI) -> None:
         self.endpoint = endpoint
         self.api = api
+        self.metrics = endpoint.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == webhook.PATH and scope["method"] == "POST":
-            await self.endpoint(scope, receive, send)
+        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+            if scope["method"] == "POST":
+                await self.endpoint(scope, receive, send)
+                return
+            started = time.perf_counter()  # another method: FastAPI answers 405, counted with the rest
+            await self.api(scope, receive, send)
+            self.metrics.observe("method_not_allowed", time.perf_counter() - started)
         else:
             await self.api(scope, receive, send)
 
@@ -57,14 +70,21 @@ class _EdgeAPI(FastAPI):
 
 def create_app(settings: Settings) -> EdgeApp:
     """Build the edge for `settings`. Nothing connects until the ASGI lifespan starts."""
-    endpoint = WebhookEndpoint(settings)
+    metrics = EdgeMetrics()
+    endpoint = WebhookEndpoint(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        metrics_server = await _serve_metrics(settings, metrics)  # first: nothing to undo if it fails
         # No socket_timeout: the writer and the probe bound every call themselves, once per
         # batch, where redis-py would start a timer for every reply.
         client = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout)
-        writer = IngestWriter(client, dedupe_seconds=settings.dedupe_seconds, timeout=settings.redis_timeout)
+        writer = IngestWriter(
+            client,
+            dedupe_seconds=settings.dedupe_seconds,
+            timeout=settings.redis_timeout,
+            on_redis_error=metrics.redis_error,
+        )
         api.state.redis = client
         api.state.redis_timeout = settings.redis_timeout
         endpoint.writer = writer
@@ -80,6 +100,7 @@ def create_app(settings: Settings) -> EdgeApp:
                 "max_body_bytes": settings.max_body_bytes,
                 "dedupe_seconds": settings.dedupe_seconds,
                 "previous_secrets": len(settings.previous_secrets),
+                "metrics": metrics_server.url if metrics_server else settings.metrics,
             },
         )
         try:
@@ -89,6 +110,8 @@ def create_app(settings: Settings) -> EdgeApp:
             endpoint.rejections = None
             await writer.close()
             await rejections.close()
+            if metrics_server is not None:
+                await metrics_server.close()
             api.state.redis = None
             await client.aclose()
             gc.unfreeze()
@@ -98,7 +121,23 @@ def create_app(settings: Settings) -> EdgeApp:
     # The same endpoint as a route, so that FastAPI answers 405 for other methods on the path.
     api.router.routes.append(Route(webhook.PATH, endpoint, methods=["POST"], include_in_schema=False))
     api.add_exception_handler(HTTPException, _http_error)
+    if settings.metrics == "on":
+
+        async def metrics_page(request: Request) -> Response:
+            body, content_type = render(metrics.registry, request.headers.get("accept"))
+            return Response(body, media_type=content_type)
+
+        api.add_api_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
     return EdgeApp(endpoint, api)
+
+
+async def _serve_metrics(settings: Settings, metrics: EdgeMetrics) -> MetricsServer | None:
+    """The metrics' own listener when ``RELAY_METRICS`` names an address; the edge fails to start
+    when it cannot listen there, rather than run unwatched."""
+    if settings.metrics in ("on", "off"):
+        return None
+    host, port = listen_address(settings.metrics)
+    return await serve(metrics.registry, host, [port])
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -20,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.errors import RedisUnavailable
 from relay.streams import EVENTS_STREAM, INGEST_SCRIPT, dedupe_redis_key
@@ -54,9 +57,18 @@ class IngestWriter:
     """
 
     def __init__(
-        self, client: Redis, *, dedupe_seconds: int, timeout: float, max_flushes: int = MAX_FLUSHES
+        self,
+        client: Redis,
+        *,
+        dedupe_seconds: int,
+        timeout: float,
+        max_flushes: int = MAX_FLUSHES,
+        on_redis_error: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client
+        # Told the kind of each failed round trip ("timeout", "connection", "other") and of each
+        # write Redis refused ("refused"): the edge counts them in its metrics.
+        self._on_redis_error = on_redis_error or _ignore
         self._timeout = timeout
         self._max_flushes = max_flushes
         # EVALSHA <sha> 2 <dedupe key> <stream> <seconds> <type> <body> <received ms> <dedupe>,
@@ -128,6 +140,7 @@ class IngestWriter:
                 replies = await self._send([command for command, _, _ in batch])
         except (RedisError, OSError, TimeoutError) as exc:
             # TimeoutError is our bound; redis-py raises its own errors for refused or lost connections.
+            self._on_redis_error(_error_kind(exc))
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else f"no answer within {self._timeout}s"
             log.warning(
                 "redis unavailable, %d event(s) refused with 503", len(batch), extra={"reason": reason}
@@ -144,6 +157,8 @@ class IngestWriter:
                 if future.done():  # its request was cancelled
                     continue
                 if isinstance(reply, Exception):
+                    if isinstance(reply, RedisUnavailable):
+                        self._on_redis_error("refused")
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
@@ -177,6 +192,18 @@ class IngestWriter:
             return replies
         finally:
             await pool.release(connection)
+
+
+def _ignore(kind: str) -> None:
+    pass
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, (TimeoutError, RedisTimeoutError)):
+        return "timeout"
+    if isinstance(exc, (RedisConnectionError, OSError)):
+        return "connection"
+    return "other"
 
 
 def _written(reply: object) -> Written | Exception:

@@ -10,7 +10,7 @@ whole job (see the benchmarks issue). The steps, each refusing with the answer f
 3. parse and validate the event (`relay.events.parse`);
 4. dedupe and store it in one batched Redis round trip (`relay.ingest.IngestWriter`).
 
-Exactly one log line per request tells how it ended.
+Exactly one log line and one count in `relay.metrics` per request tell how it ended.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from relay.errors import (
 )
 from relay.events import Event, ReviewAdd, VoteAdd, dedupe_key, parse
 from relay.ingest import IngestWriter
+from relay.metrics import EdgeMetrics
 from relay.rejections import RejectionRecorder
 from relay.settings import Settings
 
@@ -63,7 +64,9 @@ class WebhookEndpoint:
     shutdown) every event is answered 503, never accepted unstored.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: EdgeMetrics | None = None) -> None:
+        self.metrics = metrics if metrics is not None else EdgeMetrics()
+        self._observe = self.metrics.observe
         self._keys = settings.signing_keys()
         self._max_body = settings.max_body_bytes
         self._body_timeout = settings.body_timeout
@@ -98,7 +101,9 @@ class WebhookEndpoint:
                 else _stored(200, "duplicate", _DUPLICATE, entry_id)
             )
         except _ClientGone:
-            _log_outcome("client_gone", 0, size, event_type, None, started)
+            elapsed = time.perf_counter() - started
+            self._observe("client_gone", elapsed)
+            _log_outcome("client_gone", 0, size, event_type, None, elapsed)
             return
         except Exception as exc:
             answer = answer_for(exc)
@@ -106,7 +111,9 @@ class WebhookEndpoint:
                 log.exception("webhook failed unexpectedly; answered 503 so that Sphere retries")
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
         await send({"type": "http.response.body", "body": answer.body})
-        _log_outcome(answer.code, answer.status, size, event_type, entry_id, started)
+        elapsed = time.perf_counter() - started
+        self._observe(answer.code, elapsed)
+        _log_outcome(answer.code, answer.status, size, event_type, entry_id, elapsed)
         if 400 <= answer.status < 500 and self.rejections is not None:  # after answering: never delays it
             self.rejections.record(scope, answer.status, answer.code, size, body, received_ms)
 
@@ -159,7 +166,7 @@ def _stored(status: int, code: str, prefix: bytes, entry_id: bytes) -> Answer:
 
 
 def _log_outcome(
-    outcome: str, status: int, size: int, event_type: str | None, entry_id: bytes | None, started: float
+    outcome: str, status: int, size: int, event_type: str | None, entry_id: bytes | None, seconds: float
 ) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
@@ -171,7 +178,7 @@ def _log_outcome(
             "entry_id": entry_id.decode() if entry_id is not None else None,
             "event_type": event_type[:_LOGGED_TYPE_CHARS] if event_type is not None else None,
             "bytes": size,
-            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "ms": round(seconds * 1000, 2),
         },
     )
 
