@@ -103,6 +103,7 @@ def create_app(settings: Settings) -> EdgeApp:
                 "metrics": metrics_server.url if metrics_server else settings.metrics,
             },
         )
+        endpoint.request_log.start()  # after configure_logging: it decides how lines are written
         try:
             yield
         finally:
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> EdgeApp:
             endpoint.rejections = None
             await writer.close()
             await rejections.close()
+            endpoint.request_log.stop()  # the last tick's lines; any later ones are logged as usual
             if metrics_server is not None:
                 await metrics_server.close()
             api.state.redis = None

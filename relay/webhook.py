@@ -36,6 +36,7 @@ from relay.errors import (
 )
 from relay.events import Event, ReviewAdd, VoteAdd, dedupe_key, parse
 from relay.ingest import IngestWriter
+from relay.logs import RequestLog
 from relay.metrics import EdgeMetrics
 from relay.rejections import RejectionRecorder
 from relay.settings import Settings
@@ -50,7 +51,6 @@ _JSON = (b"content-type", b"application/json")
 _QUEUED = b'{"status":"queued","id":"'
 _DUPLICATE = b'{"status":"duplicate","id":"'
 _END = b'"}'
-_LOGGED_TYPE_CHARS = 64  # event types come from the request; keep log lines bounded
 
 
 class _ClientGone(Exception):
@@ -73,6 +73,8 @@ class WebhookEndpoint:
         self._too_large = f"body is over {settings.max_body_bytes} bytes"
         self.writer: IngestWriter | None = None
         self.rejections: RejectionRecorder | None = None
+        # Started and stopped by the application's lifespan, once logging is set up.
+        self.request_log = RequestLog(log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -103,7 +105,7 @@ class WebhookEndpoint:
         except _ClientGone:
             elapsed = time.perf_counter() - started
             self._observe("client_gone", elapsed)
-            _log_outcome("client_gone", 0, size, event_type, None, elapsed)
+            self.request_log.write("client_gone", 0, size, event_type, None, elapsed)
             return
         except Exception as exc:
             answer = answer_for(exc)
@@ -113,7 +115,7 @@ class WebhookEndpoint:
         await send({"type": "http.response.body", "body": answer.body})
         elapsed = time.perf_counter() - started
         self._observe(answer.code, elapsed)
-        _log_outcome(answer.code, answer.status, size, event_type, entry_id, elapsed)
+        self.request_log.write(answer.code, answer.status, size, event_type, entry_id, elapsed)
         if 400 <= answer.status < 500 and self.rejections is not None:  # after answering: never delays it
             self.rejections.record(scope, answer.status, answer.code, size, body, received_ms)
 
@@ -163,24 +165,6 @@ def _stored(status: int, code: str, prefix: bytes, entry_id: bytes) -> Answer:
     # Entry ids are ASCII digits and a dash: no JSON escaping is needed.
     body = prefix + entry_id + _END
     return Answer(status, (_JSON, (b"content-length", str(len(body)).encode())), body, code)
-
-
-def _log_outcome(
-    outcome: str, status: int, size: int, event_type: str | None, entry_id: bytes | None, seconds: float
-) -> None:
-    if not log.isEnabledFor(logging.INFO):
-        return
-    log.info(
-        "webhook",
-        extra={
-            "outcome": outcome,
-            "status": status,
-            "entry_id": entry_id.decode() if entry_id is not None else None,
-            "event_type": event_type[:_LOGGED_TYPE_CHARS] if event_type is not None else None,
-            "bytes": size,
-            "ms": round(seconds * 1000, 2),
-        },
-    )
 
 
 def openapi(schema: dict[str, Any]) -> None:
