@@ -29,16 +29,20 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from relay import probes, webhook
-from relay.errors import http_error_answer, to_response
+from relay.errors import error_answer, http_error_answer, to_response
 from relay.exposition import MetricsServer, render, serve
 from relay.ingest import IngestWriter
 from relay.logs import configure_logging, redact_url
 from relay.metrics import EdgeMetrics
 from relay.rejections import RejectionRecorder
 from relay.settings import Settings, listen_address, load_settings
+from relay.sources import Address, SourceFilter
 from relay.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
+
+FORBIDDEN_SOURCE = "forbidden_source"
+"""The ``error`` of the 403 for a request from outside ``RELAY_ALLOWED_SOURCES``."""
 
 
 class EdgeApp:
@@ -59,6 +63,39 @@ class EdgeApp:
             self.metrics.observe("method_not_allowed", time.perf_counter() - started)
         else:
             await self.api(scope, receive, send)
+
+
+class SourceCheckedEdgeApp(EdgeApp):
+    """An `EdgeApp` that first refuses ``/webhook`` requests from outside ``RELAY_ALLOWED_SOURCES``.
+
+    A subclass chosen by `create_app` only when the allow-list is on, so that without one the hot
+    path does not even test for it.
+    """
+
+    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI, sources: SourceFilter) -> None:
+        super().__init__(endpoint, api)
+        self.sources = sources
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+            client = self.sources.client(scope)
+            if not self.sources.allows(client):
+                await self._refuse(scope, send, client)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, client: Address | None) -> None:
+        # Before the body is read: a stranger's body is not worth receiving.
+        started = time.perf_counter()
+        seen = "an unknown address" if client is None else str(client)
+        answer = error_answer(FORBIDDEN_SOURCE, 403, f"requests from {seen} may not post webhooks")
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body})
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(FORBIDDEN_SOURCE, elapsed)
+        self.endpoint.request_log.write(FORBIDDEN_SOURCE, 403, 0, None, None, elapsed)
+        if self.endpoint.rejections is not None:
+            self.endpoint.rejections.record(scope, 403, FORBIDDEN_SOURCE, 0, b"", time.time_ns() // 1_000_000)
 
 
 class _EdgeAPI(FastAPI):
@@ -130,6 +167,10 @@ def create_app(settings: Settings) -> EdgeApp:
             return Response(body, media_type=content_type)
 
         api.add_api_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
+    if settings.allowed_sources:
+        return SourceCheckedEdgeApp(
+            endpoint, api, SourceFilter(settings.allowed_sources, settings.trusted_proxies)
+        )
     return EdgeApp(endpoint, api)
 
 

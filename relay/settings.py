@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from relay.sources import Network, parse_network
+
 #: Keys printed in Sphere's guide. Running with one of them means anybody can forge events.
 SAMPLE_SECRETS = frozenset(
     {
@@ -52,6 +54,12 @@ class Settings(BaseSettings):
     body_timeout: float = Field(default=10.0, gt=0)
     """Seconds a client may take to send a body that did not arrive at once; a slower one gets 408."""
 
+    allowed_sources: Annotated[list[Network], NoDecode] = Field(default_factory=list)
+    """Comma-separated networks (CIDR, IPv4 or IPv6) that may post webhooks; empty: any (`relay.sources`)."""
+
+    trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
+    """Comma-separated networks of reverse proxies whose ``X-Forwarded-For`` the allow-list believes."""
+
     retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     """How long acknowledged entries stay in ``relay:events`` for replay."""
 
@@ -91,6 +99,15 @@ class Settings(BaseSettings):
     @classmethod
     def _previous_are_real(cls, values: list[SecretStr]) -> list[SecretStr]:
         return [_refuse_weak(v) for v in values]
+
+    @field_validator("allowed_sources", "trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return [parse_network(v) if isinstance(v, str) else v for v in value]
+        return value
 
     @field_validator("metrics")
     @classmethod
