@@ -31,6 +31,7 @@ import click
 
 from relay.cli.common import EXIT_FAILED, App
 from relay.cli.send import send
+from relay.cli.stats import stats
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -53,7 +54,7 @@ def cli() -> None:
     """
 
 
-for command in (send,):
+for command in (send, stats):
     cli.add_command(command)
 
 
