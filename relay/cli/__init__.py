@@ -30,6 +30,7 @@ import sys
 import click
 
 from relay.cli.common import EXIT_FAILED, App
+from relay.cli.dlq import dlq
 from relay.cli.send import send
 from relay.cli.stats import stats
 
@@ -54,7 +55,7 @@ def cli() -> None:
     """
 
 
-for command in (send, stats):
+for command in (send, stats, dlq):
     cli.add_command(command)
 
 
