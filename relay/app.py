@@ -78,8 +78,8 @@ class SourceCheckedEdgeApp(EdgeApp):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == webhook.PATH:
-            client = self.sources.client(scope)
-            if not self.sources.allows(client):
+            allowed, client = self.sources.verdict(scope)
+            if not allowed:
                 await self._refuse(scope, send, client)
                 return
         await super().__call__(scope, receive, send)

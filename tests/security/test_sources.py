@@ -8,10 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from relay.settings import describe_errors
-from relay.sources import MAX_HOPS, SourceFilter, client_ip, parse_network
+from relay.sources import MAX_HOPS, NetworkSet, SourceFilter, client_ip, parse_network
 from tests.conftest import make_settings
 
-PROXIES = (ip_network("10.0.0.0/8"), ip_network("fd00::/8"))
+PROXIES = NetworkSet([ip_network("10.0.0.0/8"), ip_network("fd00::/8")])
 
 
 def xff(*values: str) -> list[tuple[bytes, bytes]]:
@@ -81,7 +81,7 @@ def test_an_empty_filter_is_refused() -> None:
 
 
 def test_without_trusted_proxies_the_peer_is_the_client_whatever_the_header_says() -> None:
-    assert client_ip("198.51.100.7", xff("203.0.113.5"), ()) == ip_address("198.51.100.7")
+    assert client_ip("198.51.100.7", xff("203.0.113.5"), NetworkSet([])) == ip_address("198.51.100.7")
 
 
 def test_an_untrusted_peer_cannot_claim_another_address() -> None:
@@ -146,10 +146,14 @@ def test_no_peer_is_no_client() -> None:
 
 
 def test_the_filter_allows_only_listed_networks() -> None:
-    sources = SourceFilter([ip_network("203.0.113.0/24"), ip_network("2001:db8::/32")], PROXIES)
+    sources = SourceFilter([ip_network("203.0.113.0/24"), ip_network("2001:db8::/32")], PROXIES.networks)
 
     def allowed(peer: str, *forwarded: str) -> bool:
-        return sources.allows(sources.client({"client": (peer, 1234), "headers": xff(*forwarded)}))
+        scope = {"client": (peer, 1234), "headers": xff(*forwarded)}
+        by_client = sources.allows(sources.client(scope))
+        verdict = sources.verdict(scope)
+        assert verdict == sources.verdict(scope) == (by_client, sources.client(scope))  # cached alike
+        return by_client
 
     assert allowed("203.0.113.200")
     assert allowed("2001:db8::1")
@@ -159,3 +163,29 @@ def test_the_filter_allows_only_listed_networks() -> None:
     assert not allowed("10.0.0.2", "203.0.113.5, 198.51.100.7")  # spoofed left hop, real client right
     assert not allowed("10.0.0.2")  # the proxy itself is not an allowed source
     assert not sources.allows(sources.client({"client": None, "headers": []}))
+
+
+def test_a_network_set_matches_its_edges_and_nothing_past_them() -> None:
+    networks = NetworkSet([ip_network("203.0.113.0/24"), ip_network("2001:db8::/32")])
+
+    assert ip_address("203.0.113.0") in networks
+    assert ip_address("203.0.113.255") in networks
+    assert ip_address("203.0.114.0") not in networks
+    assert ip_address("203.0.112.255") not in networks
+    assert ip_address("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff") in networks
+    assert ip_address("2001:db9::") not in networks
+    assert ip_address("::ffff:203.0.113.1") not in networks  # an IPv6 address is never in an IPv4 network
+    assert not NetworkSet([])
+
+
+def test_remembered_verdicts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("relay.sources.VERDICTS_KEPT", 8)
+    sources = SourceFilter([ip_network("203.0.113.0/24")])
+
+    for n in range(20):
+        assert sources.verdict({"client": (f"198.51.100.{n}", 1), "headers": []}) == (
+            False,
+            ip_address(f"198.51.100.{n}"),
+        )
+
+    assert len(sources._verdicts) <= 8
