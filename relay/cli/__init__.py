@@ -31,6 +31,7 @@ import click
 
 from relay.cli.common import EXIT_FAILED, App
 from relay.cli.dlq import dlq
+from relay.cli.replay import replay
 from relay.cli.send import send
 from relay.cli.stats import stats
 
@@ -55,7 +56,7 @@ def cli() -> None:
     """
 
 
-for command in (send, stats, dlq):
+for command in (send, stats, dlq, replay):
     cli.add_command(command)
 
 
