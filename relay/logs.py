@@ -52,20 +52,29 @@ def _text_value(value: object) -> str:
     return text
 
 
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 class _Clock:
-    """UTC timestamps, ``2024-05-01T12:00:00.123Z``, with the date part built once per second
-    (strftime is costly)."""
+    """UTC timestamps, ``2024-05-01T12:00:00.123Z``. Formatting one costs microseconds (strftime, and
+    even an f-string with a format spec, on our Python), so the date part is built once per second
+    and the whole stamp once per millisecond: lines logged in the same millisecond share it."""
 
     _second = -1
     _prefix = ""
+    _key = -1
+    _last = ""
 
     def stamp(self, created: float) -> str:
         """The timestamp of `created` (seconds since the epoch), to the millisecond, rounded down."""
-        second = int(created)
+        key = int(created * 1000)
+        if key == self._key:
+            return self._last
+        second, millis = divmod(key, 1000)
         if second != self._second:
             self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        # LogRecord.msecs is worked out the same way, so both writers agree to the millisecond.
-        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+        self._key, self._last = key, self._prefix + _MILLIS[millis]
+        return self._last
 
 
 class _Formatter(logging.Formatter):
