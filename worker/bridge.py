@@ -11,7 +11,8 @@ into one arq job per matching handler.
 - An entry no handler wants is logged, counted and acknowledged. An entry missing its fields
   (written by something other than the edge) is dead-lettered with no handler, then acknowledged.
 - Redis errors are logged and retried with backoff; the bridge does not die with Redis.
-- It also runs the periodic retention trim (`worker.retention`).
+- It also runs the periodic retention trim (`worker.retention`), and every few seconds reads the
+  group's lag and pending count for the worker's metrics (`check_backlog`, one round trip).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from relay.settings import Settings
-from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, EVENTS_STREAM, F_BODY, F_TYPE, StoredEvent
+from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM, F_BODY, F_TYPE, StoredEvent
 from worker import deadletter
 from worker.deadletter import Failure
 from worker.enqueue import JobSpec, Settle, enqueue
@@ -75,6 +76,8 @@ class BridgeOptions:
     claim_every_seconds: float | None = None
     """How often to look for entries a dead consumer left; default: half of ``claim_idle_seconds``."""
     trim_every_seconds: float = 60.0
+    backlog_every_seconds: float = 5.0
+    """How often to read the group's lag and pending count for the metrics (`Bridge.check_backlog`)."""
     forget_consumers_after_seconds: float = 3600.0
     """Consumers idle this long with nothing pending (crashed processes) are removed from the group."""
 
@@ -89,6 +92,18 @@ class BridgeStats:
     unhandled: int = 0
     malformed: int = 0
     errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The consumer group's backlog, shared by every worker, as one look at Redis saw it."""
+
+    lag: int | None
+    """Entries not yet read by the group; None when Redis cannot tell (entries deleted mid-stream)."""
+    pending: int
+    """Entries read by a worker but not yet acknowledged."""
+    dead_letters: int
+    """Entries in ``relay:dead``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +135,10 @@ class Bridge:
         self.options = options or BridgeOptions()
         self.queue = queue
         self.stats = BridgeStats()
+        self.backlog: Backlog | None = None
+        """The last `check_backlog` result, for the metrics."""
+        self.queue_due: int | None = None
+        """Jobs due in the arq queue at the last `queue_is_full` (a look the bridge makes anyway)."""
         self._stop = asyncio.Event()
         self._group_ready = False
 
@@ -142,8 +161,24 @@ class Bridge:
 
     async def queue_is_full(self) -> bool:
         """Whether the arq queue holds ``high_water`` jobs due now (deferred retries do not count)."""
-        due = await self.redis.zcount(self.queue, "-inf", timestamp_ms())
-        return int(due) >= self.options.high_water
+        due = self.queue_due = int(await self.redis.zcount(self.queue, "-inf", timestamp_ms()))
+        return due >= self.options.high_water
+
+    async def check_backlog(self) -> Backlog:
+        """Read the group's lag and pending count and the dead-letter count, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xinfo_groups(EVENTS_STREAM)
+            pipe.xlen(DEAD_STREAM)
+            groups, dead = await pipe.execute()
+        group = next((g for g in groups if g["name"] in (CONSUMER_GROUP, CONSUMER_GROUP.encode())), None)
+        if group is None:  # deleted under us; the next step creates it again
+            self.backlog = None
+            return Backlog(lag=None, pending=0, dead_letters=int(dead))
+        lag = group.get("lag")
+        self.backlog = Backlog(
+            lag=None if lag is None else int(lag), pending=int(group["pending"]), dead_letters=int(dead)
+        )
+        return self.backlog
 
     async def step(self, block_ms: int | None = None) -> Dispatched:
         """Read new entries once (waiting up to `block_ms` for some) and dispatch them."""
@@ -282,7 +317,7 @@ class Bridge:
         """Read, claim and trim until `stop`; survive Redis errors."""
         loop = asyncio.get_running_loop()
         claim_every = self.options.claim_every_seconds or self.settings.claim_idle_seconds / 2
-        next_claim = next_trim = loop.time()  # at start: pick up what a previous run left behind
+        next_claim = next_trim = next_backlog = loop.time()  # at start: pick up what a previous run left
         failures = 0
         log.info("bridge %s reading %s", self.consumer, EVENTS_STREAM)
         while not self.stopping:
@@ -295,6 +330,9 @@ class Bridge:
                 if now >= next_trim:
                     next_trim = now + self.options.trim_every_seconds
                     await trim_events(self.redis, self.settings.retention_seconds)
+                if now >= next_backlog:
+                    next_backlog = now + self.options.backlog_every_seconds
+                    await self.check_backlog()
                 if await self.queue_is_full():
                     await self._pause(self.options.full_pause_seconds)
                     continue
