@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -46,6 +47,7 @@ from worker import backoff, deadletter
 from worker.deadletter import Failure
 from worker.enqueue import RUN_HANDLER
 from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, Permanent
+from worker.metrics import WorkerMetrics
 from worker.registry import Handler, Registry
 
 log = logging.getLogger("worker.jobs")
@@ -97,23 +99,54 @@ def arq_function(
     *,
     unknown_tries: int = UNKNOWN_HANDLER_TRIES,
     unknown_backoff: float = UNKNOWN_HANDLER_BACKOFF,
+    metrics: WorkerMetrics | None = None,
 ) -> Function:
     """The one arq function, `RUN_HANDLER`, running whichever of `registry`'s handlers a job names.
 
     A job naming a handler `registry` lacks is skipped and deferred (`skip_unknown`), `unknown_tries`
-    times with a doubling wait from `unknown_backoff` seconds, then dead-lettered.
+    times with a doubling wait from `unknown_backoff` seconds, then dead-lettered. Every run is
+    counted in `metrics`, and a successful one logged (arq's own lines about jobs are dropped by
+    `ArqJobLines`: they carry no fields).
     """
+    counted = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
 
     async def run_handler(
         ctx: dict[str, Any], handler: str, entry_id: str, event_type: str, body: bytes, received_ms: int
     ) -> str | None:
         event = StoredEvent(entry_id, event_type, bytes(body), received_ms, dedupe="")
         found = registry.get(handler)
-        if found is None:
-            return await skip_unknown(
-                handler, settings, ctx, event, tries=unknown_tries, backoff_base=unknown_backoff
-            )
-        return await run_attempt(found, settings, ctx, event)
+        started = time.perf_counter()
+        outcome = "error"  # unless the run ends one of the ways below: a bug, or arq cancelled it
+        note: str | None
+        try:
+            if found is None:
+                note = await skip_unknown(
+                    handler,
+                    settings,
+                    ctx,
+                    event,
+                    tries=unknown_tries,
+                    backoff_base=unknown_backoff,
+                    metrics=counted,
+                )
+            else:
+                note = await run_attempt(found, settings, ctx, event, metrics=counted)
+            outcome = "ok" if note is None else "dead"
+            return note
+        except Retry:
+            outcome = "retry" if found is not None else "skipped"
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            counted.ran(handler, outcome, seconds)
+            if outcome == "ok":
+                fields = _log_fields(event, handler, int(ctx.get("attempt", 0)))
+                log.info(
+                    "%s handled %s",
+                    handler,
+                    entry_id,
+                    extra={**fields, "outcome": outcome, "ms": round(seconds * 1000, 2)},
+                )
 
     return func(
         run_handler,
@@ -146,6 +179,7 @@ async def skip_unknown(
     *,
     tries: int = UNKNOWN_HANDLER_TRIES,
     backoff_base: float = UNKNOWN_HANDLER_BACKOFF,
+    metrics: WorkerMetrics | None = None,
 ) -> str:
     """A run of a job for handler `name`, which this worker lacks: defer it, or dead-letter it.
 
@@ -172,11 +206,16 @@ async def skip_unknown(
         "deploy it, then replay this dead letter",
     )
     # Attempts: runs on a worker that had the handler (usually none) and did not end the job.
-    return await _dead_letter(ctx, event, name, job_try - skipped, failure, extra)
+    return await _dead_letter(ctx, event, name, job_try - skipped, failure, extra, "unknown_handler", metrics)
 
 
 async def run_attempt(
-    handler: Handler, settings: Settings, ctx: dict[str, Any], event: StoredEvent
+    handler: Handler,
+    settings: Settings,
+    ctx: dict[str, Any],
+    event: StoredEvent,
+    *,
+    metrics: WorkerMetrics | None = None,
 ) -> str | None:
     """Run one attempt of `handler` for `event`; raise `arq.Retry` to be run again later.
 
@@ -206,12 +245,13 @@ async def run_attempt(
             f"attempt {attempt - 1} of {handler.max_attempts} never finished: the worker running it died "
             "(killed, out of memory, os._exit), was stopped mid-run, or lost Redis before recording the outcome",
         )
-        return await _dead_letter(ctx, event, handler.name, attempt - 1, died, extra)
+        return await _dead_letter(ctx, event, handler.name, attempt - 1, died, extra, "worker_died", metrics)
 
     try:
         model = parse(event.body)
     except (InvalidBody, InvalidEvent) as exc:  # retrying cannot fix the body; a replay after a fix can
-        return await _dead_letter(ctx, event, handler.name, attempt, Failure.from_exception(exc), extra)
+        failure = Failure.from_exception(exc)
+        return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "invalid_event", metrics)
 
     try:
         async with asyncio.timeout(handler.timeout) as deadline:
@@ -221,12 +261,13 @@ async def run_attempt(
                 # The thread cannot be stopped: on timeout it runs on while the attempt counts as failed.
                 await asyncio.to_thread(handler.func, ctx, model)
     except Permanent as exc:
-        return await _dead_letter(ctx, event, handler.name, attempt, Failure.from_exception(exc), extra)
+        failure = Failure.from_exception(exc)
+        return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "permanent", metrics)
     except Exception as exc:
         message = f"ran longer than its timeout of {handler.timeout:g}s" if deadline.expired() else None
         failure = Failure.from_exception(exc, message)
         if attempt >= handler.max_attempts:
-            return await _dead_letter(ctx, event, handler.name, attempt, failure, extra)
+            return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
         wait = backoff.delay(attempt, handler.backoff)
         log.warning(
             "%s failed on %s (attempt %d of %d), retrying in %.2fs: %s: %s",
@@ -267,6 +308,8 @@ async def _dead_letter(
     attempts: int,
     failure: Failure,
     extra: dict[str, object],
+    reason: str,
+    metrics: WorkerMetrics | None,
 ) -> str:
     try:
         async with asyncio.timeout(BOOKKEEPING_SECONDS):
@@ -283,8 +326,24 @@ async def _dead_letter(
         # Dropping the job now would lose the event: keep it queued; its next run writes the dead letter.
         log.error("could not write the dead letter, the job stays queued: %r", exc, extra=extra)
         raise Retry(defer=UNRECORDED_RETRY_SECONDS) from exc
+    if metrics is not None:
+        metrics.dead_lettered(handler, reason)
     log.error(
         "%s gave up on %s after %d attempt(s): %s: %s (dead letter %s)",
         handler, event.entry_id, attempts, failure.error_type, failure.message, dead_id, extra=extra,
     )  # fmt: skip
     return f"dead letter {dead_id}"
+
+
+class ArqJobLines(logging.Filter):
+    """Drops arq's INFO lines about each job (started, finished, retrying).
+
+    The relay logs its own line for each run (`arq_function`), with the entry id, event type,
+    handler and attempt as fields; arq's carry them only inside the text.
+    """
+
+    FORMATS = frozenset({"%6.2fs → %s(%s)%s", "%6.2fs ← %s ● %s", "%6.2fs ↻ %s retrying job in %0.2fs"})
+    """arq 0.28's formats of those lines (a test checks they are still the ones arq uses)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.msg in self.FORMATS)

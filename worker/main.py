@@ -12,7 +12,9 @@ What a worker process runs:
   names, tuned for short handlers: a 10 ms poll, up to 100 concurrent jobs;
 - the bridge (`worker.bridge`) as a background task started in ``on_startup``, feeding arq from
   ``relay:events`` and trimming the stream;
-- the tasks module's ``startup(ctx)`` and ``shutdown(ctx)``, if it defines them.
+- the tasks module's ``startup(ctx)`` and ``shutdown(ctx)``, if it defines them;
+- its metrics (`worker.metrics`) on the first free port from ``RELAY_WORKER_METRICS`` (9100) on,
+  started in ``on_startup`` and closed in ``on_shutdown``.
 
 On SIGTERM (or SIGINT) the bridge stops taking entries at once, arq stops picking jobs, and running
 handlers get their timeout to finish (arq's ``job_completion_wait``); then the process exits.
@@ -37,6 +39,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
+from relay.exposition import MetricsServer
 from relay.logs import configure_logging
 from relay.settings import Settings, load_settings
 from relay.streams import ARQ_QUEUE
@@ -45,10 +48,12 @@ from worker.jobs import (
     ARQ_MAX_TRIES,
     UNKNOWN_HANDLER_BACKOFF,
     UNKNOWN_HANDLER_TRIES,
+    ArqJobLines,
     arq_function,
     job_timeout,
     keep_result_seconds,
 )
+from worker.metrics import WorkerMetrics, serve_worker_metrics
 from worker.registry import Registry, default_registry
 
 log = logging.getLogger("worker.main")
@@ -100,6 +105,9 @@ def _configure_logging(settings: Settings) -> None:
     arq_logger = logging.getLogger("arq")
     arq_logger.handlers.clear()
     arq_logger.propagate = True
+    jobs_logger = logging.getLogger("arq.worker")
+    if not any(isinstance(f, ArqJobLines) for f in jobs_logger.filters):
+        jobs_logger.addFilter(ArqJobLines())
 
 
 def chain_stop_signals(before: Callable[[], None]) -> bool:
@@ -129,23 +137,34 @@ def chain_stop_signals(before: Callable[[], None]) -> bool:
 
 
 class Lifecycle:
-    """arq's ``on_startup`` / ``on_shutdown``: the user's hooks and the bridge."""
+    """arq's ``on_startup`` / ``on_shutdown``: the user's hooks, the bridge and the metrics."""
 
-    def __init__(self, settings: Settings, registry: Registry, hooks: Hooks, options: WorkerOptions) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        hooks: Hooks,
+        options: WorkerOptions,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.hooks = hooks
         self.options = options
+        self.metrics = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
+        self.metrics_server: MetricsServer | None = None
         self.bridge: Bridge | None = None
         self._bridge_task: asyncio.Task[None] | None = None
 
     async def on_startup(self, ctx: dict[str, Any]) -> None:
         if self.options.configure_logging:
             _configure_logging(self.settings)
+        self.metrics_server = await serve_worker_metrics(self.settings, self.metrics)
         if self.hooks.startup is not None:
             await _call(self.hooks.startup, ctx)
         if self.options.run_bridge:
             self.bridge = Bridge(ctx["redis"], self.registry, self.settings, options=self.options.bridge)
+            self.metrics.bridge = self.bridge
             self._bridge_task = asyncio.create_task(self.bridge.run(), name="relay-bridge")
             if not chain_stop_signals(self.bridge.stop):
                 log.warning("could not hook SIGTERM: the bridge will stop only when the worker shuts down")
@@ -167,6 +186,9 @@ class Lifecycle:
             await self.bridge.close()
         if self.hooks.shutdown is not None:
             await _call(self.hooks.shutdown, ctx)
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+            self.metrics_server = None
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -182,18 +204,24 @@ def build_worker_settings(
     registry: Registry,
     hooks: Hooks | None = None,
     options: WorkerOptions | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for arq's ``Worker`` running `registry`'s handlers; a fresh dict each call."""
+    """Keyword arguments for arq's ``Worker`` running `registry`'s handlers; a fresh dict each call.
+
+    `metrics` (new ones by default) count the runs and are served by the worker's start-up.
+    """
     if not len(registry):
         raise ValueError(f"no handlers registered: decorate functions in {settings.tasks} with @on(...)")
     options = options or WorkerOptions()
-    lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options)
+    metrics = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
+    lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options, metrics)
     longest = job_timeout(registry)
     function = arq_function(
         registry,
         settings,
         unknown_tries=options.unknown_handler_tries,
         unknown_backoff=options.unknown_handler_backoff,
+        metrics=metrics,
     )
     return {
         "functions": [function],
