@@ -31,6 +31,7 @@ import click
 
 from relay.cli.common import EXIT_FAILED, App
 from relay.cli.dlq import dlq
+from relay.cli.rejected import rejected
 from relay.cli.replay import replay
 from relay.cli.send import send
 from relay.cli.stats import stats
@@ -56,7 +57,7 @@ def cli() -> None:
     """
 
 
-for command in (send, stats, dlq, replay):
+for command in (send, stats, dlq, replay, rejected):
     cli.add_command(command)
 
 
