@@ -19,6 +19,7 @@ HINTS = {
     "invalid_event": "a known event type with invalid fields",
     "body_too_large": "over RELAY_MAX_BODY_BYTES",
     "body_timeout": "the body arrived slower than RELAY_BODY_TIMEOUT",
+    "forbidden_source": "the address is not in RELAY_ALLOWED_SOURCES",
 }
 
 
