@@ -30,18 +30,37 @@ def _normalize(header: str) -> str | None:
     return value
 
 
+class Verifier:
+    """`verify` for a fixed list of secrets, keyed once.
+
+    Setting up an HMAC key costs more than hashing a webhook body (OpenSSL 3 fetches the digest and
+    hashes both padded keys each time: ~7 µs per secret on the benchmark machine, against ~3 µs to
+    copy a keyed state), so the edge keys each secret at start-up and copies it per request.
+    """
+
+    def __init__(self, secrets: Iterable[bytes]) -> None:
+        self._keyed = tuple(hmac.new(secret, digestmod=hashlib.sha256) for secret in secrets)
+
+    def __call__(self, body: bytes, header: str | None) -> bool:
+        """True when `header` is a valid signature of `body` under any of the secrets."""
+        if header is None:
+            return False
+        claimed = _normalize(header)
+        if claimed is None:
+            return False
+        matched = False
+        for keyed in self._keyed:
+            digest = keyed.copy()
+            digest.update(body)
+            matched |= hmac.compare_digest(digest.hexdigest(), claimed)
+        return matched
+
+
 def verify(body: bytes, header: str | None, secrets: Iterable[bytes]) -> bool:
     """True when `header` is a valid signature of `body` under any of `secrets`.
 
     The header may be upper- or lowercase hex and may carry a ``sha256=`` prefix. Every secret is
-    checked, so the time taken does not tell which one matched.
+    checked, so the time taken does not tell which one matched. To check many bodies against the
+    same secrets, build a `Verifier` once.
     """
-    if header is None:
-        return False
-    claimed = _normalize(header)
-    if claimed is None:
-        return False
-    matched = False
-    for secret in secrets:
-        matched |= hmac.compare_digest(sign(body, secret), claimed)
-    return matched
+    return Verifier(secrets)(body, header)

@@ -67,7 +67,7 @@ class WebhookEndpoint:
     def __init__(self, settings: Settings, metrics: EdgeMetrics | None = None) -> None:
         self.metrics = metrics if metrics is not None else EdgeMetrics()
         self._observe = self.metrics.observe
-        self._keys = settings.signing_keys()
+        self._verify = signature.Verifier(settings.signing_keys())
         self._max_body = settings.max_body_bytes
         self._body_timeout = settings.body_timeout
         self._too_large = f"body is over {settings.max_body_bytes} bytes"
@@ -89,7 +89,7 @@ class WebhookEndpoint:
                 raise BodyTooLarge(self._too_large)
             body = await self._read_body(receive)
             size = len(body)
-            if claims != 1 or not signature.verify(body, claimed, self._keys):
+            if claims != 1 or not self._verify(body, claimed):
                 raise BadSignature
             event = parse(body)
             event_type = event.event

@@ -3,7 +3,7 @@ import hmac
 
 import pytest
 
-from relay.signature import sign, verify
+from relay.signature import Verifier, sign, verify
 
 BODY = b'{"event":"VOTE_ADD","guild_id":"1","user_id":"2"}'
 SECRET = b"s3cret"
@@ -45,3 +45,18 @@ def test_checks_previous_secrets_too() -> None:
 def test_any_change_to_the_body_breaks_it() -> None:
     reserialized = b'{"event": "VOTE_ADD", "guild_id": "1", "user_id": "2"}'
     assert not verify(reserialized, EXPECTED, [SECRET])
+
+
+def test_a_verifier_keyed_once_checks_every_body_and_secret() -> None:
+    check = Verifier([b"new-secret", SECRET])
+    other = b'{"event":"VOTE_ADD","guild_id":"1","user_id":"3"}'
+    other_signature = hmac.new(b"new-secret", other, hashlib.sha256).hexdigest()
+
+    # Each call starts from the keyed state: an earlier body never leaks into the next digest.
+    assert check(BODY, EXPECTED)
+    assert check(other, other_signature)
+    assert check(BODY, f"sha256={EXPECTED.upper()}")
+    assert not check(BODY, other_signature)
+    assert not check(other, EXPECTED)
+    assert not check(BODY, None)
+    assert not Verifier([])(BODY, EXPECTED)
