@@ -98,16 +98,41 @@ async def _call(hook: Hook, ctx: dict[str, Any]) -> None:
         await result
 
 
+ARQ_LOGGERS = ("arq.worker", "arq.connections", "arq.jobs", "arq.utils")
+"""The loggers arq writes through, all children of ``arq``."""
+
+
+class ArqLines(ArqJobLines):
+    """On arq's loggers: arq's lines in the relay's format and at its level, without the per-job ones.
+
+    arq's CLI imports ``WorkerSettings``, then sets up logging its own way (a handler in its own format
+    on the ``arq`` logger, at INFO, and its children reset), then logs its first lines before
+    ``on_startup``. A logger's filters are the one thing that set-up leaves alone, so this one, added
+    when the relay configures logging, takes arq's handler off again before the first line is handled.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        arq_logger = logging.getLogger("arq")
+        if arq_logger.handlers:
+            arq_logger.handlers.clear()
+            arq_logger.propagate = True
+        if record.levelno < logging.getLogger().level:  # RELAY_LOG_LEVEL, not arq's INFO
+            return False
+        return super().filter(record)
+
+
 def _configure_logging(settings: Settings) -> None:
+    """The relay's log format (``RELAY_LOG_FORMAT``, ``RELAY_LOG_LEVEL``) for every line, arq's too.
+
+    Runs when ``WorkerSettings`` is built (before arq's CLI logs anything) and again at start-up.
+    Every line has one format, so JSON lines stay parseable, and none is printed twice.
+    """
     configure_logging(settings)
-    # arq's CLI gave its logger a handler of its own; send its lines through ours instead, so every
-    # line has one format (JSON lines stay parseable) and none is printed twice.
-    arq_logger = logging.getLogger("arq")
-    arq_logger.handlers.clear()
-    arq_logger.propagate = True
-    jobs_logger = logging.getLogger("arq.worker")
-    if not any(isinstance(f, ArqJobLines) for f in jobs_logger.filters):
-        jobs_logger.addFilter(ArqJobLines())
+    logging.getLogger("arq").handlers.clear()
+    for name in ARQ_LOGGERS:
+        arq_logger = logging.getLogger(name)
+        if not any(isinstance(f, ArqLines) for f in arq_logger.filters):
+            arq_logger.addFilter(ArqLines())
 
 
 def chain_stop_signals(before: Callable[[], None]) -> bool:
@@ -245,6 +270,8 @@ def build_worker_settings(
 def load_worker_settings() -> dict[str, Any]:
     """`build_worker_settings` from the environment and the ``RELAY_TASKS`` module; exits on bad config."""
     settings = load_settings()
+    if not logging.getLogger().handlers:  # like logging.basicConfig: a program's own set-up stays
+        _configure_logging(settings)
     try:
         module = importlib.import_module(settings.tasks)
     except ModuleNotFoundError as exc:
