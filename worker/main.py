@@ -44,6 +44,7 @@ from relay.logs import configure_logging
 from relay.settings import Settings, load_settings
 from relay.streams import ARQ_QUEUE
 from worker.bridge import Bridge, BridgeOptions
+from worker.connection import worker_redis
 from worker.jobs import (
     ARQ_MAX_TRIES,
     UNKNOWN_HANDLER_BACKOFF,
@@ -252,6 +253,10 @@ def build_worker_settings(
         "functions": [function],
         "queue_name": ARQ_QUEUE,
         "redis_settings": redis_settings(settings),
+        # arq's own client, but a connection dropped mid-transaction cannot end its poll loop.
+        "redis_pool": worker_redis(
+            redis_settings(settings), queue=ARQ_QUEUE, expires_extra_ms=settings.retention_seconds * 1000
+        ),
         "on_startup": lifecycle.on_startup,
         "on_shutdown": lifecycle.on_shutdown,
         "max_jobs": options.max_jobs,

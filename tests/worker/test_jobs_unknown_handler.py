@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.asyncio import Redis
@@ -26,11 +25,9 @@ from worker.main import build_worker_settings
 pytestmark = pytest.mark.anyio
 
 
-def arq_worker(
-    settings: Settings, registry: Registry, pool: ArqRedis | None = None, **options: Any
-) -> Worker:
+def arq_worker(settings: Settings, registry: Registry, **options: Any) -> Worker:
     kwargs = build_worker_settings(settings, registry, options=inprocess_options(**options))
-    return Worker(**kwargs, redis_pool=pool, burst=True, handle_signals=False)
+    return Worker(**kwargs, burst=True, handle_signals=False)
 
 
 async def burst(settings: Settings, registry: Registry, **options: Any) -> Worker:
@@ -45,12 +42,16 @@ async def burst(settings: Settings, registry: Registry, **options: Any) -> Worke
 
 async def step(redis: Redis, settings: Settings, registry: Registry, *, times: int, **options: Any) -> Worker:
     """Run every job due now once, `times` over: one worker's runs, counted exactly."""
-    pool = ArqRedis(connection_pool=redis.connection_pool)
-    worker = arq_worker(settings, registry, pool, **options)
-    worker.ctx["redis"] = pool  # what arq's start-up would set
-    for _ in range(times):
-        for job_id, score in await redis.zrangebyscore(ARQ_QUEUE, "-inf", timestamp_ms(), withscores=True):
-            await worker.run_job(job_id.decode(), int(score))
+    worker = arq_worker(settings, registry, **options)
+    worker.ctx["redis"] = worker.pool  # what arq's start-up would set
+    try:
+        for _ in range(times):
+            for job_id, score in await redis.zrangebyscore(
+                ARQ_QUEUE, "-inf", timestamp_ms(), withscores=True
+            ):
+                await worker.run_job(job_id.decode(), int(score))
+    finally:
+        await worker.close()
     return worker
 
 
