@@ -1,0 +1,105 @@
+"""Lost Redis connections: a worker process reconnects by itself after Redis is killed and restarted.
+
+The same process (same pid, never restarted) must survive the outage and handle the events stored
+before Redis went and after it came back. Evidence of handling is written to files
+(`tests.reliability.tasks_files`), outside the Redis being killed.
+
+Redis is held down for a set time: that sleep is the fault's duration, not a wait for work. Every
+Redis command of a worker retries for about 30 s (`worker.main.redis_settings`), so outages shorter
+than that are ridden out in-process; a longer one ends the process (non-zero), for its supervisor
+(compose's ``restart:``) to start it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import SECRET
+from tests.reliability.support import handled, pipeline_state, until
+from tests.reliability.tasks_files import HANDLED_DIR_ENV
+from tests.support.redis_server import RedisServer
+from tests.support.worker_process import WorkerPool, WorkerProcess, worker_pool
+from tests.worker.helpers import store_sync, vote_body
+
+pytestmark = pytest.mark.slow
+
+TASKS = "tests.reliability.tasks_files"
+
+
+@pytest.fixture
+def handled_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "handled"
+    directory.mkdir()
+    monkeypatch.setenv(HANDLED_DIR_ENV, str(directory))  # the worker processes inherit it
+    return directory
+
+
+@pytest.fixture
+def workers(own_redis: RedisServer, tmp_path: Path, handled_dir: Path) -> Iterator[WorkerPool]:
+    settings = {
+        "redis_url": own_redis.url,
+        "secret": SECRET,
+        "log_level": "INFO",
+        "claim_idle_seconds": "2",
+        "worker_metrics": "off",
+    }
+    with worker_pool(tmp_path, settings) as pool:
+        yield pool
+
+
+def handled_ids(directory: Path) -> set[str]:
+    return {line.entry_id for line in handled(directory)}
+
+
+def wait_handled(ids: list[str], directory: Path, client: redis.Redis, worker: WorkerProcess) -> None:
+    try:
+        until(lambda: set(ids) <= handled_ids(directory), 60, "every stored event handled")
+    except AssertionError as exc:
+        missing = sorted(set(ids) - handled_ids(directory))
+        raise AssertionError(f"{exc}: missing {missing}; {pipeline_state(client)}\n{worker.log()}") from None
+
+
+def test_a_worker_reconnects_by_itself_after_redis_is_killed_and_restarted(
+    own_redis: RedisServer, workers: WorkerPool, handled_dir: Path
+) -> None:
+    client = redis.Redis.from_url(own_redis.url)
+    worker = workers.start(TASKS)
+    worker.wait_reading(client)
+    before = store_sync(client, vote_body())
+    wait_handled([before], handled_dir, client, worker)
+
+    own_redis.kill()  # kill -9: every connection of the worker drops at once
+    time.sleep(2)  # the outage
+    assert worker.running()
+    own_redis.start()  # same port, same append-only file
+
+    client = redis.Redis.from_url(own_redis.url)
+    after = [store_sync(client, vote_body()) for _ in range(5)]
+    wait_handled(after, handled_dir, client, worker)
+
+    assert worker.running()  # the same process all along: no restart, no new worker
+    assert {line.pid for line in handled(handled_dir)} == {worker.pid}
+    client.close()
+
+
+def test_a_worker_survives_an_outage_of_several_seconds_with_work_in_flight(
+    own_redis: RedisServer, workers: WorkerPool, handled_dir: Path
+) -> None:
+    client = redis.Redis.from_url(own_redis.url)
+    worker = workers.start(TASKS)
+    worker.wait_reading(client)
+    stored = [store_sync(client, vote_body()) for _ in range(50)]
+
+    own_redis.kill()  # probably mid-way through the 50: some handled, some queued, some unread
+    time.sleep(8)  # several seconds: each connection's retries back off to their 2 s cap
+    assert worker.running()
+    own_redis.start()
+
+    wait_handled(stored, handled_dir, client, worker)
+    assert worker.running()
+    client.close()
