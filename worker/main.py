@@ -54,6 +54,7 @@ from worker.jobs import (
     job_timeout,
     keep_result_seconds,
 )
+from worker.loop import install_event_loop
 from worker.metrics import WorkerMetrics, serve_worker_metrics
 from worker.registry import Registry, default_registry
 
@@ -218,10 +219,17 @@ class Lifecycle:
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
-    """arq's Redis settings from ``RELAY_REDIS_URL``, riding out short Redis outages (~30 s) by retrying."""
+    """arq's Redis settings from ``RELAY_REDIS_URL``, riding out short Redis outages (~30 s) by retrying.
+
+    Every command, and every connect, is retried 20 times with a backoff capped at 2 s. A longer
+    outage ends the worker process (non-zero exit) for its supervisor to restart.
+    """
     result = RedisSettings.from_dsn(settings.redis_url)
     result.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20)
-    result.retry_on_error = [ConnectionError, TimeoutError]
+    # OSError: a connect refused while Redis restarts surfaces as ConnectionRefusedError, which
+    # redis-py retries only when told to; without it, the first command needing a new connection
+    # failed at once and ended arq's poll loop.
+    result.retry_on_error = [ConnectionError, TimeoutError, OSError]
     return result
 
 
@@ -284,9 +292,11 @@ def load_worker_settings() -> dict[str, Any]:
             raise SystemExit(f"sphere-relay: RELAY_TASKS={settings.tasks}: no such module") from None
         raise
     try:
-        return build_worker_settings(settings, default_registry, Hooks.from_module(module))
+        worker_settings = build_worker_settings(settings, default_registry, Hooks.from_module(module))
     except ValueError as exc:
         raise SystemExit(f"sphere-relay: {exc}") from None
+    install_event_loop()  # arq builds its Worker next, on the thread's event loop: make that uvloop's
+    return worker_settings
 
 
 def __getattr__(name: str) -> Any:

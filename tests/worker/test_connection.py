@@ -7,6 +7,8 @@ real Redis is restarted between the WATCH and the read, deterministically.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
@@ -76,4 +78,19 @@ async def test_commands_outside_a_watch_retry_through_a_restart(own_redis: Redis
             pipe.incr("n")
             assert await pipe.execute() == [1, 2]
     finally:
+        await redis.aclose()
+
+
+async def test_a_command_issued_while_redis_restarts_waits_for_it_instead_of_failing(
+    own_redis: RedisServer,
+) -> None:
+    redis = client(own_redis)  # a fresh pool: the command must open a new connection
+    own_redis.kill()
+    # Redis comes back a second later; meanwhile every connect is refused (ECONNREFUSED).
+    restart = threading.Timer(1.0, own_redis.start)
+    restart.start()
+    try:
+        assert await redis.ping()  # refused connects are retried within the ~30 s budget
+    finally:
+        restart.join()
         await redis.aclose()
