@@ -49,6 +49,15 @@ from relay.settings import Settings, describe_errors
 DEFAULT_PORT = 3266
 DEFAULT_REDIS_PORT = 6379
 REDIS_START_TIMEOUT = 10.0
+EDGE_LIMITS = (
+    "--http",
+    "relay.protocol:EdgeHttpProtocol",
+    "--limit-concurrency",
+    "1000",
+    "--timeout-keep-alive",
+    "5",
+)
+"""The edge's uvicorn limits, as in docker-compose.yml (README, "Security and limits")."""
 
 
 class DevrunError(Exception):
@@ -268,7 +277,7 @@ def run(args: argparse.Namespace, stopper: Stopper) -> int:
             env["RELAY_REDIS_URL"] = redis_url
         worker = [sys.executable, "-m", "arq", "worker.main.WorkerSettings"]
         started.append(spawn("worker", worker, grace=args.worker_grace, env=env))
-        edge = [sys.executable, "-m", "uvicorn", "relay.app:app", "--no-access-log"]
+        edge = [sys.executable, "-m", "uvicorn", "relay.app:app", *EDGE_LIMITS, "--no-access-log"]
         edge += ["--host", args.host, "--port", str(args.port)]
         started.append(spawn("edge", edge, grace=10.0, env=env))
         print(f"devrun: Sphere posts to http://{args.host}:{args.port}/webhook; Ctrl-C stops all", flush=True)

@@ -24,6 +24,7 @@ from uvicorn.config import HTTP_PROTOCOLS, LOOP_FACTORIES
 from uvicorn.importer import import_from_string
 from uvicorn.main import main as uvicorn_cli
 
+from relay.devrun import EDGE_LIMITS
 from relay.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,11 +117,30 @@ def test_edge_command_uses_production_flags_that_are_installed() -> None:
     params = uvicorn_params()
 
     assert (params["host"], params["port"]) == ("0.0.0.0", EDGE_PORT)
-    assert (params["loop"], params["http"], params["access_log"]) == ("uvloop", "httptools", False)
+    assert (params["loop"], params["http"], params["access_log"]) == (
+        "uvloop",
+        "relay.protocol:EdgeHttpProtocol",
+        False,
+    )
     loop_factory = LOOP_FACTORIES[params["loop"]]
     assert loop_factory is not None
     assert callable(import_from_string(loop_factory))
-    assert import_from_string(HTTP_PROTOCOLS[params["http"]]) is not None
+    # httptools underneath, with bounded request heads (tests/security/test_slow_clients.py).
+    assert issubclass(import_from_string(params["http"]), import_from_string(HTTP_PROTOCOLS["httptools"]))
+
+
+def test_edge_limits_are_set_and_the_same_everywhere_the_edge_runs() -> None:
+    params = uvicorn_params()
+    limits = ("--http", "--limit-concurrency", "--timeout-keep-alive")
+    args = command("edge")
+    compose_limits = [part for flag in limits for part in (flag, args[args.index(flag) + 1])]
+
+    assert (params["limit_concurrency"], params["timeout_keep_alive"]) == (1000, 5)
+    assert list(EDGE_LIMITS) == compose_limits, "relay/devrun.py runs the edge with other limits"
+    cmd = json.loads(
+        re.search(r"^CMD (\[.*?\])", DOCKERFILE, flags=re.MULTILINE | re.DOTALL)[1].replace("\\\n", "")
+    )
+    assert cmd == args, "the Dockerfile's CMD differs from docker-compose.yml's edge command"
 
 
 def test_edge_publishes_its_port_and_checks_healthz_without_curl() -> None:

@@ -21,9 +21,7 @@ import inspect
 import json
 import os
 import secrets
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,10 +32,10 @@ import redis
 
 from relay import signature
 from relay.streams import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM
+from tests.security.edge_process import BIN, PRODUCTION_FLAGS, EdgeProcess
 from tests.support.redis_server import free_port
 from tests.support.worker_process import ROOT, WorkerProcess
 
-BIN = Path(sys.executable).parent
 VOTE = b'{"event":"VOTE_ADD","guild_id":"338202622731485185","user_id":"258317078560243712"}'
 REVIEW = json.dumps(
     {
@@ -67,45 +65,6 @@ def assert_nowhere(secret: str, where: str, text: str) -> None:
 
 def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-class Edge:
-    """``uvicorn relay.app:app`` in a process of its own, its output in a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "uvicorn"), "relay.app:app", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=log_path.parent,  # no .env here
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 20
-        while True:
-            assert self.process.poll() is None, f"the edge exited:\n{self.log()}"
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"the edge did not start:\n{self.log()}"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def environment(redis_url: str, secret: str, previous: str, log_format: str) -> dict[str, str]:
@@ -224,7 +183,7 @@ def test_the_secret_never_leaves_the_relay(
     env = environment(redis_url, secret, previous, log_format)
     captured: dict[str, str] = {}
 
-    edge = Edge(env, tmp_path / "edge.log")
+    edge = EdgeProcess(env, tmp_path / "edge.log", *PRODUCTION_FLAGS).wait_ready()
     worker = WorkerProcess(
         tmp_path,
         "worker",

@@ -13,28 +13,34 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
 from relay.app import create_app
+from relay.protocol import EdgeHttpProtocol
 from relay.settings import Settings
 from tests.support.redis_server import free_port
 
 
 @contextmanager
-def running_edge(settings: Settings, *, start_timeout: float = 10.0) -> Iterator[str]:
-    """Serve `create_app(settings)` with uvicorn (httptools, lifespan on); yield its base URL."""
+def running_edge(settings: Settings, *, start_timeout: float = 10.0, **options: Any) -> Iterator[str]:
+    """Serve `create_app(settings)` with uvicorn (the edge's protocol, lifespan on); yield its base URL.
+
+    `options` are more `uvicorn.Config` options, such as ``limit_concurrency``.
+    """
     port = free_port()
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
         port=port,
-        http="httptools",
+        http=EdgeHttpProtocol,  # what production runs: httptools with bounded request heads
         ws="none",
         lifespan="on",
         access_log=False,
         log_config=None,  # leave logging to pytest (caplog sees the edge's lines)
         timeout_graceful_shutdown=5,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"edge-{port}", daemon=True)

@@ -1,0 +1,129 @@
+"""The HTTP protocol the edge runs under uvicorn: httptools, plus a deadline and a size bound on
+every request head.
+
+uvicorn bounds neither: ``--timeout-keep-alive`` only runs between requests and is reset by any
+byte, so a connection that sends nothing, or drips its headers a byte at a time, is held open for
+ever, and httptools keeps however many header bytes arrive. A few hundred such connections cost
+an attacker nothing and the edge its file descriptors and memory. So, per connection:
+
+- from the moment it opens (or the first byte of its next request), the request head (request
+  line and headers) must be complete within `HEAD_TIMEOUT` seconds, or the connection is closed;
+- a head may be at most `MAX_HEAD_BYTES` long, or the answer is 431 and the connection is closed.
+
+Bodies are the application's business: ``POST /webhook`` reads its body within
+``RELAY_BODY_TIMEOUT`` or answers 408 (`relay.webhook`). The rest of a body that was answered
+without being read (a 405, a 413) gets one to two `HEAD_TIMEOUT` after the answer.
+
+Run it with ``uvicorn relay.app:app --http relay.protocol:EdgeHttpProtocol`` (uvicorn >= 0.35
+accepts a class there). Per request it costs a clock reading and three small overrides; the
+timer is per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+HEAD_TIMEOUT = 10.0
+"""Seconds a client has to send a request's line and headers, counted from the connection's
+opening or from the first byte of the request. Sphere sends a whole request in one go."""
+
+MAX_HEAD_BYTES = 16384
+"""Bytes a request's line and headers may take (the limit uvicorn's h11 protocol applies too)."""
+
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: application/json\r\n"
+    b"content-length: 28\r\n"
+    b"connection: close\r\n\r\n"
+    b'{"error":"header_too_large"}'
+)
+
+
+class EdgeHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline and a size bound on each request head.
+
+    Cheap per request, since the edge's CPU budget is tight: one timer per connection, not per
+    request (starting and cancelling a timer costs more than the rest of this class together).
+    A request only notes when the next head may begin (when the connection opens, and when the
+    previous request's body is complete); the timer, when it fires, closes the connection if that
+    head is overdue, and otherwise sleeps until it could be.
+    """
+
+    _timer: asyncio.TimerHandle | None = None
+    _head_since: float | None = None  # loop time from which a head is awaited; None while in a body
+    _head_bytes = 0
+    _tail = b""  # the last bytes of the head so far: its end may straddle two reads
+    _in_body = False  # between the end of a head and the end of its body
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_since = self.loop.time()
+        self._timer = self.loop.call_later(HEAD_TIMEOUT, self._check_deadline)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_body:  # a body arriving: nothing to count
+            super().data_received(data)
+            return
+        size = self._head_bytes + len(data)
+        if size > MAX_HEAD_BYTES and self._head_ends_past_limit(data):
+            self._close(_TOO_LARGE)
+            return
+        self._head_bytes = size
+        self._tail = data[-3:]
+        super().data_received(data)  # may complete the head (and its body, and the next head...)
+
+    def on_headers_complete(self) -> None:
+        self._head_since = None
+        self._in_body = True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        # The next head is awaited from now: pipelined right behind, or after the answer (an idle
+        # kept-alive connection is closed sooner by uvicorn's --timeout-keep-alive anyway).
+        self._in_body = False
+        self._head_since = self.loop.time()
+        self._head_bytes = 0
+        self._tail = b""
+        super().on_message_complete()
+
+    def _head_ends_past_limit(self, data: bytes) -> bool:
+        # Only when a read takes the head so far past the limit, which a usual request (head and
+        # body in one read) does only when its body is large: then find where the head ends.
+        end = (self._tail + data).find(b"\r\n\r\n")
+        return end == -1 or self._head_bytes - len(self._tail) + end + 4 > MAX_HEAD_BYTES
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        since = self._head_since
+        if since is None and self._in_body and self.cycle is not None and self.cycle.response_complete:
+            # Answered before its body was read (a 405, a 413...): uvicorn still reads the rest to
+            # reach the next request. The rest gets as long as a head, or a drip would hold the
+            # connection for ever.
+            since = self._head_since = now
+        if since is not None and now - since >= HEAD_TIMEOUT:
+            # DEBUG only: a flood of stalled connections must not become a flood of log lines.
+            log.debug("closed a connection whose request did not arrive within %ss", HEAD_TIMEOUT)
+            self._close()
+            return
+        due = HEAD_TIMEOUT if since is None else since + HEAD_TIMEOUT - now
+        self._timer = self.loop.call_later(due, self._check_deadline)
+
+    def _close(self, answer: bytes = b"") -> None:
+        if not self.transport.is_closing():
+            if answer:
+                self.transport.write(answer)
+            self.transport.close()

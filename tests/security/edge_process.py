@@ -1,0 +1,73 @@
+"""The edge as production runs it: ``uvicorn relay.app:app`` in a process of its own.
+
+For tests where the edge must not share this interpreter (a flood measured from the test process
+would otherwise compete with the server for one GIL) or where its whole output is the subject.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from relay.devrun import EDGE_LIMITS
+from tests.support.redis_server import free_port
+
+BIN = Path(sys.executable).parent
+PRODUCTION_FLAGS = (*EDGE_LIMITS, "--no-access-log")
+"""The edge's uvicorn flags in docker-compose.yml (tests/test_compose.py checks that they agree)."""
+
+
+class EdgeProcess:
+    """``uvicorn relay.app:app`` on a free loopback port; stdout and stderr go to `log_path`."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *flags: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        args = [
+            str(BIN / "uvicorn"),
+            "relay.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *flags,
+        ]
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                args,
+                cwd=log_path.parent,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,  # no .env there
+            )
+
+    def wait_ready(self, within: float = 20.0) -> EdgeProcess:
+        deadline = time.monotonic() + within
+        while True:
+            assert self.process.poll() is None, f"the edge exited:\n{self.log()}"
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"the edge did not start:\n{self.log()}"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, as ``docker stop`` sends; SIGKILL if it has not exited after 15 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
