@@ -12,11 +12,11 @@ Exported by the edge (``GET /metrics``, see ``RELAY_METRICS``):
 - prometheus-client's ``process_*`` and ``python_*`` metrics.
 
 Why not prometheus-client's own `Counter` and `Histogram` on the hot path: each update takes a
-lock, and one counter increment plus one histogram observation cost about 4.5 µs per request on the
-benchmark machine, a tenth of the edge's whole budget. `Timings` keeps the same numbers as plain
-Python integers in lists (about 0.5 µs) and hands them to prometheus-client only when scraped. No
-lock is needed: the event loop's thread is the only one that writes them, and the scrape is served
-on that loop too.
+lock, and one counter increment plus one histogram observation added 6.2 µs of CPU per request to
+the endpoint on the benchmark machine (4.6 µs alone), a tenth of the edge's whole budget. `Timings`
+keeps the same numbers as plain numbers in lists (1.4 µs per request measured the same way, 0.6 µs
+alone) and hands them to prometheus-client only when scraped. No lock is needed: the event loop's
+thread is the only one that writes them, and the scrape is served on that loop too.
 """
 
 from __future__ import annotations
