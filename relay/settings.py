@@ -76,9 +76,10 @@ class Settings(BaseSettings):
     """Edge metrics: ``on`` (``GET /metrics`` on the edge's own port), ``off``, or ``[host:]port`` to serve
     them on that address only."""
 
-    worker_metrics: str = "9100"
-    """Worker metrics: ``off``, or the ``[host:]port`` where a worker serves ``/metrics`` (the first it tries;
-    ``on`` is port 9100)."""
+    worker_metrics: str = "127.0.0.1:9100"
+    """Worker metrics: ``off``, or the ``[host:]port`` where a worker serves ``/metrics`` (the first it tries).
+    This host only by default (``on``); a bare port listens on every interface, as the compose file
+    asks so that Prometheus reaches each replica."""
 
     worker_metrics_ports: int = Field(default=16, ge=1, le=1000)
     """How many ports from ``worker_metrics`` on a worker tries, so that workers sharing a host each get one."""
@@ -124,7 +125,7 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if value == "off":
             return value
-        host, port = listen_address("9100" if value == "on" else value)
+        host, port = listen_address("127.0.0.1:9100" if value == "on" else value)
         return f"{host}:{port}"
 
     def signing_keys(self) -> tuple[bytes, ...]:

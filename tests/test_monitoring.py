@@ -216,12 +216,17 @@ def test_prometheus_scrapes_the_edge_on_its_compose_port() -> None:
 
 def test_prometheus_finds_every_worker_replica_by_its_service_name() -> None:
     [dns] = scrape_job("relay-worker")["dns_sd_configs"]
-    default_host, default_port = listen_address(Settings.model_fields["worker_metrics"].default)
+    given = SERVICES["worker"]["environment"]["RELAY_WORKER_METRICS"]
+    default = re.fullmatch(r"\$\{RELAY_WORKER_METRICS:-(.+)\}", given)
+    assert default, f"the worker service should default RELAY_WORKER_METRICS, not {given!r}"
+    host, port = listen_address(
+        make_settings("redis://127.0.0.1:1/0", worker_metrics=default[1]).worker_metrics
+    )
 
     assert dns["type"] == "A"  # one record per replica with --scale worker=N
     assert dns["names"] == ["worker"] and "worker" in SERVICES
-    assert dns["port"] == default_port
-    assert default_host == "0.0.0.0"  # reachable from the prometheus container
+    assert dns["port"] == port
+    assert host == "0.0.0.0"  # reachable from the prometheus container, not only from the replica itself
 
 
 def test_monitoring_services_are_in_their_profile_only() -> None:
@@ -285,7 +290,8 @@ def test_docker_compose_accepts_the_file(profile: list[str]) -> None:
 
 
 def test_the_metrics_settings_reach_the_containers() -> None:
-    environment = SERVICES["worker"]["environment"]
-
-    assert {"RELAY_METRICS", "RELAY_WORKER_METRICS", "RELAY_WORKER_METRICS_PORTS"} <= set(environment)
-    assert make_settings("redis://127.0.0.1:1/0").worker_metrics == "0.0.0.0:9100"
+    for service in ("edge", "worker"):
+        environment = SERVICES[service]["environment"]
+        assert {"RELAY_METRICS", "RELAY_WORKER_METRICS", "RELAY_WORKER_METRICS_PORTS"} <= set(environment)
+    # Outside compose a worker keeps its metrics to its own host.
+    assert make_settings("redis://127.0.0.1:1/0").worker_metrics == "127.0.0.1:9100"

@@ -184,15 +184,16 @@ def test_a_bad_relay_metrics_is_refused_naming_the_variable(redis_url: str, give
     assert "must be on, off, a port, or host:port" in message
 
 
-def test_worker_metrics_default_to_port_9100_on_every_interface(redis_url: str) -> None:
+def test_worker_metrics_default_to_port_9100_on_this_host_only(redis_url: str) -> None:
     settings = make_settings(redis_url)  # sets no metrics value: these are the defaults
 
     assert (settings.metrics, settings.worker_metrics, settings.worker_metrics_ports) == (
         "on",
-        "0.0.0.0:9100",
+        "127.0.0.1:9100",
         16,
     )
-    assert make_settings(redis_url, worker_metrics="on").worker_metrics == "0.0.0.0:9100"
+    assert make_settings(redis_url, worker_metrics="on").worker_metrics == "127.0.0.1:9100"
+    assert make_settings(redis_url, worker_metrics="9100").worker_metrics == "0.0.0.0:9100"
     assert make_settings(redis_url, worker_metrics="Off").worker_metrics == "off"
     with pytest.raises(ValidationError, match="worker_metrics"):
         make_settings(redis_url, worker_metrics="nope")
