@@ -28,5 +28,11 @@ test: lint unit  ## lint, then every test against real redis-servers the tests s
 bench: install  ## measure the edge and the pipeline against baselines (writes bench/RESULTS.md; needs wrk)
 	$(BIN)/python -m bench
 
+audit: install  ## known vulnerabilities in every installed dependency (pip-audit; needs the network, so not in CI)
+	$(BIN)/pip install --quiet pip-audit
+	@# --strict: a package that could not be looked up fails the audit; without it, a machine that
+	@# cannot reach the vulnerability database would report "No known vulnerabilities found".
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
