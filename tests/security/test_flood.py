@@ -9,8 +9,7 @@ What is asserted: every valid request gets its 202 within the client's bounded t
 stored, every forged one gets 401 and nothing forged is stored, and the flood really ran (it got
 at least as many answers as the valid workload). What is only printed: how much slower the valid
 requests were during the flood (median and p95 ratios). Timing depends on the machine and its
-load, so no test asserts on it; docs/RELIABILITY.md quotes the figures of a run. Run it with ``-s``
-to see them.
+load, so no test asserts on it. Run it with ``-s`` to see them.
 """
 
 from __future__ import annotations
