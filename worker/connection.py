@@ -12,6 +12,13 @@ but reports it where callers look for it: the reads in between reconnect and ret
 command (so they return real values), and ``execute()`` raises `WatchError` without sending the
 transaction. arq then skips the job as "started elsewhere" and takes it at its next poll. Handlers'
 own ``WATCH`` transactions (``ctx["redis"]`` is this client) get the same, standard, `WatchError`.
+
+The same claim costs four round trips, one after the other, for every job: the ``WATCH``, the
+``EXISTS``, the ``ZSCORE``, the transaction. When a pipeline watches one arq in-progress key, it sends
+the ``EXISTS`` of that key and the ``ZSCORE`` of its job in the queue along with the ``WATCH``, in one
+write, and answers arq's two reads from those replies, as long as no other command comes between.
+The reads follow the ``WATCH`` on the same connection as before, so the claim means the same: two
+round trips fewer per job (of about seven a job costs), which is CPU and latency a worker gets back.
 """
 
 from __future__ import annotations
@@ -19,15 +26,70 @@ from __future__ import annotations
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
+
+Command = tuple[Any, ...]
+_NOT_FETCHED = object()
 
 
 class ResilientPipeline(Pipeline):
     """A redis-py `Pipeline` that raises a lost ``WATCH`` from ``execute()``, not from the next read."""
 
     _watch_lost = False
+    claim_queue: str | None = None
+    """The arq queue whose claims `watch` fetches ahead (set by `ResilientArqRedis.pipeline`)."""
+    _ahead: dict[Command, Any] | None = None
+    """Replies fetched with the ``WATCH``, by the command arq is about to send for them."""
+
+    async def watch(self, *names: Any) -> Any:  # type: ignore[override]
+        job_id = self._claimed_job(names)
+        if job_id is None or self.explicit_transaction:
+            return await super().watch(*names)
+        # arq's claim of `job_id`: WATCH, then EXISTS and ZSCORE, sent together (see the module docstring).
+        key = names[0]
+        reads: tuple[Command, Command] = (("EXISTS", key), ("ZSCORE", self.claim_queue, job_id))
+        conn = self.connection
+        if conn is None:
+            conn = self.connection = await self.connection_pool.get_connection()
+
+        async def send_and_read() -> list[Any]:
+            await conn.send_packed_command(conn.pack_commands([("WATCH", key), *reads]))
+            replies: list[Any] = []
+            for command in ("WATCH", "EXISTS", "ZSCORE"):
+                try:
+                    replies.append(await self.parse_response(conn, command))
+                except ResponseError as error:  # read every reply, so that none is left for later
+                    replies.append(error)
+            return replies
+
+        watched, *values = await conn.retry.call_with_retry(
+            send_and_read, lambda error: self._disconnect_reset_raise(conn, error)
+        )
+        if isinstance(watched, RedisError):
+            raise watched
+        self._ahead = dict(zip(reads, values, strict=True))  # an error reply is raised by its read
+        return watched
+
+    def _claimed_job(self, names: tuple[Any, ...]) -> str | None:
+        if self.claim_queue is None or len(names) != 1 or not isinstance(names[0], str):
+            return None
+        if not names[0].startswith(in_progress_key_prefix):
+            return None
+        return names[0][len(in_progress_key_prefix) :]
+
+    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and all(isinstance(arg, str | bytes | int | float) for arg in args):
+            reply = ahead.pop(args, _NOT_FETCHED)
+            if reply is not _NOT_FETCHED:
+                self._ahead = ahead or None  # the other read may still come; any other command ends it
+                if isinstance(reply, RedisError):
+                    raise reply
+                return reply
+        return await super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     async def _disconnect_reset_raise(self, conn: Connection, error: Exception) -> None:
         # redis-py calls this when a command sent while watching (or WATCH itself) fails with a
@@ -47,6 +109,7 @@ class ResilientPipeline(Pipeline):
 
     async def reset(self) -> None:
         self._watch_lost = False
+        self._ahead = None
         await super().reset()  # type: ignore[no-untyped-call]
 
 
@@ -54,7 +117,9 @@ class ResilientArqRedis(ArqRedis):
     """`ArqRedis` whose pipelines are `ResilientPipeline`."""
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> ResilientPipeline:
-        return ResilientPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipeline = ResilientPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipeline.claim_queue = self.default_queue_name
+        return pipeline
 
 
 def worker_redis(settings: RedisSettings, *, queue: str, expires_extra_ms: int) -> ResilientArqRedis:

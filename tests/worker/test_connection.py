@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.exceptions import ResponseError, WatchError
 
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
@@ -93,4 +94,131 @@ async def test_a_command_issued_while_redis_restarts_waits_for_it_instead_of_fai
         assert await redis.ping()  # refused connects are retried within the ~30 s budget
     finally:
         restart.join()
+        await redis.aclose()
+
+
+# -- arq's claim: WATCH, EXISTS and ZSCORE in one round trip -----------------------------------
+
+QUEUE = "q"  # the client's default queue (see `client`)
+
+
+async def reads_processed(redis: Redis) -> int:
+    """Socket reads Redis has processed so far (the INFO call itself adds one)."""
+    return int((await redis.info("stats"))["total_reads_processed"])
+
+
+async def claim(redis: ResilientArqRedis, job_id: str) -> tuple[bool, int, float | None]:
+    """arq 0.28's claim (Worker.start_jobs), step for step; commits only what arq would commit."""
+    key = in_progress_key_prefix + job_id
+    async with redis.pipeline(transaction=True) as pipe:
+        await pipe.watch(key)
+        ongoing = await pipe.exists(key)
+        score = await pipe.zscore(QUEUE, job_id)
+        if ongoing or not score:
+            return False, ongoing, score
+        pipe.multi()
+        pipe.psetex(key, 60_000, b"1")
+        try:
+            await pipe.execute()
+        except WatchError:
+            return False, ongoing, score
+        return True, ongoing, score
+
+
+async def test_a_claim_sends_its_watch_and_both_reads_in_one_round_trip(own_redis: RedisServer) -> None:
+    redis, probe = client(own_redis), Redis.from_url(own_redis.url)
+    try:
+        await redis.zadd(QUEUE, {"job-1": 1000})
+        await redis.ping()  # the pool's connection exists before counting
+        before = await reads_processed(probe)
+
+        assert await claim(redis, "job-1") == (True, 0, 1000.0)
+
+        # one read for WATCH+EXISTS+ZSCORE, one for the transaction, one for this INFO
+        assert await reads_processed(probe) - before == 3
+    finally:
+        await redis.aclose()
+        await probe.aclose()
+
+
+async def test_a_claim_sees_what_the_reads_would_have_seen(own_redis: RedisServer) -> None:
+    redis = client(own_redis)
+    try:
+        await redis.zadd(QUEUE, {"queued": 1000, "running": 1000})
+        await redis.set(in_progress_key_prefix + "running", b"1")
+
+        assert await claim(redis, "queued") == (True, 0, 1000.0)
+        assert await claim(redis, "queued") == (False, 1, 1000.0)  # now in progress: skipped
+        assert await claim(redis, "running") == (False, 1, 1000.0)
+        assert await claim(redis, "not-queued") == (False, 0, None)
+        assert await redis.get(in_progress_key_prefix + "queued") == b"1"
+    finally:
+        await redis.aclose()
+
+
+async def test_a_claim_raced_after_its_reads_is_not_committed(own_redis: RedisServer) -> None:
+    redis, other = client(own_redis), Redis.from_url(own_redis.url)
+    key = in_progress_key_prefix + "job-1"
+    try:
+        await redis.zadd(QUEUE, {"job-1": 1000})
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            assert (await pipe.exists(key), await pipe.zscore(QUEUE, "job-1")) == (0, 1000.0)
+            await other.set(key, b"other worker")  # the other worker claims it first
+            pipe.multi()
+            pipe.psetex(key, 60_000, b"1")
+            with pytest.raises(WatchError):
+                await pipe.execute()
+        assert await redis.get(key) == b"other worker"
+    finally:
+        await redis.aclose()
+        await other.aclose()
+
+
+async def test_a_command_between_the_watch_and_a_read_sends_the_read_again(own_redis: RedisServer) -> None:
+    redis = client(own_redis)
+    key = in_progress_key_prefix + "job-1"
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            await pipe.set(key, b"1")  # runs at once (watching): the EXISTS fetched ahead is stale
+            assert await pipe.exists(key) == 1
+            assert await pipe.zscore(QUEUE, "job-1") is None
+    finally:
+        await redis.aclose()
+
+
+async def test_an_error_reply_to_a_read_comes_from_that_read(own_redis: RedisServer) -> None:
+    redis = client(own_redis)
+    key = in_progress_key_prefix + "job-1"
+    try:
+        await redis.set(QUEUE, b"not a sorted set")
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            assert await pipe.exists(key) == 0
+            with pytest.raises(ResponseError, match="WRONGTYPE"):
+                await pipe.zscore(QUEUE, "job-1")
+        assert await redis.ping()  # no reply was left unread on the connection
+    finally:
+        await redis.aclose()
+
+
+async def test_a_claim_whose_connection_dies_after_the_reads_is_not_committed(
+    own_redis: RedisServer,
+) -> None:
+    redis = client(own_redis)
+    key = in_progress_key_prefix + "job-1"
+    try:
+        await redis.zadd(QUEUE, {"job-1": 1000})
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            assert await pipe.exists(key) == 0
+            assert await pipe.zscore(QUEUE, "job-1") == 1000.0
+            own_redis.restart()  # the watching connection is gone before the transaction
+            pipe.multi()
+            pipe.psetex(key, 60_000, b"1")
+            with pytest.raises(WatchError):
+                await pipe.execute()
+        assert await redis.get(key) is None
+    finally:
         await redis.aclose()
