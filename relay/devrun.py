@@ -56,6 +56,7 @@ EDGE_LIMITS = (
     "1000",
     "--timeout-keep-alive",
     "5",
+    "--no-proxy-headers",  # X-Forwarded-For is believed only from RELAY_TRUSTED_PROXIES
 )
 """The edge's uvicorn limits, as in docker-compose.yml (README, "Security and limits")."""
 

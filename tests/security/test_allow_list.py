@@ -131,3 +131,16 @@ async def test_over_real_http_loopback_is_refused_unless_allowed(redis_url: str)
                     "/webhook", content=VOTE, headers={k.decode(): v.decode() for k, v in signed(VOTE)}
                 )
         assert response.status_code == status, response.text
+
+
+async def test_over_real_http_a_loopback_peer_cannot_claim_an_allowed_address(redis_url: str) -> None:
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default (--proxy-headers); the edge turns
+    # that off so that RELAY_TRUSTED_PROXIES alone decides whom to believe.
+    settings = make_settings(redis_url, allowed_sources="203.0.113.0/24")
+    headers = {k.decode(): v.decode() for k, v in signed(VOTE)} | {"X-Forwarded-For": "203.0.113.9"}
+    with running_edge(settings) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            response = await http.post("/webhook", content=VOTE, headers=headers)
+
+    assert response.status_code == 403, response.text
+    assert response.json()["detail"] == "requests from 127.0.0.1 may not post webhooks"

@@ -35,6 +35,7 @@ def running_edge(settings: Settings, *, start_timeout: float = 10.0, **options: 
         host="127.0.0.1",
         port=port,
         http=EdgeHttpProtocol,  # what production runs: httptools with bounded request heads
+        proxy_headers=False,  # as in production: RELAY_TRUSTED_PROXIES alone decides whom to believe
         ws="none",
         lifespan="on",
         access_log=False,
