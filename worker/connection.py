@@ -23,6 +23,7 @@ round trips fewer per job (of about seven a job costs), which is CPU and latency
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
@@ -114,12 +115,38 @@ class ResilientPipeline(Pipeline):
 
 
 class ResilientArqRedis(ArqRedis):
-    """`ArqRedis` whose pipelines are `ResilientPipeline`."""
+    """`ArqRedis` whose pipelines are `ResilientPipeline`, and whose workers spread their claims.
+
+    Every arq worker polls the head of the same queue (``ZRANGEBYSCORE`` from offset 0) and tries the
+    jobs in that order, so two workers race for the same job at every step: the loser pays for a
+    claim that fails. Here each poll's list of due jobs starts at a random place (and wraps around),
+    so workers mostly try different jobs. Every job in the list is still tried in the same poll;
+    only the order among jobs already due changes, which arq never promised across workers anyway.
+    """
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> ResilientPipeline:
         pipeline = ResilientPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipeline.claim_queue = self.default_queue_name
         return pipeline
+
+    async def zrangebyscore(
+        self,
+        name: Any,
+        min: Any,
+        max: Any,
+        start: int | None = None,
+        num: int | None = None,
+        withscores: bool = False,
+        score_cast_func: Any = float,
+    ) -> Any:
+        found = await super().zrangebyscore(
+            name, min, max, start=start, num=num, withscores=withscores, score_cast_func=score_cast_func
+        )
+        # arq's poll, and nothing else: its queue, a slice (start and num), ids only.
+        if name != self.default_queue_name or num is None or withscores or len(found) < 2:
+            return found
+        turn = random.randrange(len(found))
+        return found[turn:] + found[:turn]
 
 
 def worker_redis(settings: RedisSettings, *, queue: str, expires_extra_ms: int) -> ResilientArqRedis:

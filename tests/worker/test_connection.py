@@ -222,3 +222,30 @@ async def test_a_claim_whose_connection_dies_after_the_reads_is_not_committed(
         assert await redis.get(key) is None
     finally:
         await redis.aclose()
+
+
+async def test_each_poll_lists_every_due_job_from_a_random_place(own_redis: RedisServer) -> None:
+    redis = client(own_redis)
+    jobs = [f"job-{i:02d}" for i in range(10)]
+    try:
+        await redis.zadd(QUEUE, {job: 1000 + i for i, job in enumerate(jobs)})
+        await redis.zadd(QUEUE, {"later": 5000})
+        firsts = set()
+        for _ in range(50):
+            # arq 0.28's poll (Worker._poll_iteration)
+            listed = [j.decode() for j in await redis.zrangebyscore(QUEUE, "-inf", 2000, start=0, num=500)]
+            turn = jobs.index(listed[0])
+            assert listed == jobs[turn:] + jobs[:turn]  # all due jobs, in order, wrapped around
+            firsts.add(listed[0])
+        assert len(firsts) > 1  # workers start at different places (all alike: 10**-49)
+
+        # Other reads of the queue are left as Redis answers them.
+        assert [j.decode() for j in await redis.zrangebyscore(QUEUE, "-inf", 2000)] == jobs
+        scored = await redis.zrangebyscore(QUEUE, "-inf", 2000, start=0, num=3, withscores=True)
+        assert [(j.decode(), s) for j, s in scored] == [
+            ("job-00", 1000.0),
+            ("job-01", 1001.0),
+            ("job-02", 1002.0),
+        ]
+    finally:
+        await redis.aclose()
