@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import redis
 
+from relay.devrun import EDGE_LIMITS
 from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM
 from tests.conftest import SECRET
 from tests.support.redis_server import free_port
@@ -45,8 +46,15 @@ def until(check: Callable[[], Any], within: float, what: str, every: float = 0.0
     return result
 
 
+CLIENT_KEEPALIVE_SECONDS = 1.0
+"""How long the tests' HTTP clients keep an idle connection: well under the edge's keep-alive (5 s),
+or a request sent on a connection the edge is closing just then fails without an answer (the usual
+keep-alive race, which a sender would retry; these tests want an answer for every request)."""
+
+
 class EdgeProcess:
-    """``uvicorn relay.app:app`` on a free loopback port with the given ``RELAY_*`` settings."""
+    """``uvicorn relay.app:app`` on a free loopback port, with the limits production runs it with
+    (`relay.devrun.EDGE_LIMITS`) and the given ``RELAY_*`` settings."""
 
     def __init__(self, directory: Path, settings: dict[str, str]) -> None:
         self.port = free_port()
@@ -59,7 +67,7 @@ class EdgeProcess:
     def start(self, within: float = 20.0) -> EdgeProcess:
         args = [
             sys.executable, "-m", "uvicorn", "relay.app:app",
-            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+            "--host", "127.0.0.1", "--port", str(self.port), *EDGE_LIMITS, "--no-access-log",
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -43,6 +43,7 @@ import redis
 from relay.streams import DEAD_STREAM
 from tests.conftest import SECRET
 from tests.reliability.support import (
+    CLIENT_KEEPALIVE_SECONDS,
     EdgeProcess,
     handled,
     pipeline_state,
@@ -183,7 +184,11 @@ async def send_all(base_url: str, chaos: Chaos) -> dict[int, Answer]:
             await asyncio.to_thread(fault)
 
     slots = asyncio.Semaphore(CONCURRENCY)
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    limits = httpx.Limits(
+        max_connections=CONCURRENCY,
+        max_keepalive_connections=CONCURRENCY,
+        keepalive_expiry=CLIENT_KEEPALIVE_SECONDS,
+    )
 
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as http:
 

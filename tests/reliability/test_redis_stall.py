@@ -28,7 +28,7 @@ import redis
 
 from relay.streams import EVENTS_STREAM
 from tests.conftest import SECRET
-from tests.reliability.support import EdgeProcess, handled, signature, until, vote
+from tests.reliability.support import CLIENT_KEEPALIVE_SECONDS, EdgeProcess, handled, signature, until, vote
 from tests.reliability.tasks_files import HANDLED_DIR_ENV
 from tests.support.redis_server import RedisServer
 from tests.support.worker_process import WorkerPool, worker_pool
@@ -88,7 +88,8 @@ async def post(http: httpx.AsyncClient, user_id: int) -> Posted:
 
 async def stall_run(base_url: str, redis_server: RedisServer) -> StallRun:
     users = iter(range(FIRST_USER, FIRST_USER + 1_000_000))
-    async with httpx.AsyncClient(base_url=base_url, timeout=HANG) as http:
+    limits = httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_SECONDS)
+    async with httpx.AsyncClient(base_url=base_url, timeout=HANG, limits=limits) as http:
         before = [await post(http, next(users)) for _ in range(10)]
         assert [r.status_code for _, _, r in before] == [202] * 10
 
