@@ -48,6 +48,7 @@ OUTCOMES = (
     "internal_error",
     "client_gone",
     "method_not_allowed",
+    "forbidden_source",  # relay.app.FORBIDDEN_SOURCE: a 403 from RELAY_ALLOWED_SOURCES
 )
 """Every outcome the edge reports, so that each series exists (at 0) before its first request."""
 

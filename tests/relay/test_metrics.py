@@ -100,6 +100,7 @@ def test_requests_are_counted_by_outcome_as_they_arrive(edge: str) -> None:
         "internal_error": 0,
         "client_gone": 0,
         "method_not_allowed": 1,
+        "forbidden_source": 0,
     }
     # The histogram counts the same requests, each in its bucket and the +Inf one.
     assert value(after, "relay_webhook_duration_seconds_count", outcome="invalid_signature") == 2
