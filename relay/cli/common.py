@@ -120,10 +120,19 @@ class App:
                 raise ConfigError(describe_errors(error)) from None
         return self._settings
 
-    def handlers(self) -> Registry:
-        """The handlers the workers run: the `registry` given, or those of ``RELAY_TASKS``."""
+    def handlers(self, require: str | None = None) -> Registry:
+        """The handlers the workers run: the `registry` given, or those of ``RELAY_TASKS``.
+
+        With `require`, a ``--handler`` value that names none of them is a usage error.
+        """
         if self.registry is None:
             self.registry = load_registry(self.settings.tasks)
+        if require is not None and self.registry.get(require) is None:
+            known = ", ".join(h.name for h in self.registry)
+            raise click.BadParameter(
+                f"no handler {require!r} in RELAY_TASKS={self.settings.tasks} (it has: {known})",
+                param_hint="--handler",
+            )
         return self.registry
 
     @property

@@ -295,13 +295,7 @@ def replay(
         raise click.UsageError("give dead letter ids, or --all")
     if (handler or event_type) and not replay_all:
         raise click.UsageError("--handler and --type narrow --all; to replay given ids, leave them out")
-    registry = app.handlers()
-    if handler is not None and registry.get(handler) is None:
-        known = ", ".join(h.name for h in registry)
-        raise click.BadParameter(
-            f"no handler {handler!r} in RELAY_TASKS={app.settings.tasks} (it has: {known})",
-            param_hint="--handler",
-        )
+    registry = app.handlers(require=handler)
     report = app.run(
         lambda redis: _replay(
             redis,

@@ -145,13 +145,7 @@ def replay(app: App, since: str, until: str, handler: str | None, rate: float, d
         relay replay --since 2h --handler reward_voter
         relay replay --since 2024-06-10T14:00 --until 2024-06-10T15:30 --dry-run
     """
-    registry = app.handlers()
-    if handler is not None and registry.get(handler) is None:
-        known = ", ".join(h.name for h in registry)
-        raise click.BadParameter(
-            f"no handler {handler!r} in RELAY_TASKS={app.settings.tasks} (it has: {known})",
-            param_hint="--handler",
-        )
+    registry = app.handlers(require=handler)
 
     async def work(redis: Redis) -> None:
         now_ms = await redis_now_ms(redis)
