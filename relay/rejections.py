@@ -33,7 +33,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from relay.signature import HEADER as SIGNATURE_HEADER
-from relay.streams import REJECTED_COUNT, REJECTED_STREAM
+from relay.streams import REJECTED_COUNT, REJECTED_STREAM, EntryFields
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +160,8 @@ class Rejection:
 
     @classmethod
     def from_entry(cls, entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> Rejection:
-        def text(name: str) -> str:
-            return fields.get(name.encode(), b"").decode(errors="replace")
-
-        def number(name: str) -> int:
-            value = fields.get(name.encode(), b"")
-            return int(value) if value.isdigit() else 0
-
+        read = EntryFields(fields)
+        text, number = read.text, read.number
         try:
             headers = [(str(name), str(value)) for name, value in json.loads(text(F_HEADERS) or "[]")]
         except (ValueError, TypeError):
@@ -179,7 +174,7 @@ class Rejection:
             size=number(F_SIZE),
             client=text(F_CLIENT),
             headers=headers,
-            body_head=fields.get(F_BODY_HEAD.encode(), b""),
+            body_head=read.raw(F_BODY_HEAD),
             skipped=number(F_SKIPPED),
         )
 

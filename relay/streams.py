@@ -6,6 +6,7 @@ Nothing else in the code base spells a key name: import it from here (as arq doe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 EVENTS_STREAM = "relay:events"
@@ -56,6 +57,29 @@ F_TYPE = "type"
 F_BODY = "body"
 F_RECEIVED = "received_ms"
 F_DEDUPE = "dedupe"
+
+
+class EntryFields:
+    """Reads a stream entry's fields leniently: a missing or damaged field reads as empty or 0.
+
+    For entries written by older or other versions (dead letters, refusals), which are shown to
+    people and must not fail to print.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[bytes, bytes]) -> None:
+        self._fields = fields
+
+    def raw(self, name: str) -> bytes:
+        return self._fields.get(name.encode(), b"")
+
+    def text(self, name: str) -> str:
+        return self.raw(name).decode(errors="replace")
+
+    def number(self, name: str) -> int:
+        value = self.raw(name)
+        return int(value) if value.isdigit() else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from relay.streams import DEAD_STREAM, StoredEvent, failing_redis_key, skipped_redis_key
+from relay.streams import DEAD_STREAM, EntryFields, StoredEvent, failing_redis_key, skipped_redis_key
 from worker.enqueue import JobSpec, Settle, enqueue, handler_job_id
 from worker.scripts import Script, ScriptArg
 
@@ -91,17 +91,13 @@ class DeadLetter:
 
     @classmethod
     def from_entry(cls, dead_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
-        def text(name: str) -> str:
-            return fields.get(name.encode(), b"").decode(errors="replace")
-
-        def number(name: str) -> int:
-            return int(fields.get(name.encode(), b"0") or 0)
-
+        read = EntryFields(fields)
+        text, number = read.text, read.number
         return cls(
             id=dead_id.decode() if isinstance(dead_id, bytes) else dead_id,
             entry_id=text(F_ENTRY_ID),
             type=text(F_TYPE),
-            body=fields.get(F_BODY.encode(), b""),
+            body=read.raw(F_BODY),
             received_ms=number(F_RECEIVED),
             handler=text(F_HANDLER),
             attempts=number(F_ATTEMPTS),
