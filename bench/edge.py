@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bench.keys import BASELINE_STREAM
 from bench.load import Requests, WrkResult, run_wrk
-from bench.processes import ProcessGroup, Redis, start_uvicorn
+from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn
 from bench.store import Store
 from relay.streams import EVENTS_STREAM
 
@@ -28,7 +28,7 @@ class Server:
 
 CEILING = Server("ceiling", "bench.ceiling_app:app", None, "bare Starlette route, returns 200")
 BASELINE = Server("baseline", "bench.baseline_app:app", BASELINE_STREAM, "naive FastAPI receiver")
-RELAY = Server("relay", "relay.app:app", EVENTS_STREAM, "the relay edge")
+RELAY = Server("relay", RELAY_APP, EVENTS_STREAM, "the relay edge")
 SERVERS = {server.name: server for server in (CEILING, BASELINE, RELAY)}
 
 

@@ -24,7 +24,7 @@ import httpx
 
 from bench.keys import STARTED
 from bench.load import Requests, Signer, review_body, run_wrk
-from bench.processes import Process, ProcessGroup, Redis, start_uvicorn, start_worker
+from bench.processes import RELAY_APP, Process, ProcessGroup, Redis, start_uvicorn, start_worker
 from bench.store import Store
 from relay.signature import HEADER
 from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
@@ -100,7 +100,7 @@ def measure_pipeline(
     """Start the edge and `workers` workers on an empty Redis, measure both, stop them all."""
     client = Store(store.url)
     client.flush()
-    edge, port = start_uvicorn(group, "pipeline-edge", "relay.app:app", env)
+    edge, port = start_uvicorn(group, "pipeline-edge", RELAY_APP, env)
     started = [start_worker(group, f"worker-{workers}-{n}", env) for n in range(1, workers + 1)]
     url = f"http://127.0.0.1:{port}/webhook"
     try:

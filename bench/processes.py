@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from relay.devrun import EDGE_LIMITS
+
+RELAY_APP = "relay.app:app"
+"""The edge's ASGI app; started with the production protocol and limits."""
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -169,14 +174,19 @@ def start_redis(group: ProcessGroup) -> Redis:
 def start_uvicorn(
     group: ProcessGroup, name: str, app: str, env: Mapping[str, str] | None = None
 ) -> tuple[Process, int]:
-    """One uvicorn process with production settings: uvloop, httptools, no access log."""
+    """One uvicorn process with production settings: uvloop, httptools, no access log.
+
+    The relay's edge runs exactly as compose and `make run` start it: its own httptools protocol
+    (bounded request heads) and uvicorn limits, `relay.devrun.EDGE_LIMITS`.
+    """
     port = free_port()
+    http = list(EDGE_LIMITS) if app == RELAY_APP else ["--http", "httptools"]
     args = [
         sys.executable, "-m", "uvicorn", app,
         "--host", "127.0.0.1",
         "--port", str(port),
         "--loop", "uvloop",
-        "--http", "httptools",
+        *http,
         "--no-access-log",
     ]  # fmt: skip
     process = group.start(name, args, env=env)

@@ -315,7 +315,8 @@ METHOD = """\
   under test uses. The script counts every request sent after its bodies ran out ("repeated bodies"); a
   relay run with any fails the stored-path target. (The ceiling, which ignores bodies, may repeat them.)
 - **Servers**: one uvicorn process each, `--loop uvloop --http httptools --no-access-log`, default log
-  level, against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
+  level (the relay edge with its production protocol and limits instead of plain httptools:
+  `relay.devrun.EDGE_LIMITS`, as in `docker-compose.yml`), against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
   Each server gets a {warmup:g} s warm-up, then Redis is emptied before every measured run of {seconds:g} s.
 - **Stream check**: after each run the bench counts the entries in the server's stream (`relay:events`
   for the relay, `bench:baseline` for the baseline). Each 2xx must have stored one: entries may exceed the
