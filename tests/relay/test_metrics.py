@@ -17,7 +17,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from relay.app import create_app
@@ -25,10 +24,10 @@ from relay.exposition import answer, serve
 from relay.metrics import EDGE_BUCKETS, OUTCOMES, EdgeMetrics, Timings
 from relay.settings import describe_errors
 from tests.conftest import SECRET, make_settings
+from tests.support import scrapes
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer, free_port
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from tests.support.scrapes import Samples, parse, value
 
 VOTE = b'{"event":"VOTE_ADD","guild_id":"338202622731485185","user_id":"258317078560243712"}'
 
@@ -37,23 +36,8 @@ def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
     return {"X-Sphere-Signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
 
 
-def parse(text: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 def scrape(url: str) -> Samples:
-    response = httpx.get(url, timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return parse(response.text)
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return scrapes.scrape(url, content_type="text/plain; version=0.0.4")
 
 
 def requests(samples: Samples, outcome: str) -> float:

@@ -18,7 +18,6 @@ import pytest
 import redis
 from arq.worker import Worker
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from relay.events import ReviewAdd, VoteAdd
@@ -26,6 +25,7 @@ from relay.settings import Settings
 from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
 from tests.conftest import SECRET, make_settings
 from tests.support.redis_server import free_port
+from tests.support.scrapes import Samples, parse, scrape, value
 from tests.support.task_runs import runs
 from tests.support.worker_process import WorkerProcess, worker_pool
 from tests.worker.helpers import (
@@ -42,26 +42,6 @@ from worker.bridge import Bridge, BridgeOptions
 from worker.jobs import ArqJobLines
 from worker.main import Hooks, Lifecycle, build_worker_settings
 from worker.metrics import DEAD_REASONS, RUN_OUTCOMES, WorkerMetrics, serve_worker_metrics
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def scrape(url: str) -> Samples:
-    response = httpx.get(url, timeout=10)
-    assert response.status_code == 200, response.text
-    return parse(response.text)
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def runs_by_outcome(samples: Samples, handler: str) -> dict[str, float]:
