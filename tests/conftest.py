@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 import redis.asyncio as aioredis
 
 from relay.settings import Settings
@@ -49,6 +50,14 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[sync_redis.Redis]:
+    """A synchronous client on the same (just emptied) Redis, for tests that are not async themselves."""
+    client = sync_redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
 
 
 def make_settings(redis_url: str, **overrides: object) -> Settings:

@@ -40,11 +40,6 @@ class Broken:
             raise RuntimeError("role id not configured")
 
 
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
 def fail(settings: Settings, broken: Broken, *bodies: bytes) -> list[str]:
     """Store `bodies` as the edge does and let the workers fail on them; returns the entry ids."""
     ids = [with_redis(settings.redis_url, lambda r, b=body: store(r, b)) for body in bodies]

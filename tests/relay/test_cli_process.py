@@ -38,13 +38,6 @@ def env(redis_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def workers(redis_url: str, tmp_path: Path) -> Iterator[WorkerPool]:
     with worker_pool(tmp_path, {"redis_url": redis_url, "secret": SECRET}) as pool:
         yield pool

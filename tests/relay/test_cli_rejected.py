@@ -27,13 +27,6 @@ def edge_url(shared_redis: RedisServer) -> Iterator[str]:
         yield url + "/webhook"
 
 
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def recorded(client: redis.Redis, count: int, within: float = 10.0) -> None:
     """The edge records after answering: wait (bounded) until `count` records are there."""
     deadline = time.monotonic() + within

@@ -40,11 +40,6 @@ class Recorded:
         return sorted((handler, event_id) for handler, event_id, _, _ in runs)
 
 
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
 def handled_events(settings: Settings, recorded: Recorded, *bodies: bytes) -> list[str]:
     ids = [with_redis(settings.redis_url, lambda r, b=body: store(r, b)) for body in bodies]
     handle_all(settings, recorded.registry)

@@ -43,13 +43,6 @@ def edge_url(shared_redis: RedisServer) -> Iterator[str]:
         yield url + "/webhook"
 
 
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def stored(client: redis.Redis) -> dict[str, bytes]:
     return {entry_id.decode(): fields[F_BODY.encode()] for entry_id, fields in client.xrange(EVENTS_STREAM)}
 
