@@ -46,6 +46,18 @@ def until(check: Callable[[], Any], within: float, what: str, every: float = 0.0
     return result
 
 
+def claiming_worker_settings(redis_url: str) -> dict[str, str]:
+    """``RELAY_*`` settings of workers that get killed: entries a killed worker had read are claimed by
+    another after 2 s idle, and logged at INFO (where the claims show); no metrics listener."""
+    return {
+        "redis_url": redis_url,
+        "secret": SECRET,
+        "log_level": "INFO",
+        "claim_idle_seconds": "2",
+        "worker_metrics": "off",
+    }
+
+
 CLIENT_KEEPALIVE_SECONDS = 1.0
 """How long the tests' HTTP clients keep an idle connection: well under the edge's keep-alive (5 s),
 or a request sent on a connection the edge is closing just then fails without an answer (the usual

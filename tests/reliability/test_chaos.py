@@ -45,6 +45,7 @@ from tests.conftest import SECRET
 from tests.reliability.support import (
     CLIENT_KEEPALIVE_SECONDS,
     EdgeProcess,
+    claiming_worker_settings,
     handled,
     pipeline_state,
     quiet,
@@ -52,7 +53,7 @@ from tests.reliability.support import (
     until,
     vote,
 )
-from tests.reliability.tasks_files import FAILING_SUFFIX, HANDLED_DIR_ENV
+from tests.reliability.tasks_files import FAILING_SUFFIX
 from tests.support.redis_server import RedisServer
 from tests.support.worker_process import WorkerPool, worker_pool
 from worker.deadletter import DeadLetter
@@ -113,23 +114,8 @@ def chaos_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def handled_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "handled"
-    directory.mkdir()
-    monkeypatch.setenv(HANDLED_DIR_ENV, str(directory))  # the worker processes inherit it
-    return directory
-
-
-@pytest.fixture
 def workers(chaos_redis: RedisServer, tmp_path: Path, handled_dir: Path) -> Iterator[WorkerPool]:
-    settings = {
-        "redis_url": chaos_redis.url,
-        "secret": SECRET,
-        "log_level": "INFO",
-        "claim_idle_seconds": "2",  # entries a killed worker had read are claimed after 2 s
-        "worker_metrics": "off",
-    }
-    with worker_pool(tmp_path, settings) as pool:
+    with worker_pool(tmp_path, claiming_worker_settings(chaos_redis.url)) as pool:
         yield pool
 
 

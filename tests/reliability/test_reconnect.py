@@ -19,9 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import SECRET
-from tests.reliability.support import handled, pipeline_state, until
-from tests.reliability.tasks_files import HANDLED_DIR_ENV
+from tests.reliability.support import claiming_worker_settings, handled, pipeline_state, until
 from tests.support.redis_server import RedisServer
 from tests.support.worker_process import WorkerPool, WorkerProcess, worker_pool
 from tests.worker.helpers import store_sync, vote_body
@@ -32,23 +30,8 @@ TASKS = "tests.reliability.tasks_files"
 
 
 @pytest.fixture
-def handled_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "handled"
-    directory.mkdir()
-    monkeypatch.setenv(HANDLED_DIR_ENV, str(directory))  # the worker processes inherit it
-    return directory
-
-
-@pytest.fixture
 def workers(own_redis: RedisServer, tmp_path: Path, handled_dir: Path) -> Iterator[WorkerPool]:
-    settings = {
-        "redis_url": own_redis.url,
-        "secret": SECRET,
-        "log_level": "INFO",
-        "claim_idle_seconds": "2",
-        "worker_metrics": "off",
-    }
-    with worker_pool(tmp_path, settings) as pool:
+    with worker_pool(tmp_path, claiming_worker_settings(own_redis.url)) as pool:
         yield pool
 
 

@@ -29,7 +29,6 @@ import redis
 from relay.streams import EVENTS_STREAM
 from tests.conftest import SECRET
 from tests.reliability.support import CLIENT_KEEPALIVE_SECONDS, EdgeProcess, handled, signature, until, vote
-from tests.reliability.tasks_files import HANDLED_DIR_ENV
 from tests.support.redis_server import RedisServer
 from tests.support.worker_process import WorkerPool, worker_pool
 
@@ -41,14 +40,6 @@ HANG = REDIS_TIMEOUT + 10.0
 STALL_SECONDS = 4.0
 SENDERS = 8
 FIRST_USER = 400000000000000000
-
-
-@pytest.fixture
-def handled_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "handled"
-    directory.mkdir()
-    monkeypatch.setenv(HANDLED_DIR_ENV, str(directory))
-    return directory
 
 
 @pytest.fixture
