@@ -23,6 +23,7 @@ import redis
 from relay.devrun import EDGE_LIMITS
 from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM
 from tests.conftest import SECRET
+from tests.support.processes import stop as stop_process
 from tests.support.redis_server import free_port
 from tests.support.worker_process import ROOT
 
@@ -100,14 +101,8 @@ class EdgeProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
-        if self.running():
-            assert self.process is not None
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

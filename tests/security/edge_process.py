@@ -6,7 +6,6 @@ would otherwise compete with the server for one GIL) or where its whole output i
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from relay.devrun import EDGE_LIMITS
+from tests.support.processes import stop as stop_process
 from tests.support.redis_server import free_port
 
 BIN = Path(sys.executable).parent
@@ -60,14 +60,7 @@ class EdgeProcess:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """SIGTERM, as ``docker stop`` sends; SIGKILL if it has not exited after 15 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
