@@ -29,7 +29,7 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix
 from redis.asyncio.client import Pipeline
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, ConnectionPool
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 Command = tuple[Any, ...]
@@ -149,12 +149,31 @@ class ResilientArqRedis(ArqRedis):
         return found[turn:] + found[:turn]
 
 
+class RetryingConnectionPool(ConnectionPool):
+    """A pool whose `get_connection` retries like the commands do.
+
+    redis-py takes a connection from the pool, and reconnects a stale one, *before* its retry loop:
+    when Redis dies just as that reconnect's handshake runs ("connection reset by peer"), the error
+    escapes every retry and ended arq's poll loop (seen in the chaos run). Nothing has been sent at
+    that point, so trying again is always safe.
+    """
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Connection:
+        take = super().get_connection
+        retry = self.connection_kwargs.get("retry")
+        if retry is None:
+            return await take(*args, **kwargs)  # type: ignore[no-any-return]
+        return await retry.call_with_retry(  # type: ignore[no-any-return]
+            lambda: take(*args, **kwargs), lambda _error: None
+        )
+
+
 def worker_redis(settings: RedisSettings, *, queue: str, expires_extra_ms: int) -> ResilientArqRedis:
     """The client arq's ``Worker`` takes as ``redis_pool``, configured as arq's ``create_pool`` would.
 
     Nothing connects until the worker's first command, inside its event loop.
     """
-    return ResilientArqRedis(
+    client = ResilientArqRedis(
         host=settings.host,
         port=settings.port,
         db=settings.database,
@@ -176,3 +195,8 @@ def worker_redis(settings: RedisSettings, *, queue: str, expires_extra_ms: int) 
         default_queue_name=queue,
         expires_extra_ms=expires_extra_ms,
     )
+    pool = client.connection_pool  # not connected yet: swapped before any connection exists
+    client.connection_pool = RetryingConnectionPool(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **pool.connection_kwargs
+    )
+    return client

@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError, WatchError
 
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
-from worker.connection import ResilientArqRedis, worker_redis
+from worker.connection import ResilientArqRedis, RetryingConnectionPool, worker_redis
 from worker.main import redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -94,6 +94,27 @@ async def test_a_command_issued_while_redis_restarts_waits_for_it_instead_of_fai
         assert await redis.ping()  # refused connects are retried within the ~30 s budget
     finally:
         restart.join()
+        await redis.aclose()
+
+
+async def test_a_transaction_on_a_pooled_connection_rides_out_a_restart(own_redis: RedisServer) -> None:
+    """arq's finish_job: a transaction whose pooled connection died with Redis. redis-py takes the
+    connection (and reconnects it) before its retry loop; a refused reconnect there ended the worker."""
+    redis = client(own_redis)
+    try:
+        assert await redis.ping()  # one connection now waits, idle, in the pool
+        own_redis.kill()
+        restart = threading.Timer(1.0, own_redis.start)
+        restart.start()
+        assert isinstance(redis.connection_pool, RetryingConnectionPool)  # takes connections with retries
+        try:
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.incr("n")
+                pipe.incr("n")
+                assert await pipe.execute() == [1, 2]
+        finally:
+            restart.join()
+    finally:
         await redis.aclose()
 
 
