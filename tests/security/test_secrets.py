@@ -71,6 +71,11 @@ def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def off_by_one_digit(signature: str) -> str:
+    """`signature` with its last hex digit changed (always changed: the secret is random per run)."""
+    return signature[:-1] + ("1" if signature[-1] == "0" else "0")
+
+
 def environment(redis_url: str, secret: str, previous: str, log_format: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
     env.update(
@@ -104,7 +109,7 @@ def exercise(http: httpx.Client, secret: str, previous: str) -> list[httpx.Respo
             "POST",
             "/webhook",
             VOTE,
-            {"X-Sphere-Signature": sign(VOTE, secret)[:-1] + "0", "Authorization": "x"},
+            {"X-Sphere-Signature": off_by_one_digit(sign(VOTE, secret)), "Authorization": "x"},
         ),
         ("POST", "/webhook", b"not json", {"X-Sphere-Signature": sign(b"not json", secret)}),
         (
