@@ -28,9 +28,19 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, ConnectionPool
 from redis.exceptions import RedisError, ResponseError, WatchError
+
+from worker.claim import (
+    CLAIM_SCRIPT,
+    RETRY_KEY_SECONDS,
+    Claims,
+    claim_keys,
+    claimed_in_progress_ms,
+    run_reads_job,
+)
 
 Command = tuple[Any, ...]
 _NOT_FETCHED = object()
@@ -44,11 +54,22 @@ class ResilientPipeline(Pipeline):
     """The arq queue whose claims `watch` fetches ahead (set by `ResilientArqRedis.pipeline`)."""
     _ahead: dict[Command, Any] | None = None
     """Replies fetched with the ``WATCH``, by the command arq is about to send for them."""
+    owner: ResilientArqRedis | None = None
+    """The client this pipeline belongs to, which runs `CLAIM_SCRIPT` and keeps its `Claims`."""
+    _claiming: str | None = None
+    """The job whose claim `execute` sends as `CLAIM_SCRIPT` (see `worker.claim`)."""
 
     async def watch(self, *names: Any) -> Any:  # type: ignore[override]
         job_id = self._claimed_job(names)
         if job_id is None or self.explicit_transaction:
             return await super().watch(*names)
+        score = self.owner.claims.due.get(job_id) if self.owner is not None else None
+        if score is not None and not self.watching:
+            # A job arq's poll just listed: answer the reads now, check them in the claim itself.
+            self.watching = True  # what redis-py's WATCH sets: the reads come to us at once
+            self._claiming = job_id
+            self._ahead = {("EXISTS", names[0]): 0, ("ZSCORE", self.claim_queue, job_id): score}
+            return True
         # arq's claim of `job_id`: WATCH, then EXISTS and ZSCORE, sent together (see the module docstring).
         key = names[0]
         reads: tuple[Command, Command] = (("EXISTS", key), ("ZSCORE", self.claim_queue, job_id))
@@ -90,6 +111,9 @@ class ResilientPipeline(Pipeline):
                 if isinstance(reply, RedisError):
                     raise reply
                 return reply
+        if self._claiming is not None:
+            # Not arq's claim after all: nothing was watched, so the claim must not be committed.
+            self._claiming, self.watching, self._watch_lost = None, False, True
         return await super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     async def _disconnect_reset_raise(self, conn: Connection, error: Exception) -> None:
@@ -106,11 +130,45 @@ class ResilientPipeline(Pipeline):
         if self._watch_lost:
             await self.reset()
             raise WatchError("the connection was lost while watching: the transaction was not sent")
+        if self._claiming is not None:
+            return await self._claim(self._claiming)
+        if self.owner is not None and not self.watching:
+            job_id = run_reads_job(self.command_stack)
+            fetched = self.owner.claims.fetched.pop(job_id, None) if job_id is not None else None
+            if fetched is not None:  # read by the job's claim, a moment ago: send nothing
+                await self.reset()
+                return [*fetched, True]
         return await super().execute(raise_on_error)
+
+    async def _claim(self, job_id: str) -> list[Any]:
+        """arq's claim of `job_id` as one `CLAIM_SCRIPT` call; a refused claim raises `WatchError`."""
+        owner, queue = self.owner, self.claim_queue
+        assert owner is not None and queue is not None  # set together with `_claiming`
+        keys = claim_keys(job_id, queue)
+        in_progress_ms = claimed_in_progress_ms(self.command_stack, keys[0])
+        try:
+            if in_progress_ms is None:
+                raise WatchError(f"not arq's claim of {job_id}: nothing was sent")
+            try:
+                found = await CLAIM_SCRIPT(
+                    owner, keys, [job_id, in_progress_ms, timestamp_ms(), RETRY_KEY_SECONDS]
+                )
+            except (RedisError, OSError) as error:
+                # As with a lost WATCH: arq skips the job, which stays queued (or, if the script ran
+                # before the connection failed, in progress until that expires, then runs).
+                raise WatchError(f"the claim of {job_id} failed: {error!r}") from error
+            if found is None:
+                raise WatchError(f"{job_id} is in progress, finished or not due: not claimed")
+            payload, job_try = found
+            owner.claims.fetched[job_id] = (payload, int(job_try))
+            return [True]
+        finally:
+            await self.reset()
 
     async def reset(self) -> None:
         self._watch_lost = False
         self._ahead = None
+        self._claiming = None
         await super().reset()  # type: ignore[no-untyped-call]
 
 
@@ -124,9 +182,16 @@ class ResilientArqRedis(ArqRedis):
     only the order among jobs already due changes, which arq never promised across workers anyway.
     """
 
+    claims: Claims
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claims = Claims()
+
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> ResilientPipeline:
         pipeline = ResilientPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipeline.claim_queue = self.default_queue_name
+        pipeline.owner = self
         return pipeline
 
     async def zrangebyscore(
@@ -139,14 +204,14 @@ class ResilientArqRedis(ArqRedis):
         withscores: bool = False,
         score_cast_func: Any = float,
     ) -> Any:
-        found = await super().zrangebyscore(
-            name, min, max, start=start, num=num, withscores=withscores, score_cast_func=score_cast_func
-        )
         # arq's poll, and nothing else: its queue, a slice (start and num), ids only.
-        if name != self.default_queue_name or num is None or withscores or len(found) < 2:
-            return found
-        turn = random.randrange(len(found))
-        return found[turn:] + found[:turn]
+        if name != self.default_queue_name or num is None or withscores:
+            return await super().zrangebyscore(
+                name, min, max, start=start, num=num, withscores=withscores, score_cast_func=score_cast_func
+            )
+        scored = await super().zrangebyscore(name, min, max, start=start, num=num, withscores=True)
+        turn = random.randrange(len(scored)) if scored else 0
+        return self.claims.polled(scored[turn:] + scored[:turn])
 
 
 class RetryingConnectionPool(ConnectionPool):

@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 
 import pytest
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
+from worker.claim import CLAIM_SCRIPT
 from worker.connection import ResilientArqRedis, RetryingConnectionPool, worker_redis
 from worker.main import redis_settings
 
@@ -268,5 +269,114 @@ async def test_each_poll_lists_every_due_job_from_a_random_place(own_redis: Redi
             ("job-01", 1001.0),
             ("job-02", 1002.0),
         ]
+    finally:
+        await redis.aclose()
+
+
+# -- a job arq's poll listed: claim and first reads in one script (worker.claim) ----------------
+
+
+async def poll(redis: ResilientArqRedis, now: int = 2000) -> list[str]:
+    """arq 0.28's poll (Worker._poll_iteration)."""
+    return [
+        j.decode() for j in await redis.zrangebyscore(QUEUE, min=float("-inf"), start=0, num=500, max=now)
+    ]
+
+
+async def run_reads(redis: ResilientArqRedis, job_id: str) -> list[object]:
+    """The transaction arq 0.28's Worker.run_job starts with."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(job_key_prefix + job_id)
+        pipe.incr(retry_key_prefix + job_id)
+        pipe.expire(retry_key_prefix + job_id, 88400)
+        return list(await pipe.execute())
+
+
+async def test_a_polled_job_is_claimed_and_read_in_one_round_trip(own_redis: RedisServer) -> None:
+    redis, probe = client(own_redis), Redis.from_url(own_redis.url)
+    try:
+        await redis.zadd(QUEUE, {"job-1": 1000})
+        await redis.set(job_key_prefix + "job-1", b"payload")
+        await redis.script_load(CLAIM_SCRIPT.text)  # as after the worker's first claim
+        before = await reads_processed(probe)
+
+        assert await poll(redis) == ["job-1"]
+        assert await claim(redis, "job-1") == (True, 0, 1000.0)
+        assert await run_reads(redis, "job-1") == [b"payload", 1, True]
+
+        # the poll, the claim script, this INFO: the run's reads were answered by the claim
+        assert await reads_processed(probe) - before == 3
+        assert await redis.get(in_progress_key_prefix + "job-1") == b"1"
+        assert 0 < await redis.pttl(in_progress_key_prefix + "job-1") <= 60_000
+        assert await redis.get(retry_key_prefix + "job-1") == b"1"
+        assert 88_000 < await redis.ttl(retry_key_prefix + "job-1") <= 88_400
+        assert redis.claims.fetched == {}
+
+        # The next run of the same job (a retry) counts its try the same way.
+        await redis.delete(in_progress_key_prefix + "job-1")
+        assert await poll(redis) == ["job-1"]
+        assert await claim(redis, "job-1") == (True, 0, 1000.0)
+        assert await run_reads(redis, "job-1") == [b"payload", 2, True]
+    finally:
+        await redis.aclose()
+        await probe.aclose()
+
+
+@pytest.mark.parametrize("change", ["started elsewhere", "finished", "deferred"])
+async def test_a_polled_job_that_changed_before_its_claim_is_left_alone(
+    own_redis: RedisServer, change: str
+) -> None:
+    redis, other = client(own_redis), Redis.from_url(own_redis.url)
+    try:
+        await redis.zadd(QUEUE, {"job-1": 1000})
+        await redis.set(job_key_prefix + "job-1", b"payload")
+        assert await poll(redis) == ["job-1"]
+        if change == "started elsewhere":
+            await other.set(in_progress_key_prefix + "job-1", b"other worker")
+        elif change == "finished":
+            await other.zrem(QUEUE, "job-1")
+        else:
+            await other.zadd(QUEUE, {"job-1": 10**13})  # a retry deferred far past now
+
+        # arq sees the poll's answers, then its transaction fails as a lost race does.
+        assert await claim(redis, "job-1") == (False, 0, 1000.0)
+        assert await redis.get(retry_key_prefix + "job-1") is None  # no try was counted
+        expected = b"other worker" if change == "started elsewhere" else None
+        assert await redis.get(in_progress_key_prefix + "job-1") == expected
+        assert redis.claims.fetched == {}
+    finally:
+        await redis.aclose()
+        await other.aclose()
+
+
+async def test_another_command_during_a_polled_claim_fails_the_claim(own_redis: RedisServer) -> None:
+    redis = client(own_redis)
+    key = in_progress_key_prefix + "job-1"
+    try:
+        await redis.zadd(QUEUE, {"job-1": 1000})
+        assert await poll(redis) == ["job-1"]
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            assert await pipe.exists(key) == 0
+            assert await pipe.get("something else") is None  # not arq's claim: runs for real
+            pipe.multi()
+            pipe.psetex(key, 60_000, b"1")
+            with pytest.raises(WatchError):
+                await pipe.execute()
+        assert await redis.get(key) is None
+    finally:
+        await redis.aclose()
+
+
+async def test_a_polled_claim_that_redis_refuses_fails_as_a_lost_race(own_redis: RedisServer) -> None:
+    redis = client(own_redis)
+    try:
+        await redis.zadd(QUEUE, {"job-1": 1000})
+        assert await poll(redis) == ["job-1"]
+        await redis.delete(QUEUE)
+        await redis.set(QUEUE, b"not a sorted set")  # the script's ZSCORE fails with WRONGTYPE
+        # arq skips the job (WatchError), rather than its poll loop ending on the error.
+        assert await claim(redis, "job-1") == (False, 0, 1000.0)
+        assert await redis.get(in_progress_key_prefix + "job-1") is None
     finally:
         await redis.aclose()
