@@ -107,12 +107,18 @@ class MetricsServer:
 async def serve(registry: CollectorRegistry, host: str, ports: Sequence[int]) -> MetricsServer:
     """Serve `registry` at ``/metrics`` on the first of `ports` free on `host`.
 
-    Raises `OSError` when every one is taken (the error of the last one tried).
+    Raises `OSError` when every one is taken (the error of the last one tried). With several ports
+    (workers sharing a host), each is bound without ``SO_REUSEADDR``: with it, two processes starting
+    at the same moment could both bind the same port (seen with uvloop), and one would never be
+    scraped. A single, configured port keeps it, so a restart binds again at once.
     """
     error: OSError | None = None
+    exclusive = len(ports) > 1
     for port in ports:
         try:
-            server = await asyncio.start_server(partial(_handle, registry), host, port, limit=MAX_HEAD_BYTES)
+            server = await asyncio.start_server(
+                partial(_handle, registry), host, port, limit=MAX_HEAD_BYTES, reuse_address=not exclusive
+            )
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise

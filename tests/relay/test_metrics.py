@@ -270,6 +270,25 @@ async def test_the_listener_takes_the_next_port_when_one_is_taken() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_port_another_process_has_bound_but_not_yet_listens_on_is_passed_over() -> None:
+    # Two workers starting together: the other one has bound the port and is about to listen.
+    # With SO_REUSEADDR both binds succeed and both workers could end up reporting one port.
+    first_port = free_port()
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    other.bind(("127.0.0.1", first_port))
+    try:
+        server = await serve(EdgeMetrics().registry, "127.0.0.1", range(first_port, first_port + 8))
+        try:
+            assert server.port != first_port
+            other.listen()  # the other process gets the port it bound
+        finally:
+            await server.close()
+    finally:
+        other.close()
+
+
+@pytest.mark.anyio
 async def test_the_listener_drops_a_client_that_sends_no_request() -> None:
     server = await serve(EdgeMetrics().registry, "127.0.0.1", [free_port()])
     try:
