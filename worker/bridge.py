@@ -33,6 +33,7 @@ from redis.exceptions import ResponseError
 from relay.settings import Settings
 from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM, F_BODY, F_TYPE, StoredEvent
 from worker import deadletter
+from worker.connection import ResilientArqRedis
 from worker.deadletter import Failure
 from worker.enqueue import JobSpec, Settle, enqueue
 from worker.registry import Registry
@@ -263,6 +264,8 @@ class Bridge:
             settle=Settle("XACK", EVENTS_STREAM, ids, group=CONSUMER_GROUP),
             queue=self.queue,
         )
+        if isinstance(self.redis, ResilientArqRedis):  # the worker's own client: it runs these first
+            self.redis.claims.queued(job.job_id for job in jobs)
         self.stats.entries += len(ids)
         self.stats.jobs += len(jobs)
         self.stats.unhandled += unhandled

@@ -16,6 +16,14 @@ atomic step. A claim the script refuses reaches arq as the `WatchError` it expec
 that lost a race; the job is left as it was. The script's reads are kept (`Claims.fetched`) and
 answer arq's next transaction for that job, which then sends nothing.
 
+arq's poll itself (``ZRANGEBYSCORE`` of the due jobs) becomes `POLL_SCRIPT`, which leaves out the jobs
+already in progress: every worker's poll lists them until they finish, and each would cost a claim
+that cannot succeed. Of the rest, a worker tries its own jobs first (`Claims.mine`: queued by its
+bridge, or run by it before, as a retry is), then other workers' jobs that have been due for
+`STEAL_AFTER_MS`, each part from a random place in the list. Two busy workers then rarely race for
+the same job (with arq's order, or with every due job in the list, nearly one claim failed for each
+that succeeded), and a job whose worker is gone or busy is still taken, a second later.
+
 Nothing else changes: the same keys get the same values, in one atomic step rather than two
 transactions a few microseconds apart. The one difference is in a race arq's own claim has too: if
 another worker re-schedules the job between the poll and the claim (a retry deferred, still due),
@@ -24,7 +32,7 @@ arq runs it with the poll's score rather than the new one, which only shifts tha
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +57,29 @@ return {job, try}
 seconds. Returns nil when the job is in progress, gone or not due (arq's reads say so), else
 ``{job payload or nil, try}``."""
 
+POLL_SCRIPT = Script("""
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES', 'LIMIT', ARGV[3], ARGV[4])
+local due = {}
+for i = 1, #found, 2 do
+  if redis.call('EXISTS', ARGV[5] .. found[i]) == 0 then
+    due[#due + 1] = found[i]
+    due[#due + 1] = found[i + 1]
+  end
+end
+return due
+""")
+"""KEYS: the queue. ARGV: min and max score, offset, count (arq's poll), in-progress key prefix. Returns
+job id, score, job id, score, ... for the listed jobs that are not in progress. (It reads keys it is
+not given, as arq's own Lua does not; fine on a single Redis server, which is what arq supports.)"""
+
+MINE_KEPT = 10_000
+"""Job ids a worker remembers as its own (the oldest are forgotten first)."""
+
+STEAL_AFTER_MS = 1000
+"""How long a job must have been due before a worker other than its own tries it. Longer than a job
+waits in a busy worker's queue (the bridge keeps it short), so two busy workers do not race; short
+against how long the job of a worker that died waits anyway (see the README on crashed runs)."""
+
 Command = tuple[Any, ...]
 Stacked = tuple[Command, Mapping[str, Any]]
 """A command as redis-py's pipeline stacks it: its arguments and options."""
@@ -62,11 +93,34 @@ class Claims:
     """Job id → score, from arq's latest poll: the jobs it is about to claim."""
     fetched: dict[str, tuple[bytes | None, int]] = field(default_factory=dict)
     """Job id → (payload, try), read by a claim for the run that follows it."""
+    mine: dict[str, None] = field(default_factory=dict)
+    """Jobs this process's bridge queued or its worker claimed, oldest first (an ordered set, at most
+    `MINE_KEPT`)."""
 
-    def polled(self, scored: Sequence[tuple[bytes, float]]) -> list[bytes]:
-        """Remember a poll's jobs and scores; return the job ids, as arq asked for them."""
-        self.due = {job.decode(): score for job, score in scored}
-        return [job for job, _ in scored]
+    def queued(self, job_ids: Iterable[str]) -> None:
+        """Note jobs as this worker's own: queued by its bridge, or claimed (a retry comes back here)."""
+        self.mine.update(dict.fromkeys(job_ids))
+        for _ in range(len(self.mine) - MINE_KEPT):
+            del self.mine[next(iter(self.mine))]
+
+    def polled(self, flat: Sequence[bytes], now_ms: float, turn: Callable[[int], int]) -> list[bytes]:
+        """Remember a poll's due jobs (`POLL_SCRIPT`'s reply); return the ids to try, in order.
+
+        This worker's own jobs first, then others' that have been due for `STEAL_AFTER_MS`; each
+        part starts at ``turn(len(part))`` and wraps around.
+        """
+        self.due = {flat[i].decode(): float(flat[i + 1]) for i in range(0, len(flat), 2)}
+        own = [job for job in self.due if job in self.mine]
+        others = [
+            job
+            for job, score in self.due.items()
+            if job not in self.mine and score <= now_ms - STEAL_AFTER_MS
+        ]
+        return [job.encode() for part in (own, others) if part for job in _rotated(part, turn(len(part)))]
+
+
+def _rotated(items: list[str], start: int) -> list[str]:
+    return items[start:] + items[:start]
 
 
 def claim_keys(job_id: str, queue: str) -> list[str]:

@@ -23,6 +23,7 @@ round trips fewer per job (of about seven a job costs), which is CPU and latency
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -35,6 +36,7 @@ from redis.exceptions import RedisError, ResponseError, WatchError
 
 from worker.claim import (
     CLAIM_SCRIPT,
+    POLL_SCRIPT,
     RETRY_KEY_SECONDS,
     Claims,
     claim_keys,
@@ -161,6 +163,7 @@ class ResilientPipeline(Pipeline):
                 raise WatchError(f"{job_id} is in progress, finished or not due: not claimed")
             payload, job_try = found
             owner.claims.fetched[job_id] = (payload, int(job_try))
+            owner.claims.queued([job_id])  # if it is retried, this worker tries it first
             return [True]
         finally:
             await self.reset()
@@ -177,9 +180,10 @@ class ResilientArqRedis(ArqRedis):
 
     Every arq worker polls the head of the same queue (``ZRANGEBYSCORE`` from offset 0) and tries the
     jobs in that order, so two workers race for the same job at every step: the loser pays for a
-    claim that fails. Here each poll's list of due jobs starts at a random place (and wraps around),
-    so workers mostly try different jobs. Every job in the list is still tried in the same poll;
-    only the order among jobs already due changes, which arq never promised across workers anyway.
+    claim that fails. Here a poll lists only the due jobs not already in progress, this worker's own
+    (queued by its bridge) first, each part starting at a random place (`worker.claim`). Every due
+    job is still tried in the same poll; only the order among jobs already due changes, which arq
+    never promised across workers anyway.
     """
 
     claims: Claims
@@ -209,9 +213,16 @@ class ResilientArqRedis(ArqRedis):
             return await super().zrangebyscore(
                 name, min, max, start=start, num=num, withscores=withscores, score_cast_func=score_cast_func
             )
-        scored = await super().zrangebyscore(name, min, max, start=start, num=num, withscores=True)
-        turn = random.randrange(len(scored)) if scored else 0
-        return self.claims.polled(scored[turn:] + scored[:turn])
+        args = [_score(min), _score(max), start or 0, num, in_progress_key_prefix]
+        now_ms = max if isinstance(max, int | float) else timestamp_ms()
+        return self.claims.polled(await POLL_SCRIPT(self, [name], args), now_ms, random.randrange)
+
+
+def _score(bound: Any) -> Any:
+    """A score bound as Redis spells it (arq passes ``float('-inf')``)."""
+    if isinstance(bound, float) and math.isinf(bound):
+        return "-inf" if bound < 0 else "+inf"
+    return bound
 
 
 class RetryingConnectionPool(ConnectionPool):

@@ -25,6 +25,8 @@ from tests.worker.helpers import (
 )
 from worker import Context, Registry
 from worker.bridge import Bridge, BridgeOptions
+from worker.connection import worker_redis
+from worker.main import redis_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -242,3 +244,24 @@ async def _is_queued(redis: Redis, job_id: str) -> bool:
     return await redis.zscore(ARQ_QUEUE, job_id) is not None and bool(
         await redis.exists(job_key_prefix + job_id)
     )
+
+
+async def test_the_workers_client_tries_the_jobs_its_own_bridge_queued_first(
+    redis: Redis, settings: Settings
+) -> None:
+    client = worker_redis(redis_settings(settings), queue=ARQ_QUEUE, expires_extra_ms=1000)
+    try:
+        entry = await store(redis, vote_body())
+        await redis.zadd(ARQ_QUEUE, {"another-workers-job": 1})
+        await bridge_all(Bridge(client, votes_registry(), settings))
+
+        mine = {f"{entry}:count_vote", f"{entry}:reward_voter"}
+        assert set(client.claims.mine) == mine
+        # arq 0.28's poll (Worker._poll_iteration)
+        order = await client.zrangebyscore(
+            ARQ_QUEUE, min=float("-inf"), max=time.time() * 1000, start=0, num=500
+        )
+        assert {job.decode() for job in order[:2]} == mine
+        assert order[2:] == [b"another-workers-job"]
+    finally:
+        await client.aclose()

@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError, WatchError
 
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
-from worker.claim import CLAIM_SCRIPT
+from worker.claim import CLAIM_SCRIPT, POLL_SCRIPT
 from worker.connection import ResilientArqRedis, RetryingConnectionPool, worker_redis
 from worker.main import redis_settings
 
@@ -251,11 +251,11 @@ async def test_each_poll_lists_every_due_job_from_a_random_place(own_redis: Redi
     jobs = [f"job-{i:02d}" for i in range(10)]
     try:
         await redis.zadd(QUEUE, {job: 1000 + i for i, job in enumerate(jobs)})
-        await redis.zadd(QUEUE, {"later": 5000})
+        await redis.zadd(QUEUE, {"later": 50_000})
         firsts = set()
         for _ in range(50):
-            # arq 0.28's poll (Worker._poll_iteration)
-            listed = [j.decode() for j in await redis.zrangebyscore(QUEUE, "-inf", 2000, start=0, num=500)]
+            # arq 0.28's poll (Worker._poll_iteration), long after the jobs were due
+            listed = [j.decode() for j in await redis.zrangebyscore(QUEUE, "-inf", 20_000, start=0, num=500)]
             turn = jobs.index(listed[0])
             assert listed == jobs[turn:] + jobs[:turn]  # all due jobs, in order, wrapped around
             firsts.add(listed[0])
@@ -276,8 +276,8 @@ async def test_each_poll_lists_every_due_job_from_a_random_place(own_redis: Redi
 # -- a job arq's poll listed: claim and first reads in one script (worker.claim) ----------------
 
 
-async def poll(redis: ResilientArqRedis, now: int = 2000) -> list[str]:
-    """arq 0.28's poll (Worker._poll_iteration)."""
+async def poll(redis: ResilientArqRedis, now: int = 20_000) -> list[str]:
+    """arq 0.28's poll (Worker._poll_iteration), well after the test jobs were due."""
     return [
         j.decode() for j in await redis.zrangebyscore(QUEUE, min=float("-inf"), start=0, num=500, max=now)
     ]
@@ -297,7 +297,8 @@ async def test_a_polled_job_is_claimed_and_read_in_one_round_trip(own_redis: Red
     try:
         await redis.zadd(QUEUE, {"job-1": 1000})
         await redis.set(job_key_prefix + "job-1", b"payload")
-        await redis.script_load(CLAIM_SCRIPT.text)  # as after the worker's first claim
+        for script in (POLL_SCRIPT, CLAIM_SCRIPT):
+            await redis.script_load(script.text)  # as after the worker's first poll and claim
         before = await reads_processed(probe)
 
         assert await poll(redis) == ["job-1"]
@@ -378,5 +379,16 @@ async def test_a_polled_claim_that_redis_refuses_fails_as_a_lost_race(own_redis:
         # arq skips the job (WatchError), rather than its poll loop ending on the error.
         assert await claim(redis, "job-1") == (False, 0, 1000.0)
         assert await redis.get(in_progress_key_prefix + "job-1") is None
+    finally:
+        await redis.aclose()
+
+
+async def test_a_poll_leaves_out_the_jobs_already_in_progress(own_redis: RedisServer) -> None:
+    redis = client(own_redis)
+    try:
+        await redis.zadd(QUEUE, {"running": 1000, "waiting": 1001, "later": 50_000})
+        await redis.set(in_progress_key_prefix + "running", b"1")
+        assert await poll(redis, now=20_000) == ["waiting"]
+        assert redis.claims.due == {"waiting": 1001.0}
     finally:
         await redis.aclose()
