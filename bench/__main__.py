@@ -29,6 +29,7 @@ from bench.pipeline import measure_pipeline
 from bench.processes import ProcessGroup, start_redis
 from bench.profile import profile_server, profile_worker, py_spy_available
 from bench.report import Machine, Results, kept_notes, render, summary, targets, to_json
+from bench.traces import TRACE_DIR_ENV
 
 HERE = Path(__file__).resolve().parent
 WRK_THREADS = 2
@@ -129,7 +130,13 @@ def run(args: argparse.Namespace) -> Results:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     extra = dict(item.split("=", 1) for item in args.env)
-    env = {**os.environ, "RELAY_SECRET": secret, "RELAY_TASKS": "bench.noop_tasks", **extra}
+    env = {
+        **os.environ,
+        "RELAY_SECRET": secret,
+        "RELAY_TASKS": "bench.noop_tasks",
+        TRACE_DIR_ENV: str(scratch / "traces"),
+        **extra,
+    }
     try:
         _measure(args, results, scratch, env, secret, nonce)
     finally:

@@ -4,6 +4,3 @@ from __future__ import annotations
 
 BASELINE_STREAM = "bench:baseline"
 """The baseline receiver's stream, apart from the relay's so its entries are never mistaken for them."""
-
-STARTED = "bench:started"
-"""Hash written by `bench.noop_tasks`: stream entry id -> the handler's start time (epoch seconds, float)."""

@@ -19,13 +19,14 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
-from bench.keys import STARTED
 from bench.load import Requests, Signer, review_body, run_wrk
 from bench.processes import RELAY_APP, Process, ProcessGroup, Redis, start_uvicorn, start_worker
 from bench.store import Store
+from bench.traces import TRACE_DIR_ENV, Traces
 from relay.signature import HEADER
 from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
 
@@ -100,15 +101,25 @@ def measure_pipeline(
     """Start the edge and `workers` workers on an empty Redis, measure both, stop them all."""
     client = Store(store.url)
     client.flush()
+    traces = Traces(Path(env[TRACE_DIR_ENV]))
+    traces.clear()
     edge, port = start_uvicorn(group, "pipeline-edge", RELAY_APP, env)
     started = [start_worker(group, f"worker-{workers}-{n}", env) for n in range(1, workers + 1)]
     url = f"http://127.0.0.1:{port}/webhook"
     try:
-        warm_up(client, url, secret, started, nonce)
+        warm_up(client, traces, url, secret, started, nonce)
         throughput = _throughput(
-            client, store, url, requests, edge, started, seconds=load_seconds, connections=load_connections
+            client,
+            traces,
+            store,
+            url,
+            requests,
+            edge,
+            started,
+            seconds=load_seconds,
+            connections=load_connections,
         )
-        latency = asyncio.run(_latency(client, url, secret, latency_rate, latency_seconds, nonce + 1))
+        latency = asyncio.run(_latency(traces, url, secret, latency_rate, latency_seconds, nonce + 1))
     finally:
         for process in [*started, edge]:
             group.stop(process)
@@ -116,7 +127,9 @@ def measure_pipeline(
     return PipelineRun(workers, throughput, latency)
 
 
-def warm_up(client: Store, url: str, secret: bytes, workers: list[Process], nonce: int) -> None:
+def warm_up(
+    client: Store, traces: Traces, url: str, secret: bytes, workers: list[Process], nonce: int
+) -> None:
     """Wait until every worker has joined the consumer group, and one event has gone end to end."""
     deadline = time.monotonic() + 30
     while _consumers(client) < len(workers):
@@ -131,8 +144,8 @@ def warm_up(client: Store, url: str, secret: bytes, workers: list[Process], nonc
     with httpx.Client(timeout=5) as http:
         for body in bodies:
             http.post(url, content=body, headers={HEADER: signer(body).decode()}).raise_for_status()
-    _wait_for(lambda: client.hlen(STARTED) >= len(bodies), 30, "warm-up events to be handled")
-    client.delete(STARTED)
+    _wait_for(lambda: traces.count() >= len(bodies), 30, "warm-up events to be handled")
+    traces.clear()
 
 
 def _consumers(client: Store) -> int:
@@ -141,6 +154,7 @@ def _consumers(client: Store) -> int:
 
 def _throughput(
     client: Store,
+    traces: Traces,
     store: Redis,
     url: str,
     requests: Requests,
@@ -164,7 +178,7 @@ def _throughput(
     deadline = time.monotonic() + 300
     while True:
         events = client.xlen(EVENTS_STREAM) - length_before
-        handled = client.hlen(STARTED)
+        handled = traces.count()
         if handled >= events and client.xlen(EVENTS_STREAM) - length_before == events:
             done = time.time()
             break
@@ -182,9 +196,9 @@ def _throughput(
 
 
 async def _latency(
-    client: Store, url: str, secret: bytes, rate: float, seconds: float, nonce: int
+    traces: Traces, url: str, secret: bytes, rate: float, seconds: float, nonce: int
 ) -> Latency:
-    client.delete(STARTED)
+    traces.clear()
     count = max(int(rate * seconds), 1)
     bodies = [review_body(number, nonce) for number in range(count)]
     signer = Signer(secret)
@@ -210,8 +224,8 @@ async def _latency(
         sending = loop.time() - start
         await asyncio.gather(*tasks)
 
-    _wait_for(lambda: client.hlen(STARTED) >= len(acked), 60, "paced events to be handled")
-    starts = {key.decode(): float(value) for key, value in client.hgetall(STARTED).items()}
+    _wait_for(lambda: traces.count() >= len(acked), 60, "paced events to be handled")
+    starts = traces.starts()
     # The ack is the entry's own id: Redis's clock, in whole ms, when the edge's XADD ran, just
     # before its 2xx went out. The floor makes each latency up to 1 ms longer, never shorter. (The
     # sender's own receive time is no good clock: on two busy cores it often reads the 2xx after

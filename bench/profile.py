@@ -16,11 +16,11 @@ from itertools import takewhile
 from pathlib import Path
 
 from bench.edge import RELAY, Server
-from bench.keys import STARTED
 from bench.load import Requests, run_wrk
 from bench.pipeline import warm_up
 from bench.processes import ProcessGroup, Redis, start_uvicorn, start_worker
 from bench.store import Store
+from bench.traces import TRACE_DIR_ENV, Traces
 
 PY_SPY_HINT = "bench: --profile needs py-spy; install it with: .venv/bin/pip install py-spy"
 
@@ -102,16 +102,18 @@ def profile_worker(
     duration = max(round(seconds), 1)
     client = Store(store.url)
     client.flush()
+    traces = Traces(Path(env[TRACE_DIR_ENV]))
+    traces.clear()
     edge, port = start_uvicorn(group, "profile-edge", RELAY.app, env)
     worker = start_worker(group, "profile-worker", env)
     output = group.directory / "profile-worker.txt"
     try:
         url = f"http://127.0.0.1:{port}/webhook"
-        warm_up(client, url, secret, [worker], nonce)
+        warm_up(client, traces, url, secret, [worker], nonce)
         sampler = _record(worker.pid, duration, output)
         run_wrk(url, requests, connections=8, seconds=duration)
         _finish(sampler, duration)
-        handled = client.hlen(STARTED)
+        handled = traces.count()
     finally:
         client.close()
         group.stop(worker)

@@ -328,7 +328,7 @@ METHOD = """\
   and of wrk (from its rusage), divided by the responses. On 2 cores they all share, so a server's
   throughput is bounded near 2 s of CPU / (server + Redis + wrk µs per request).
 - **Pipeline**: the relay edge plus 1, then 2, `arq worker.main.WorkerSettings` processes with
-  `RELAY_TASKS=bench.noop_tasks` (one handler whose only work is one HSET recording its start time).
+  `RELAY_TASKS=bench.noop_tasks` (one handler whose only work is noting its start time in the process, written to a file every 2 ms: `bench.traces`).
   Throughput: wrk ({pipe_conns} connections, {pipe_seconds:g} s) posts new events while the workers run; events/s
   is the events stored over the time from the first entry's XADD (its stream id) to the moment the bench
   sees the last handler's record (polled every 10 ms). Latency: a paced open-loop sender (httpx; wrk

@@ -23,15 +23,6 @@ class Store:
     def xlen(self, stream: str) -> int:
         return int(cast(int, self.client.xlen(stream)))
 
-    def hlen(self, key: str) -> int:
-        return int(cast(int, self.client.hlen(key)))
-
-    def delete(self, key: str) -> None:
-        self.client.delete(key)
-
-    def hgetall(self, key: str) -> dict[bytes, bytes]:
-        return cast(dict[bytes, bytes], self.client.hgetall(key))
-
     def last_id(self, stream: str) -> bytes:
         return cast(bytes, cast(dict[str, Any], self.client.xinfo_stream(stream))["last-generated-id"])
 
