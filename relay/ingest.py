@@ -79,6 +79,9 @@ class IngestWriter:
         self._flushes: set[asyncio.Task[None]] = set()
         self._scheduled = False  # a flush task exists that has not taken its batch yet
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = (
+            None  # the one the edge serves on, from the first write
+        )
 
     async def write(self, dedupe_key: str, event_type: str, body: bytes, received_ms: int) -> Written:
         """Store one event unless its dedupe key was seen within the window.
@@ -87,7 +90,9 @@ class IngestWriter:
         """
         if self._closed:
             raise RedisUnavailable("the edge is shutting down")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # asyncio.get_running_loop() makes a getpid() system call each time
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Written] = loop.create_future()
         self._pending.append((self._pack(dedupe_key, event_type, body, received_ms), loop.time(), future))
         if not self._scheduled and len(self._flushes) < self._max_flushes:
