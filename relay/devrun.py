@@ -57,6 +57,7 @@ EDGE_LIMITS = (
     "--timeout-keep-alive",
     "5",
     "--no-proxy-headers",  # X-Forwarded-For is believed only from RELAY_TRUSTED_PROXIES
+    "--no-server-header",  # no "server: uvicorn" on every answer: nothing to tell, a header less to write
 )
 """The edge's uvicorn limits, as in docker-compose.yml (README, "Security and limits")."""
 

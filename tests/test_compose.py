@@ -136,6 +136,7 @@ def test_edge_limits_are_set_and_the_same_everywhere_the_edge_runs() -> None:
 
     assert (params["limit_concurrency"], params["timeout_keep_alive"]) == (1000, 5)
     assert params["proxy_headers"] is False, "uvicorn would believe X-Forwarded-For from 127.0.0.1"
+    assert params["server_header"] is False, "every answer would tell what software runs the edge"
     assert args[start : start + len(EDGE_LIMITS)] == list(EDGE_LIMITS), (
         "relay/devrun.py runs the edge otherwise"
     )
