@@ -1,9 +1,13 @@
 # The front door: README and .ci/run use these targets and nothing else.
-PYTHON ?= python3
+# The distribution's CPython 3.11+ where there is one, else python3 from PATH. Distributions build it
+# with profile-guided optimisation and LTO, as python:3.11-slim (the Docker image) is; pyenv's default
+# build is not, and runs the relay about 30% slower (bench/RESULTS.md), which `make bench` would then
+# report as the relay's speed. Override with `make install PYTHON=...` (after `make clean`).
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3.1[1-9]) python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test unit lint bench audit clean
+.PHONY: install run test unit lint bench audit clean python
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +37,9 @@ audit: install  ## known vulnerabilities in every installed dependency (pip-audi
 	@# --strict: a package that could not be looked up fails the audit; without it, a machine that
 	@# cannot reach the vulnerability database would report "No known vulnerabilities found".
 	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off
+
+python:  ## print the interpreter `make install` builds the virtualenv with
+	@echo $(PYTHON)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
