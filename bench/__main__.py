@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
     parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times each edge server is measured, interleaved; the median round counts")  # fmt: skip
     parser.add_argument("--warmup", type=float, default=1, help="wrk warm-up per server before measuring")
     parser.add_argument("--rate-hint", type=float, default=10_000,
                         help="requests/s the signed bodies cover until the ceiling has been measured")  # fmt: skip
@@ -177,19 +179,22 @@ def _measure(
             return write_requests(scratch / "requests", WRK_THREADS, per_thread, secret.encode(), nonce)
 
         requests = requests_for(args.rate_hint)
-        for name in args.servers:
-            runs = measure_server(
-                group, store, SERVERS[name], requests,
-                connections=args.connections, seconds=args.seconds, warmup_seconds=args.warmup, env=group.env,
-            )  # fmt: skip
-            results.edge += runs
-            for r in runs:
-                print(
-                    f"bench: {name:8} c={r.wrk.connections:<3} {r.wrk.rps:9,.0f} req/s, p99 {r.wrk.p99_ms:.2f} ms"
-                )
-            if name == CEILING.name:
-                # Nothing stores more requests than the bare route answers: size the bodies by it.
-                requests = requests_for(max(r.wrk.rps for r in runs), requests)
+        for round_number in range(1, args.rounds + 1):
+            for name in args.servers:
+                runs = measure_server(
+                    group, store, SERVERS[name], requests,
+                    connections=args.connections, seconds=args.seconds, warmup_seconds=args.warmup,
+                    env=group.env, round=round_number,
+                )  # fmt: skip
+                results.edge += runs
+                for r in runs:
+                    print(
+                        f"bench: round {round_number} {name:8} c={r.wrk.connections:<3} "
+                        f"{r.wrk.rps:9,.0f} req/s, p99 {r.wrk.p99_ms:.2f} ms"
+                    )
+                if name == CEILING.name:
+                    # Nothing stores more requests than the bare route answers: size the bodies by it.
+                    requests = requests_for(max(r.wrk.rps for r in runs), requests)
         for count in args.workers:
             pipe = measure_pipeline(
                 group, store, count, requests, secret.encode(),
@@ -224,6 +229,7 @@ def _measure(
         "per_thread": requests.per_thread,
         "warmup": args.warmup,
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "pipe_conns": args.pipeline_connections,
         "pipe_seconds": args.pipeline_seconds,
         "rate": args.latency_rate,

@@ -1,5 +1,10 @@
 """The edge phase: the ceiling, the baseline and the relay edge under the same wrk load, one at a time.
 
+The servers are measured in rounds (ceiling, baseline, relay; again; again): consecutive runs of the
+same server on these shared machines differ by up to a fifth, and interleaving keeps a slow spell
+from landing on one server only. A server's figures are those of its median round by throughput
+(`median_run`); every round's raw output is kept.
+
 Each server runs alone in one uvicorn process against the bench's Redis. Before every measured run the
 Redis is emptied, so the stream entries counted after the run are exactly the ones the run stored.
 """
@@ -41,6 +46,8 @@ class EdgeRun:
     entries: int | None
     server_cpu_s: float
     redis_cpu_s: float
+    round: int = 1
+    """Which round of the bench this run was (each round measures every server once)."""
 
     @property
     def entries_match(self) -> bool | None:
@@ -76,6 +83,7 @@ def measure_server(
     seconds: float,
     warmup_seconds: float,
     env: Mapping[str, str] | None = None,
+    round: int = 1,
 ) -> list[EdgeRun]:
     """Start `server`, warm it up, run wrk once per connection count, stop it."""
     process, port = start_uvicorn(group, server.name, server.app, env)
@@ -94,11 +102,19 @@ def measure_server(
             server_cpu = process.cpu_seconds() - server_cpu
             redis_cpu = store.process.cpu_seconds() - redis_cpu
             entries = _settle(client, server.stream)
-            runs.append(EdgeRun(server.name, result, entries, server_cpu, redis_cpu))
+            runs.append(EdgeRun(server.name, result, entries, server_cpu, redis_cpu, round))
     finally:
         client.close()
         group.stop(process)
     return runs
+
+
+def median_run(runs: Sequence[EdgeRun]) -> EdgeRun | None:
+    """The run with the median throughput (the lower of the two middle ones for an even count)."""
+    if not runs:
+        return None
+    ordered = sorted(runs, key=lambda run: run.wrk.rps)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def _settle(client: Store, stream: str | None) -> int | None:

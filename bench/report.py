@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.edge import EdgeRun
+from bench.edge import EdgeRun, median_run
 from bench.pipeline import PipelineRun, Throughput
 
 EDGE_RATIO = 3.0
@@ -57,8 +57,18 @@ class Results:
     notes: str = ""
     """Hand-written analysis kept from the previous RESULTS.md (between the NOTES markers)."""
 
+    def edge_runs(self, server: str, connections: int) -> list[EdgeRun]:
+        """Every round's run of `server` at `connections`."""
+        return [r for r in self.edge if r.server == server and r.wrk.connections == connections]
+
     def edge_run(self, server: str, connections: int) -> EdgeRun | None:
-        return next((r for r in self.edge if r.server == server and r.wrk.connections == connections), None)
+        """The run that stands for `server` at `connections`: its median round (`median_run`)."""
+        return median_run(self.edge_runs(server, connections))
+
+    def edge_medians(self) -> list[EdgeRun]:
+        """One run per (server, connections), in the order first measured."""
+        keys = dict.fromkeys((r.server, r.wrk.connections) for r in self.edge)
+        return [run for key in keys if (run := self.edge_run(*key)) is not None]
 
     def workers(self, count: int) -> PipelineRun | None:
         return next((p for p in self.pipeline if p.workers == count), None)
@@ -104,21 +114,23 @@ def targets(results: Results) -> list[Target]:
                 p99 <= EDGE_P99_MS,
             )
         )
-    relays = [r for r in results.edge if r.server == "relay"]
-    for run in relays:
-        errors = run.wrk.non_2xx + run.wrk.socket_errors
+    for conns in dict.fromkeys(r.wrk.connections for r in results.edge if r.server == "relay"):
+        runs = results.edge_runs("relay", conns)  # every round must pass these, not only the median
+        non_2xx = sum(run.wrk.non_2xx for run in runs)
+        socket_errors = sum(run.wrk.socket_errors for run in runs)
+        rounds = f" ({len(runs)} rounds)" if len(runs) > 1 else ""
         out.append(
             Target(
-                f"relay: zero non-2xx, {run.wrk.connections} connection(s)",
-                f"{run.wrk.non_2xx} non-2xx, {run.wrk.socket_errors} socket errors",
-                errors == 0,
+                f"relay: zero non-2xx, {conns} connection(s)",
+                f"{non_2xx} non-2xx, {socket_errors} socket errors{rounds}",
+                non_2xx + socket_errors == 0,
             )
         )
-        stored = bool(run.entries_match) and run.wrk.repeated == 0
+        stored = all(bool(run.entries_match) and run.wrk.repeated == 0 for run in runs)
         out.append(
             Target(
-                f"relay: every 2xx a new stored entry, {run.wrk.connections} connection(s)",
-                _entries_text(run),
+                f"relay: every 2xx a new stored entry, {conns} connection(s)",
+                "; ".join(_entries_text(run) for run in runs),
                 stored,
             )
         )
@@ -177,7 +189,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def edge_table(results: Results) -> str:
     rows = []
-    for run in results.edge:
+    for run in results.edge_medians():
         w = run.wrk
         match = {None: "-", True: "yes", False: "**NO**"}[run.entries_match]
         rows.append(
@@ -200,10 +212,21 @@ def edge_table(results: Results) -> str:
     return _table(header, rows)
 
 
+def rounds_text(results: Results) -> str:
+    """Each server's rounds, when there were several: what the median was taken from."""
+    lines = []
+    for median in results.edge_medians():
+        runs = results.edge_runs(median.server, median.wrk.connections)
+        if len(runs) > 1:
+            each = ", ".join(f"{r.wrk.rps:,.0f} req/s p99 {r.wrk.p99_ms:.2f} ms" for r in runs)
+            lines.append(f"- {median.server}, {median.wrk.connections} connection(s), by round: {each}")
+    return "\n".join(lines)
+
+
 def ratios(results: Results) -> str:
     lines = []
     for conns in sorted({r.wrk.connections for r in results.edge}, reverse=True):
-        runs = {r.server: r.wrk.rps for r in results.edge if r.wrk.connections == conns}
+        runs = {r.server: r.wrk.rps for r in results.edge_medians() if r.wrk.connections == conns}
         parts = []
         if "relay" in runs and "baseline" in runs:
             parts.append(f"relay / baseline **{ratio(runs['relay'], runs['baseline']):.2f}x**")
@@ -247,6 +270,14 @@ def summary(results: Results) -> str:
     parts = []
     if results.edge:
         parts += [edge_table(results), "", ratios(results), ""]
+        by_round = rounds_text(results)
+        if by_round:
+            parts += [
+                "Each server's median round is shown above, and the ratios are between medians:",
+                "",
+                by_round,
+                "",
+            ]
     if results.pipeline:
         rate = results.pipeline[0].latency.rate
         parts += [pipeline_table(results), "", f"Latency columns: paced at {rate:g} events/s.", ""]
@@ -263,6 +294,7 @@ def to_json(results: Results) -> dict[str, Any]:
         "edge": [
             {
                 "server": r.server,
+                "round": r.round,
                 "connections": r.wrk.connections,
                 "seconds": r.wrk.duration_s,
                 "requests": r.wrk.requests,
@@ -318,6 +350,10 @@ METHOD = """\
   level (the relay edge with its production protocol and limits instead of plain httptools:
   `relay.devrun.EDGE_LIMITS`, as in `docker-compose.yml`), against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
   Each server gets a {warmup:g} s warm-up, then Redis is emptied before every measured run of {seconds:g} s.
+- **Rounds**: the servers are measured {rounds} times over, interleaved (ceiling, baseline, relay, then
+  again), each time in a fresh process: back-to-back runs of the same server on this shared machine
+  differ by up to a fifth. A server's row is its median round by requests/s; the ratios compare
+  medians; the stored-path checks (non-2xx, entries = 2xx) must hold in every round.
 - **Stream check**: after each run the bench counts the entries in the server's stream (`relay:events`
   for the relay, `bench:baseline` for the baseline). Each 2xx must have stored one: entries may exceed the
   2xx count only by requests wrk had sent but not seen answered when it stopped (it drops them), which the
@@ -387,9 +423,11 @@ def render(results: Results) -> str:
     if results.notes:
         parts += [NOTES_START, results.notes.strip(), NOTES_END, ""]
     parts += ["## Raw output", ""]
+    several = len({r.round for r in results.edge}) > 1
     for run in results.edge:
         parts += [
-            f"### {run.server}, {run.wrk.connections} connection(s)",
+            f"### {run.server}, {run.wrk.connections} connection(s)"
+            + (f", round {run.round}" if several else ""),
             "",
             "```",
             run.wrk.raw.strip(),

@@ -7,7 +7,7 @@ import hmac
 import pytest
 
 from bench.bounds import bounds
-from bench.edge import EdgeRun
+from bench.edge import EdgeRun, median_run
 from bench.load import Signer, parse_wrk, review_body, signed_request
 from bench.pipeline import Latency, PipelineRun, Throughput, percentile
 from bench.profile import summarize
@@ -125,8 +125,57 @@ def test_bounds_explain_only_missed_targets() -> None:
 def test_hand_written_notes_survive_a_rewrite() -> None:
     results = _results(relay_rps=3000, baseline_rps=1000, one=1000, two=1600, p99_ms=100)
     results.method = dict.fromkeys(
-        ["threads", "per_thread", "warmup", "seconds", "pipe_conns", "pipe_seconds", "rate", "lat_seconds"], 1
+        [
+            "threads",
+            "per_thread",
+            "warmup",
+            "seconds",
+            "rounds",
+            "pipe_conns",
+            "pipe_seconds",
+            "rate",
+            "lat_seconds",
+        ],
+        1,
     )
     assert kept_notes(render(results)) == ""
     results.notes = "## Notes\n\nThe edge is bound by its log line."
     assert kept_notes(render(results)) == results.notes
+
+
+def test_rounds_stand_by_their_median_and_every_round_must_store_what_it_answered() -> None:
+    def run(server: str, rps: float, round_number: int, *, entries_off: int = 0) -> EdgeRun:
+        line = WRK_OUTPUT.replace('"requests": 1000', f'"requests": {int(rps * 2)}')
+        line = line.replace('"status": 3', '"status": 0').replace('"read": 1', '"read": 0')
+        wrk = parse_wrk(line.replace('"timeout": 2', '"timeout": 0'), 50)
+        return EdgeRun(server, wrk, wrk.ok + entries_off, 1.0, 0.1, round_number)
+
+    results = _results(relay_rps=3000, baseline_rps=1000, one=1000, two=1600, p99_ms=10)
+    results.edge = [
+        run("baseline", 1000, 1), run("relay", 3300, 1),
+        run("baseline", 1200, 2), run("relay", 2900, 2),
+        run("baseline", 900, 3), run("relay", 3100, 3),
+    ]  # fmt: skip
+    assert median_run(results.edge_runs("relay", 50)) is results.edge[5]
+    assert [r.wrk.rps for r in results.edge_medians()] == [1000, 3100]
+    ratio_target = next(t for t in targets(results) if t.name.startswith("relay >= 3x"))
+    assert (ratio_target.measured, ratio_target.met) == ("3.10x", True)  # medians: 3100 / 1000
+    results.method = dict.fromkeys(
+        [
+            "threads",
+            "per_thread",
+            "warmup",
+            "seconds",
+            "rounds",
+            "pipe_conns",
+            "pipe_seconds",
+            "rate",
+            "lat_seconds",
+        ],
+        1,
+    )
+    assert "by round: 3,300 req/s" in render(results)
+
+    results.edge[3] = run("relay", 2900, 2, entries_off=-1)  # one round lost an entry
+    stored = next(t for t in targets(results) if t.name.startswith("relay: every 2xx"))
+    assert stored.met is False

@@ -28,6 +28,7 @@ def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) 
         "--servers", "relay",
         "--connections", "4",
         "--seconds", "1",
+        "--rounds", "1",
         "--warmup", "0",
         "--workers", "",
         "--rate-hint", "2000",
