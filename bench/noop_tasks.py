@@ -23,3 +23,7 @@ traces = TraceWriter(Path(os.environ[TRACE_DIR_ENV]))
 @on("REVIEW_ADD")
 async def noop(ctx: Context, event: ReviewAdd) -> None:
     traces.started(ctx["event_id"], time.time())
+
+
+def shutdown(ctx: Context) -> None:
+    traces.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import TextIO
 
 TRACE_DIR_ENV = "BENCH_TRACE_DIR"
 FLUSH_SECONDS = 0.002
@@ -24,6 +25,7 @@ class TraceWriter:
     def __init__(self, directory: Path) -> None:
         self.path = directory / f"started-{os.getpid()}.txt"
         self._lines: list[str] = []
+        self._file: TextIO | None = None  # opened at the first flush, kept open until `close`
 
     def started(self, entry_id: str, at: float) -> None:
         if not self._lines:
@@ -32,35 +34,64 @@ class TraceWriter:
 
     def flush(self) -> None:
         lines, self._lines = self._lines, []
-        with self.path.open("a") as file:
-            file.writelines(lines)
+        if not lines:  # written already (by `close`)
+            return
+        if self._file is None:
+            self._file = self.path.open("a")
+        self._file.writelines(lines)
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._lines:
+            self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class Traces:
-    """The bench's side: every worker's trace file in one directory."""
+    """The bench's side: every worker's trace file in one directory, read as it grows.
+
+    `clear` does not delete the files (their writers keep them open): it sets a mark, and only the
+    lines written after it count.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        self._read: dict[Path, int] = {}  # bytes of each file read so far
+        self._partial: dict[Path, str] = {}  # a last line still being written
+        self._lines: list[str] = []  # complete lines since the mark
 
-    def _lines(self) -> list[str]:
-        lines: list[str] = []
+    def _refresh(self) -> None:
         for path in sorted(self.directory.glob("started-*.txt")):
-            text = path.read_text()
-            lines += text[: text.rfind("\n") + 1].splitlines()  # a line being written is not one yet
-        return lines
+            with path.open("rb") as file:
+                file.seek(self._read.get(path, 0))
+                data = file.read()
+            if not data:
+                continue
+            self._read[path] = self._read.get(path, 0) + len(data)
+            text = self._partial.pop(path, "") + data.decode()
+            complete, _, rest = text.rpartition("\n")
+            if rest:
+                self._partial[path] = rest
+            if complete:
+                self._lines += complete.split("\n")
 
     def count(self) -> int:
-        return len(self._lines())
+        self._refresh()
+        return len(self._lines)
 
     def starts(self) -> dict[str, float]:
         """Stream entry id -> the handler's start, epoch seconds (the first run, if there were more)."""
+        self._refresh()
         found: dict[str, float] = {}
-        for line in self._lines():
+        for line in self._lines:
             entry, _, at = line.partition(" ")
             found.setdefault(entry, float(at))
         return found
 
     def clear(self) -> None:
-        for path in self.directory.glob("started-*.txt"):
-            path.unlink()
+        """Count only what is written from now on."""
+        self._refresh()
+        self._lines = []
