@@ -122,22 +122,15 @@ def test_bounds_explain_only_missed_targets() -> None:
     assert "Latency: paced at 200 events/s" in missed
 
 
+def method_of_ones() -> dict[str, object]:
+    """The run parameters `render` fills its method text with, all 1."""
+    keys = ["threads", "per_thread", "warmup", "seconds", "rounds", "pipe_conns", "pipe_seconds", "rate"]
+    return dict.fromkeys([*keys, "lat_seconds"], 1)
+
+
 def test_hand_written_notes_survive_a_rewrite() -> None:
     results = _results(relay_rps=3000, baseline_rps=1000, one=1000, two=1600, p99_ms=100)
-    results.method = dict.fromkeys(
-        [
-            "threads",
-            "per_thread",
-            "warmup",
-            "seconds",
-            "rounds",
-            "pipe_conns",
-            "pipe_seconds",
-            "rate",
-            "lat_seconds",
-        ],
-        1,
-    )
+    results.method = method_of_ones()
     assert kept_notes(render(results)) == ""
     results.notes = "## Notes\n\nThe edge is bound by its log line."
     assert kept_notes(render(results)) == results.notes
@@ -160,20 +153,7 @@ def test_rounds_stand_by_their_median_and_every_round_must_store_what_it_answere
     assert [r.wrk.rps for r in results.edge_medians()] == [1000, 3100]
     ratio_target = next(t for t in targets(results) if t.name.startswith("relay >= 3x"))
     assert (ratio_target.measured, ratio_target.met) == ("3.10x", True)  # medians: 3100 / 1000
-    results.method = dict.fromkeys(
-        [
-            "threads",
-            "per_thread",
-            "warmup",
-            "seconds",
-            "rounds",
-            "pipe_conns",
-            "pipe_seconds",
-            "rate",
-            "lat_seconds",
-        ],
-        1,
-    )
+    results.method = method_of_ones()
     assert "by round: 3,300 req/s" in render(results)
 
     results.edge[3] = run("relay", 2900, 2, entries_off=-1)  # one round lost an entry

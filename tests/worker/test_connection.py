@@ -17,7 +17,7 @@ from redis.exceptions import ResponseError, WatchError
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
 from worker.claim import CLAIM_SCRIPT, POLL_SCRIPT
-from worker.connection import ResilientArqRedis, RetryingConnectionPool, worker_redis
+from worker.connection import ResilientArqRedis, ResilientPipeline, RetryingConnectionPool, worker_redis
 from worker.main import redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -147,6 +147,14 @@ async def claim(redis: ResilientArqRedis, job_id: str) -> tuple[bool, int, float
         return True, ongoing, score
 
 
+async def claim_is_refused(pipe: ResilientPipeline, key: str) -> None:
+    """arq's transaction for the claim of `key`, which must fail as a lost race does."""
+    pipe.multi()
+    pipe.psetex(key, 60_000, b"1")
+    with pytest.raises(WatchError):
+        await pipe.execute()
+
+
 async def test_a_claim_sends_its_watch_and_both_reads_in_one_round_trip(own_redis: RedisServer) -> None:
     redis, probe = client(own_redis), Redis.from_url(own_redis.url)
     try:
@@ -187,10 +195,7 @@ async def test_a_claim_raced_after_its_reads_is_not_committed(own_redis: RedisSe
             await pipe.watch(key)
             assert (await pipe.exists(key), await pipe.zscore(QUEUE, "job-1")) == (0, 1000.0)
             await other.set(key, b"other worker")  # the other worker claims it first
-            pipe.multi()
-            pipe.psetex(key, 60_000, b"1")
-            with pytest.raises(WatchError):
-                await pipe.execute()
+            await claim_is_refused(pipe, key)
         assert await redis.get(key) == b"other worker"
     finally:
         await redis.aclose()
@@ -237,10 +242,7 @@ async def test_a_claim_whose_connection_dies_after_the_reads_is_not_committed(
             assert await pipe.exists(key) == 0
             assert await pipe.zscore(QUEUE, "job-1") == 1000.0
             own_redis.restart()  # the watching connection is gone before the transaction
-            pipe.multi()
-            pipe.psetex(key, 60_000, b"1")
-            with pytest.raises(WatchError):
-                await pipe.execute()
+            await claim_is_refused(pipe, key)
         assert await redis.get(key) is None
     finally:
         await redis.aclose()
@@ -360,10 +362,7 @@ async def test_another_command_during_a_polled_claim_fails_the_claim(own_redis: 
             await pipe.watch(key)
             assert await pipe.exists(key) == 0
             assert await pipe.get("something else") is None  # not arq's claim: runs for real
-            pipe.multi()
-            pipe.psetex(key, 60_000, b"1")
-            with pytest.raises(WatchError):
-                await pipe.execute()
+            await claim_is_refused(pipe, key)
         assert await redis.get(key) is None
     finally:
         await redis.aclose()
