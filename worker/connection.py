@@ -19,6 +19,9 @@ the ``EXISTS`` of that key and the ``ZSCORE`` of its job in the queue along with
 write, and answers arq's two reads from those replies, as long as no other command comes between.
 The reads follow the ``WATCH`` on the same connection as before, so the claim means the same: two
 round trips fewer per job (of about seven a job costs), which is CPU and latency a worker gets back.
+
+That is the path of a claim of a job arq's poll did not just list. For a job it did (arq's usual
+case), the claim and the reads its run starts with go out as one script instead (`worker.claim`).
 """
 
 from __future__ import annotations
@@ -180,10 +183,10 @@ class ResilientArqRedis(ArqRedis):
 
     Every arq worker polls the head of the same queue (``ZRANGEBYSCORE`` from offset 0) and tries the
     jobs in that order, so two workers race for the same job at every step: the loser pays for a
-    claim that fails. Here a poll lists only the due jobs not already in progress, this worker's own
-    (queued by its bridge) first, each part starting at a random place (`worker.claim`). Every due
-    job is still tried in the same poll; only the order among jobs already due changes, which arq
-    never promised across workers anyway.
+    claim that fails. Here a poll lists only the due jobs not already in progress: this worker's own
+    (queued by its bridge, or retries of its runs) first, then other workers' jobs due for a second,
+    each part starting at a random place (`worker.claim`). Only which due job a worker tries when
+    changes, which arq never promised across workers anyway; every job is still run.
     """
 
     claims: Claims
