@@ -17,6 +17,7 @@ from relay.app import create_app
 from relay.settings import Settings
 from relay.webhook import WebhookEndpoint
 from tests.conftest import SECRET
+from tests.security.asgi import http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -26,23 +27,8 @@ BODY = b'{"event":"VOTE_ADD","guild_id":"1","user_id":"2"}'
 
 def scope(method: str = "POST", path: str = "/webhook", body: bytes = BODY) -> Scope:
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"content-length", str(len(body)).encode()),
-            (b"x-sphere-signature", signature.encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 3266),
-    }
+    headers = [(b"content-length", str(len(body)).encode()), (b"x-sphere-signature", signature.encode())]
+    return http_scope(method, path, headers, client=("127.0.0.1", 50000))
 
 
 async def call(app: ASGIApp, request: Scope, receive: Receive) -> list[Message]:
