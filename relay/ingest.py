@@ -88,6 +88,16 @@ class IngestWriter:
 
         Raises `RedisUnavailable` when Redis fails or does not answer within the timeout.
         """
+        return await self.submit(dedupe_key, event_type, body, received_ms)
+
+    def submit(
+        self, dedupe_key: str, event_type: str, body: bytes, received_ms: int
+    ) -> asyncio.Future[Written]:
+        """`write` without the coroutine: the future its result (or `RedisUnavailable`) is set on.
+
+        For callers that are not tasks (`relay.direct` answers from the HTTP protocol's callbacks).
+        Raises `RedisUnavailable` at once when the writer is closed. Call it on the event loop.
+        """
         if self._closed:
             raise RedisUnavailable("the edge is shutting down")
         loop = self._loop
@@ -97,7 +107,7 @@ class IngestWriter:
         self._pending.append((self._pack(dedupe_key, event_type, body, received_ms), loop.time(), future))
         if not self._scheduled and len(self._flushes) < self._max_flushes:
             self._schedule(loop)
-        return await future
+        return future
 
     async def close(self) -> None:
         """Refuse new writes and wait for the flushes in flight (each bounded by the timeout)."""

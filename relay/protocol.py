@@ -21,8 +21,12 @@ system call each (the largest single cost of an answer to Sphere, whose bodies a
 and sends them together. Nothing else is held: an interim ``100 Continue`` and every later write go
 out at once.
 
+And it answers the usual ``POST /webhook`` itself, without a task or ASGI messages: a
+`relay.direct.DirectCycle` runs the endpoint's steps from the parser's callbacks (what is taken
+that way, and what is handed to the ASGI app, is in that module's docstring).
+
 Run it with ``uvicorn relay.app:app --http relay.protocol:EdgeHttpProtocol`` (uvicorn >= 0.35
-accepts a class there). Per request it costs a clock reading, a small object and four small
+accepts a class there). Per request it costs a clock reading, a small object and a few small
 overrides; the timer is per connection.
 """
 
@@ -30,15 +34,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from relay.direct import DirectCycle
+from relay.webhook import PATH, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
 HEAD_TIMEOUT = 10.0
 """Seconds a client has to send a request's line and headers, counted from the connection's
 opening or from the first byte of the request. Sphere sends a whole request in one go."""
+
+PATH_BYTES = PATH.encode()
 
 MAX_HEAD_BYTES = 16384
 """Bytes a request's line and headers may take (the limit uvicorn's h11 protocol applies too)."""
@@ -97,6 +107,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     head is overdue, and otherwise sleeps until it could be.
     """
 
+    _direct: Callable[[Any], WebhookEndpoint | None] | None = None  # the app's `direct_endpoint`
     _timer: asyncio.TimerHandle | None = None
     _head_since: float | None = None  # loop time from which a head is awaited; None while in a body
     _head_bytes = 0
@@ -105,6 +116,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Answering webhooks directly skips what uvicorn would do around the app: only when there
+        # is nothing to skip (access log off, no root path, and the app itself is the relay's, not
+        # wrapped in uvicorn's proxy-headers or message-logging middleware).
+        if not self.config.access_log and not self.root_path:
+            self._direct = getattr(self.app, "direct_endpoint", None)
         self._head_since = self.loop.time()
         self._timer = self.loop.call_later(HEAD_TIMEOUT, self._check_deadline)
 
@@ -115,20 +131,23 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_body:  # a body arriving: nothing to count
-            super().data_received(data)
-            return
-        size = self._head_bytes + len(data)
-        if size > MAX_HEAD_BYTES and self._head_ends_past_limit(data):
-            self._close(_TOO_LARGE)
-            return
-        self._head_bytes = size
-        self._tail = data[-3:]
+        if not self._in_body:  # a head arriving (a body's bytes are not counted)
+            size = self._head_bytes + len(data)
+            if size > MAX_HEAD_BYTES and self._head_ends_past_limit(data):
+                self._close(_TOO_LARGE)
+                return
+            self._head_bytes = size
+            self._tail = data[-3:]
         super().data_received(data)  # may complete the head (and its body, and the next head...)
+        cycle: RequestResponseCycle | DirectCycle | None = self.cycle
+        if type(cycle) is DirectCycle and not cycle.response_complete:
+            self._direct_read_done(cycle)
 
     def on_headers_complete(self) -> None:
         self._head_since = None
         self._in_body = True
+        if self._direct is not None and self.url == PATH_BYTES and self._start_direct():
+            return
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:  # the request's, just made
@@ -141,6 +160,13 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             cycle.transport.flush()
         super().on_response_complete()
 
+    def on_body(self, body: bytes) -> None:
+        cycle: RequestResponseCycle | DirectCycle | None = self.cycle
+        if type(cycle) is DirectCycle:
+            cycle.receive_body(body)
+        else:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         # The next head is awaited from now: pipelined right behind, or after the answer (an idle
         # kept-alive connection is closed sooner by uvicorn's --timeout-keep-alive anyway).
@@ -148,7 +174,81 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._head_since = self.loop.time()
         self._head_bytes = 0
         self._tail = b""
-        super().on_message_complete()
+        cycle: RequestResponseCycle | DirectCycle | None = self.cycle
+        if type(cycle) is DirectCycle:
+            cycle.body_complete()
+        else:
+            super().on_message_complete()
+
+    def _start_direct(self) -> bool:
+        """Take this ``POST /webhook`` as a `DirectCycle` if it is the simple case (`relay.direct`)."""
+        parser = self.parser
+        if parser.get_method() != b"POST" or self.expect_100_continue or parser.should_upgrade():
+            return False
+        if self.cycle is not None and not self.cycle.response_complete:
+            return False  # pipelined behind a request in flight: uvicorn queues it
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            return False  # uvicorn answers 503
+        scope = self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = "POST"
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = PATH
+        scope["raw_path"] = PATH_BYTES
+        scope["query_string"] = b""
+        assert self._direct is not None
+        endpoint = self._direct(scope)
+        if endpoint is None:
+            return False
+        cycle = DirectCycle(
+            endpoint,
+            scope,
+            self.transport,
+            self.server_state.default_headers,
+            http_version != "1.0" and parser.should_keep_alive(),
+            self.on_response_complete,
+        )
+        self.cycle = cycle  # type: ignore[assignment]
+        cycle.start()
+        return True
+
+    def _direct_read_done(self, cycle: DirectCycle) -> None:
+        """A read ended with `cycle` unanswered: it waits for Redis, or its body is incomplete."""
+        if not self._in_body:
+            # Waiting for its write: no keep-alive timer meanwhile (an answer given during this
+            # read may have started one for an earlier request).
+            self._unset_keepalive_if_required()
+        elif self.transport.is_closing():
+            cycle.gone()  # the parser refused the rest (uvicorn answered 400 and closed)
+        else:
+            self._handover(cycle)
+
+    def _handover(self, direct: DirectCycle) -> None:
+        """Give a request whose body is still arriving to the ASGI endpoint, with what arrived.
+
+        From here it is an ordinary uvicorn request: the endpoint reads the rest within
+        ``RELAY_BODY_TIMEOUT`` (408), counting it against ``RELAY_MAX_BODY_BYTES`` (413).
+        """
+        cycle = RequestResponseCycle(
+            scope=direct.scope,
+            transport=OneWriteTransport(self.transport),  # type: ignore[arg-type]
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=direct.keep_alive,
+            on_response=self.on_response_complete,
+        )
+        if direct.body:
+            cycle.body += direct.body
+            cycle.message_event.set()
+        self.cycle = cycle
+        self._start_asgi_task(cycle, self.app)
 
     def _head_ends_past_limit(self, data: bytes) -> bool:
         # Only when a read takes the head so far past the limit, which a usual request (head and

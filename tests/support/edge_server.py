@@ -24,17 +24,20 @@ from tests.support.redis_server import free_port
 
 
 @contextmanager
-def running_edge(settings: Settings, *, start_timeout: float = 10.0, **options: Any) -> Iterator[str]:
+def running_edge(
+    settings: Settings, *, start_timeout: float = 10.0, http: Any = EdgeHttpProtocol, **options: Any
+) -> Iterator[str]:
     """Serve `create_app(settings)` with uvicorn (the edge's protocol, lifespan on); yield its base URL.
 
-    `options` are more `uvicorn.Config` options, such as ``limit_concurrency``.
+    `http` is the HTTP protocol (``"httptools"``: uvicorn's own, which answers every webhook through
+    ASGI); `options` are more `uvicorn.Config` options, such as ``limit_concurrency``.
     """
     port = free_port()
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
         port=port,
-        http=EdgeHttpProtocol,  # what production runs: httptools with bounded request heads
+        http=http,  # by default what production runs: httptools with bounded request heads
         proxy_headers=False,  # as in production: RELAY_TRUSTED_PROXIES alone decides whom to believe
         ws="none",
         lifespan="on",

@@ -1,0 +1,169 @@
+"""``POST /webhook`` answered straight from the HTTP protocol: no task, no ASGI messages.
+
+Under uvicorn every request costs an ASGI scope, an `asyncio.Event`, a task, and a ``receive`` and
+two ``send`` coroutines with their message dicts: about half of what the edge spends on a webhook
+whose own work (signature, parsing, its share of one batched Redis round trip) is a few
+microseconds. So `relay.protocol.EdgeHttpProtocol` hands the usual webhook request to a
+`DirectCycle` instead of uvicorn's ``RequestResponseCycle``. The cycle runs the endpoint's own steps
+(`relay.webhook.WebhookEndpoint`: `read_head`, `store`, `finish`) from the parser's callbacks and
+answers, in one write, when the write's future is settled. Every answer is the one the ASGI
+endpoint would give, byte for byte (uvicorn's default headers included).
+
+Only a request that is simple to answer this way is taken (`EdgeHttpProtocol` decides): exactly
+``POST /webhook`` with no query, no ``Expect: 100-continue``, no upgrade, admitted by the app (the
+allow-list), nothing else in flight on the connection, and under ``--limit-concurrency``. And only
+while its body keeps up: if the body is not complete by the end of the read that completed its head,
+the request is handed to the ASGI endpoint with what has arrived (`handover`), which reads the rest
+within ``RELAY_BODY_TIMEOUT`` or answers 408. Sphere sends a webhook's head and its small body in
+one go, so in practice every one is answered here; everything else behaves exactly as before.
+
+The cycle stands in for uvicorn's: it has the attributes uvicorn's protocol reads and writes on
+``self.cycle`` (`response_complete`, `disconnected`, `keep_alive`, `message_event`), so a
+disconnection, a graceful shutdown (answer, then close) and pipelined requests behind it (started
+by ``on_response_complete``) work as they do for a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+from relay.errors import Answer
+from relay.ingest import Written
+from relay.webhook import WebhookEndpoint, refusal, stored_answer
+
+log = logging.getLogger(__name__)
+
+
+class _NoEvent:
+    """uvicorn sets ``cycle.message_event`` when data arrives or the client leaves; nobody waits."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+
+_NO_EVENT = _NoEvent()
+
+
+class DirectCycle:
+    """One ``POST /webhook`` request answered without a task (see the module docstring)."""
+
+    __slots__ = (
+        "body",
+        "claimed",
+        "claims",
+        "default_headers",
+        "disconnected",
+        "endpoint",
+        "event_type",
+        "keep_alive",
+        "on_response",
+        "received_ms",
+        "response_complete",
+        "scope",
+        "started",
+        "transport",
+    )
+
+    message_event = _NO_EVENT
+
+    def __init__(
+        self,
+        endpoint: WebhookEndpoint,
+        scope: Any,  # uvicorn's HTTPScope, which the endpoint reads as a Starlette Scope
+        transport: asyncio.Transport,
+        default_headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        on_response: Callable[[], None],
+    ) -> None:
+        self.started = time.perf_counter()
+        self.received_ms = time.time_ns() // 1_000_000
+        self.endpoint = endpoint
+        self.scope = scope
+        self.transport = transport
+        self.default_headers = default_headers
+        self.keep_alive = keep_alive
+        self.on_response = on_response
+        self.body = b""
+        self.event_type: str | None = None
+        self.disconnected = False
+        self.response_complete = False
+        self.claimed: str | None = None
+        self.claims = 0
+
+    def start(self) -> None:
+        """The head is complete (call once the protocol holds this cycle): check what it declares."""
+        try:
+            self.claimed, self.claims = self.endpoint.read_head(self.scope["headers"])
+        except Exception as exc:  # a declared length over the limit: answered before the body
+            self.answer(refusal(exc), None)
+
+    def receive_body(self, chunk: bytes) -> None:
+        """Part of the body arrived (the parser's ``on_body``)."""
+        if self.response_complete:
+            return  # answered already (413): the rest is read only to reach the next request
+        body = self.body + chunk
+        if len(body) > self.endpoint.max_body:
+            self.body = b""  # as the ASGI endpoint: a body over the limit is neither kept nor logged
+            self.answer(refusal(self.endpoint.too_large()), None)
+            return
+        self.body = body
+
+    def gone(self) -> None:
+        """The connection closed before the body was complete: nobody to answer."""
+        self.response_complete = True
+        self.endpoint.finish_gone(len(self.body), None, self.started)
+
+    def body_complete(self) -> None:
+        """The whole body is here (the parser's ``on_message_complete``): check it and store it."""
+        if self.response_complete:
+            return
+        try:
+            self.event_type, stored = self.endpoint.store(
+                self.claimed, self.claims, self.body, self.received_ms
+            )
+        except Exception as exc:
+            self.answer(refusal(exc), None)
+            return
+        stored.add_done_callback(self._stored)
+
+    def _stored(self, future: asyncio.Future[Written]) -> None:
+        try:
+            answer, entry_id = stored_answer(future.result())
+        except Exception as exc:  # RedisUnavailable, or a bug: 503 either way
+            answer, entry_id = refusal(exc), None
+        self.answer(answer, entry_id)
+
+    def answer(self, answer: Answer, entry_id: bytes | None) -> None:
+        """Write `answer` in one piece, end the response as uvicorn would, then count and log it."""
+        self.response_complete = True
+        if not self.disconnected and not self.transport.is_closing():
+            try:
+                self.transport.write(self._encode(answer))
+                if not self.keep_alive:
+                    self.transport.close()
+            except Exception:  # never leave the connection hanging on a bug of ours
+                log.exception("could not write a webhook answer; closing the connection")
+                self.transport.close()
+        self.on_response()
+        self.endpoint.finish(
+            self.scope, answer, self.body, self.event_type, entry_id, self.started, self.received_ms
+        )
+
+    def _encode(self, answer: Answer) -> bytes:
+        parts = [STATUS_LINE[answer.status]]
+        for name, value in self.default_headers:
+            parts += (name, b": ", value, b"\r\n")
+        for name, value in answer.headers:
+            parts += (name, b": ", value, b"\r\n")
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", answer.body)
+        return b"".join(parts)
