@@ -6,7 +6,9 @@ whose own work (signature, parsing, its share of one batched Redis round trip) i
 microseconds. So `relay.protocol.EdgeHttpProtocol` hands the usual webhook request to a
 `DirectCycle` instead of uvicorn's ``RequestResponseCycle``. The cycle runs the endpoint's own steps
 (`relay.webhook.WebhookEndpoint`: `read_head`, `store`, `finish`) from the parser's callbacks and
-answers, in one write, when the write's future is settled. Every answer is the one the ASGI
+answers, in one write, as soon as the writer's flush hands it the outcome: the cycle is its own
+`relay.ingest.Waiter`, told synchronously, where a future's callback would wait for the event
+loop's next pass behind every read already waiting. Every answer is the one the ASGI
 endpoint would give, byte for byte (uvicorn's default headers included).
 
 Only a request that is simple to answer this way is taken (`EdgeHttpProtocol` decides): exactly
@@ -126,20 +128,27 @@ class DirectCycle:
         if self.response_complete:
             return
         try:
-            self.event_type, stored = self.endpoint.store(
-                self.claimed, self.claims, self.body, self.received_ms
+            self.event_type = self.endpoint.store(
+                self.claimed, self.claims, self.body, self.received_ms, self
             )
         except Exception as exc:
             self.answer(refusal(exc), None)
-            return
-        stored.add_done_callback(self._stored)
 
-    def _stored(self, future: asyncio.Future[Written]) -> None:
+    # The writer's `relay.ingest.Waiter`: told from the flush itself, so the answer goes out now
+    # rather than on the event loop's next pass (after every read already waiting).
+
+    def done(self) -> bool:
+        return self.response_complete
+
+    def set_result(self, written: Written, /) -> None:
         try:
-            answer, entry_id = stored_answer(future.result())
-        except Exception as exc:  # RedisUnavailable, or a bug: 503 either way
+            answer, entry_id = stored_answer(written)
+        except Exception as exc:  # a bug: 503, never a hang
             answer, entry_id = refusal(exc), None
         self.answer(answer, entry_id)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self.answer(refusal(exception), None)  # type: ignore[arg-type]
 
     def answer(self, answer: Answer, entry_id: bytes | None) -> None:
         """Write `answer` in one piece, end the response as uvicorn would, then count and log it."""
@@ -152,10 +161,13 @@ class DirectCycle:
             except Exception:  # never leave the connection hanging on a bug of ours
                 log.exception("could not write a webhook answer; closing the connection")
                 self.transport.close()
-        self.on_response()
-        self.endpoint.finish(
-            self.scope, answer, self.body, self.event_type, entry_id, self.started, self.received_ms
-        )
+        try:  # called from the writer's flush, which must go on to the rest of its batch
+            self.on_response()
+            self.endpoint.finish(
+                self.scope, answer, self.body, self.event_type, entry_id, self.started, self.received_ms
+            )
+        except Exception:
+            log.exception("could not finish a webhook answer")
 
     def _encode(self, answer: Answer) -> bytes:
         parts = [STATUS_LINE[answer.status]]

@@ -1,6 +1,7 @@
 """The edge's one Redis write: dedupe and append, batched across concurrent requests.
 
-Every request hands its event to `IngestWriter.write` and awaits a future. A flush task takes every
+Every request hands its event to `IngestWriter.write` and awaits a future (or, from the edge's
+HTTP protocol, to `IngestWriter.submit` with a `Waiter` of its own). A flush task takes every
 event queued so far and sends them all in ONE write of pipelined ``EVALSHA`` calls of
 `relay.streams.INGEST_SCRIPT`, so a burst of N requests costs one round trip instead of N. At most
 `MAX_FLUSHES` are in flight; while they are busy, new events queue up and leave together in the
@@ -8,7 +9,7 @@ next one, so batches grow with the load instead of the round trips.
 
 Time is bounded per batch rather than per request (one timer per flush): a batch must be answered
 by the time its oldest event has waited ``timeout``, so no request waits longer than that in
-total, however long it queued. A flush always settles every future it took, whatever happens.
+total, however long it queued. A flush always settles every waiter it took, whatever happens.
 
 A request that got `RedisUnavailable` may still have been stored (Redis may run the script after
 we stopped waiting). That is safe: the client is told 503, Sphere delivers again, and the
@@ -21,6 +22,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,8 +43,24 @@ MAX_FLUSHES = 2
 Written = tuple[bool, bytes]
 """``(is_new, entry_id)``: the new entry's id, or the original one for a redelivery."""
 
-# (the packed EVALSHA command, when it was queued (loop time), the waiting request's future)
-_Pending = tuple[bytes, float, "asyncio.Future[Written]"]
+
+class Waiter(Protocol):
+    """What a queued event's outcome is given to: an `asyncio.Future`, or anything shaped like one.
+
+    A future's callbacks run on the loop's next pass, after the reads already waiting; a waiter of
+    another kind is told from the flush itself, synchronously (`relay.direct` answers right there,
+    one pass of the event loop sooner). It must not raise.
+    """
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Written, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+# (the packed EVALSHA command, when it was queued (loop time), the request's waiter)
+_Pending = tuple[bytes, float, Waiter]
 
 
 def _bulk(value: bytes) -> bytes:
@@ -88,26 +106,27 @@ class IngestWriter:
 
         Raises `RedisUnavailable` when Redis fails or does not answer within the timeout.
         """
-        return await self.submit(dedupe_key, event_type, body, received_ms)
+        future: asyncio.Future[Written] = self._running_loop().create_future()
+        self.submit(dedupe_key, event_type, body, received_ms, future)
+        return await future
 
-    def submit(
-        self, dedupe_key: str, event_type: str, body: bytes, received_ms: int
-    ) -> asyncio.Future[Written]:
-        """`write` without the coroutine: the future its result (or `RedisUnavailable`) is set on.
+    def submit(self, dedupe_key: str, event_type: str, body: bytes, received_ms: int, waiter: Waiter) -> None:
+        """`write` without the coroutine: `waiter` is given the result, or `RedisUnavailable`.
 
-        For callers that are not tasks (`relay.direct` answers from the HTTP protocol's callbacks).
         Raises `RedisUnavailable` at once when the writer is closed. Call it on the event loop.
         """
         if self._closed:
             raise RedisUnavailable("the edge is shutting down")
+        loop = self._running_loop()
+        self._pending.append((self._pack(dedupe_key, event_type, body, received_ms), loop.time(), waiter))
+        if not self._scheduled and len(self._flushes) < self._max_flushes:
+            self._schedule(loop)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
         if loop is None:  # asyncio.get_running_loop() makes a getpid() system call each time
             loop = self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[Written] = loop.create_future()
-        self._pending.append((self._pack(dedupe_key, event_type, body, received_ms), loop.time(), future))
-        if not self._scheduled and len(self._flushes) < self._max_flushes:
-            self._schedule(loop)
-        return future
+        return loop
 
     async def close(self) -> None:
         """Refuse new writes and wait for the flushes in flight (each bounded by the timeout)."""
@@ -168,15 +187,12 @@ class IngestWriter:
             log.exception("ingest flush failed unexpectedly")
             _fail(batch, RuntimeError, "ingest flush failed")
         else:
-            for (_, _, future), reply in zip(batch, replies, strict=True):
-                if future.done():  # its request was cancelled
+            for (_, _, waiter), reply in zip(batch, replies, strict=True):
+                if waiter.done():  # its request was cancelled
                     continue
-                if isinstance(reply, Exception):
-                    if isinstance(reply, RedisUnavailable):
-                        self._on_redis_error("refused")
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
+                if isinstance(reply, RedisUnavailable):
+                    self._on_redis_error("refused")
+                _settle(waiter, reply)
 
     async def _send(self, commands: list[bytes]) -> list[Written | Exception]:
         replies = await self._round_trip(commands)
@@ -233,6 +249,17 @@ def _written(reply: object) -> Written | Exception:
 
 def _fail(batch: list[_Pending], error: type[Exception], message: str) -> None:
     # A fresh exception per request: a shared one would collect every request's traceback.
-    for _, _, future in batch:
-        if not future.done():
-            future.set_exception(error(message))
+    for _, _, waiter in batch:
+        if not waiter.done():
+            _settle(waiter, error(message))
+
+
+def _settle(waiter: Waiter, outcome: Written | Exception) -> None:
+    """Give `waiter` its outcome; a waiter that fails is logged, never the rest of the batch's loss."""
+    try:
+        if isinstance(outcome, Exception):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+    except Exception:
+        log.exception("an ingest waiter failed on its outcome")

@@ -39,7 +39,7 @@ from relay.errors import (
     answer_for,
 )
 from relay.events import Event, ReviewAdd, VoteAdd, dedupe_key, parse
-from relay.ingest import IngestWriter, Written
+from relay.ingest import IngestWriter, Waiter, Written
 from relay.logs import RequestLog
 from relay.metrics import EdgeMetrics
 from relay.rejections import RejectionRecorder
@@ -91,7 +91,8 @@ class WebhookEndpoint:
             claimed, claims = self.read_head(scope["headers"])
             body = await self._read_body(receive)
             size = len(body)
-            event_type, stored = self.store(claimed, claims, body, received_ms)
+            stored: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
+            event_type = self.store(claimed, claims, body, received_ms, stored)
             answer, entry_id = stored_answer(await stored)
         except _ClientGone:
             self.finish_gone(size, event_type, started)
@@ -115,13 +116,11 @@ class WebhookEndpoint:
         """What a body that grew past ``max_body_bytes`` as it arrived is refused with."""
         return BodyTooLarge(self._too_large)
 
-    def store(
-        self, claimed: str | None, claims: int, body: bytes, received_ms: int
-    ) -> tuple[str, asyncio.Future[Written]]:
+    def store(self, claimed: str | None, claims: int, body: bytes, received_ms: int, waiter: Waiter) -> str:
         """Check the signature over the raw `body`, parse it and hand it to the writer.
 
-        Returns the event's type and the future of its write; raises what the request is refused
-        with (or `RedisUnavailable`).
+        Returns the event's type; `waiter` is given the write's outcome. Raises what the request is
+        refused with (or `RedisUnavailable`).
         """
         if claims != 1 or not self._verify(body, claimed):
             raise BadSignature
@@ -129,7 +128,8 @@ class WebhookEndpoint:
         writer = self.writer
         if writer is None:
             raise RedisUnavailable("the edge is not started")
-        return event.event, writer.submit(dedupe_key(event, body), event.event, body, received_ms)
+        writer.submit(dedupe_key(event, body), event.event, body, received_ms, waiter)
+        return event.event
 
     def finish(
         self,

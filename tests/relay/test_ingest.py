@@ -169,3 +169,62 @@ async def test_a_closed_writer_refuses(redis: aioredis.Redis) -> None:
 
     with pytest.raises(RedisUnavailable):
         await writer.write("k", "VOTE_ADD", b"x", 0)
+
+
+class Recorder:
+    """A `relay.ingest.Waiter` that is not a future: it notes what it is told, or fails when told."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.outcomes: list[object] = []
+
+    def done(self) -> bool:
+        return bool(self.outcomes)
+
+    def set_result(self, result: object, /) -> None:
+        self.outcomes.append(result)
+        if self.fail:
+            raise RuntimeError("a waiter with a bug")
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self.outcomes.append(exception)
+
+
+async def test_a_waiter_is_told_from_the_flush_itself_and_one_failing_spoils_nothing(
+    writer: IngestWriter, redis: aioredis.Redis
+) -> None:
+    failing, told, future = Recorder(fail=True), Recorder(), asyncio.get_running_loop().create_future()
+    writer.submit("k1", "VOTE_ADD", b"1", 1, failing)
+    writer.submit("k2", "VOTE_ADD", b"2", 2, future)
+    writer.submit("k3", "VOTE_ADD", b"3", 3, told)  # the same batch, after the future
+
+    def as_soon_as_settled(_: asyncio.Future[object]) -> None:
+        # A future's callbacks run one pass after the flush settled it; the recorder, later in the
+        # batch, was told during the flush itself, so it already knows.
+        seen.append(list(told.outcomes))
+
+    seen: list[list[object]] = []
+    future.add_done_callback(as_soon_as_settled)
+    await future
+    assert seen and len(seen[0]) == 1
+    [(is_new, entry_id)] = told.outcomes  # type: ignore[misc]
+    assert is_new and len(failing.outcomes) == 1
+    assert [entry for entry, _ in await redis.xrange(EVENTS_STREAM)][2] == entry_id
+    assert await redis.xlen(EVENTS_STREAM) == 3
+
+
+async def test_a_waiter_is_told_why_redis_refused() -> None:
+    client = aioredis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    writer = IngestWriter(client, dedupe_seconds=60, timeout=1.0)
+    told = Recorder()
+    try:
+        writer.submit("k", "VOTE_ADD", b"1", 1, told)
+        for _ in range(200):
+            if told.outcomes:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await writer.close()
+        await client.aclose()
+    [error] = told.outcomes
+    assert isinstance(error, RedisUnavailable)
