@@ -220,3 +220,21 @@ def test_direct_answers_under_concurrent_connections_each_store_one_entry(
         thread.join()
     assert statuses == [b"HTTP/1.1 202 "] * 100
     assert store.xlen(EVENTS_STREAM) == 100
+
+
+def test_a_shutdown_waits_for_a_direct_answer_and_then_closes_its_connection(
+    shared_redis: RedisServer, store: redis.Redis
+) -> None:
+    settings = make_settings(shared_redis.url, redis_timeout=5.0)
+    with running_edge(settings) as url:
+        sock = connect(url, timeout=10)
+        pause_writes(shared_redis.url, 1500)  # the event waits in Redis while the edge stops
+        sock.sendall(signed(VOTE % 51))
+        time.sleep(0.2)
+    # Leaving the block stopped the edge: uvicorn waited for the answer before closing.
+    with sock:
+        head, body = read_response(sock)
+        assert sock.recv(1) == b""  # then closed
+    assert head.startswith(b"HTTP/1.1 202 ") and b"\r\nconnection: close" in head
+    assert b'"status":"queued"' in body
+    assert store.xlen(EVENTS_STREAM) == 1
