@@ -140,8 +140,13 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._tail = data[-3:]
         super().data_received(data)  # may complete the head (and its body, and the next head...)
         cycle: RequestResponseCycle | DirectCycle | None = self.cycle
-        if type(cycle) is DirectCycle and not cycle.response_complete:
-            self._direct_read_done(cycle)
+        if cycle is not None and not cycle.response_complete:
+            # A request in flight: no keep-alive timer meanwhile. A direct answer given during this
+            # read, to a request before it, may have started one (uvicorn starts it only from a
+            # task, after every read, and never while a pipelined request waits).
+            self._unset_keepalive_if_required()
+            if type(cycle) is DirectCycle:
+                self._direct_read_done(cycle)
 
     def on_headers_complete(self) -> None:
         self._head_since = None
@@ -217,10 +222,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def _direct_read_done(self, cycle: DirectCycle) -> None:
         """A read ended with `cycle` unanswered: it waits for Redis, or its body is incomplete."""
         if not self._in_body:
-            # Waiting for its write: no keep-alive timer meanwhile (an answer given during this
-            # read may have started one for an earlier request).
-            self._unset_keepalive_if_required()
-        elif self.transport.is_closing():
+            return  # waiting for its write
+        if self.transport.is_closing():
             cycle.gone()  # the parser refused the rest (uvicorn answered 400 and closed)
         else:
             self._handover(cycle)

@@ -183,6 +183,24 @@ def test_a_request_waiting_for_redis_is_not_cut_off_by_the_keep_alive_timeout(
     assert store.xlen(EVENTS_STREAM) == 1
 
 
+def test_nor_is_a_request_behind_it_that_goes_through_asgi(
+    shared_redis: RedisServer, store: redis.Redis
+) -> None:
+    # The same, with the stored request taken by the ASGI endpoint (Expect: 100-continue).
+    settings = make_settings(shared_redis.url, redis_timeout=5.0)
+    expecting = signed(VOTE % 34, extra=b"Expect: 100-continue\r\n")
+    with running_edge(settings, timeout_keep_alive=1) as url, connect(url, timeout=10) as sock:
+        pause_writes(shared_redis.url, 2000)
+        sock.sendall(post_request(VOTE % 33, "0" * 64) + expecting)
+        data = b""
+        while b'"status":"queued"' not in data:
+            more = sock.recv(65536)
+            assert more, f"the edge closed the connection after {data!r}"
+            data += more
+    assert data.startswith(b"HTTP/1.1 401 ")
+    assert store.xlen(EVENTS_STREAM) == 1
+
+
 def test_a_client_gone_while_its_event_is_stored_costs_nothing_but_the_answer(
     shared_redis: RedisServer, store: redis.Redis, edges: tuple[str, str]
 ) -> None:
