@@ -52,6 +52,14 @@ def edge_bounds(results: Results) -> list[str]:
             f"{ceiling.wrk.p99_ms:.1f} ms on this machine"
         )
     lines.append(text + ".")
+    if relay.edge_ms is not None:
+        inside_p50, inside_p99 = relay.edge_ms
+        lines.append(
+            f"  Inside the edge (its request log, from the end of a request's head to its answer): p50 "
+            f"{inside_p50:.1f} ms, p99 {inside_p99:.1f} ms. The rest of wrk's latency is spent before the "
+            f"edge reads a request and after it writes the answer: in the sockets, while the edge's one "
+            f"thread works through the other connections, and in wrk."
+        )
     return lines
 
 

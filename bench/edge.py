@@ -11,12 +11,15 @@ Redis is emptied, so the stream entries counted after the run are exactly the on
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.keys import BASELINE_STREAM
 from bench.load import Requests, WrkResult, run_wrk
+from bench.pipeline import percentile
 from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn
 from bench.store import Store
 from relay.streams import EVENTS_STREAM
@@ -48,6 +51,10 @@ class EdgeRun:
     redis_cpu_s: float
     round: int = 1
     """Which round of the bench this run was (each round measures every server once)."""
+    edge_ms: tuple[float, float] | None = None
+    """The relay's own p50 and p99, in ms, from its request log: the end of a request's head to its
+    answer. What wrk measures beyond that is spent in the sockets and in wrk. None for other servers,
+    or when the log has no request lines (``RELAY_LOG_LEVEL`` above INFO)."""
 
     @property
     def entries_match(self) -> bool | None:
@@ -97,16 +104,36 @@ def measure_server(
             _settle(client, server.stream)
         for count in connections:
             client.flush()
+            logged = process.log.stat().st_size
             server_cpu, redis_cpu = process.cpu_seconds(), store.process.cpu_seconds()
             result = run_wrk(url, requests, connections=count, seconds=seconds)
             server_cpu = process.cpu_seconds() - server_cpu
             redis_cpu = store.process.cpu_seconds() - redis_cpu
-            entries = _settle(client, server.stream)
-            runs.append(EdgeRun(server.name, result, entries, server_cpu, redis_cpu, round))
+            entries = _settle(client, server.stream)  # by then the edge has logged every answer
+            edge_ms = _edge_ms(process.log, logged) if server.app == RELAY_APP else None
+            runs.append(EdgeRun(server.name, result, entries, server_cpu, redis_cpu, round, edge_ms))
     finally:
         client.close()
         group.stop(process)
     return runs
+
+
+_TEXT_LINE = re.compile(rb" relay\.webhook: webhook outcome=.* ms=([0-9.]+)$", re.MULTILINE)
+_JSON_LINE = re.compile(
+    rb'"logger": "relay\.webhook", "message": "webhook", .*"ms": ([0-9.]+)\}$', re.MULTILINE
+)
+
+
+def request_log_ms(log: bytes) -> list[float]:
+    """The ``ms`` of every request line the relay edge logged (text or JSON format), in order."""
+    return [float(ms) for pattern in (_TEXT_LINE, _JSON_LINE) for ms in pattern.findall(log)]
+
+
+def _edge_ms(log: Path, offset: int) -> tuple[float, float] | None:
+    with log.open("rb") as file:
+        file.seek(offset)
+        times = request_log_ms(file.read())
+    return (percentile(times, 50), percentile(times, 99)) if times else None
 
 
 def median_run(runs: Sequence[EdgeRun]) -> EdgeRun | None:

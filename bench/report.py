@@ -314,6 +314,8 @@ def to_json(results: Results) -> dict[str, Any]:
                 "server_us_per_request": r.server_us_per_request,
                 "redis_us_per_request": r.redis_us_per_request,
                 "wrk_us_per_request": r.wrk_us_per_request,
+                "edge_p50_ms": r.edge_ms[0] if r.edge_ms else None,
+                "edge_p99_ms": r.edge_ms[1] if r.edge_ms else None,
             }
             for r in results.edge
         ],

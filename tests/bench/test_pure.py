@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hmac
+import io
+import logging
+from dataclasses import replace
 
 import pytest
 
-from bench.bounds import bounds
-from bench.edge import EdgeRun, median_run
+from bench.bounds import bounds, edge_bounds
+from bench.edge import EdgeRun, median_run, request_log_ms
 from bench.load import Signer, parse_wrk, review_body, signed_request
 from bench.pipeline import Latency, PipelineRun, Throughput, percentile
 from bench.profile import summarize
 from bench.report import Machine, Results, kept_notes, render, targets
+from relay.logs import JsonFormatter, RequestLog, TextFormatter
 
 WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:1234/webhook
   2 threads and 50 connections
@@ -159,3 +163,35 @@ def test_rounds_stand_by_their_median_and_every_round_must_store_what_it_answere
     results.edge[3] = run("relay", 2900, 2, entries_off=-1)  # one round lost an entry
     stored = next(t for t in targets(results) if t.name.startswith("relay: every 2xx"))
     assert stored.met is False
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter, JsonFormatter])
+def test_the_relays_request_log_times_are_read_back_in_either_format(
+    formatter: type[logging.Formatter],
+) -> None:
+    logger = logging.Logger("relay.webhook")  # not registered: no other handler reaches it
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter())
+    logger.addHandler(handler)
+    request_log = RequestLog(logger)
+    request_log.start()
+    request_log.write("queued", 202, 300, "REVIEW_ADD", b"1-0", 0.00463)
+    request_log.write("invalid_signature", 401, 12, None, None, 0.0125)
+    request_log.stop()
+    logger.info("webhook ready", extra={"ms": 99})  # another line of the same logger: not a request
+    logged = b"uvicorn's own line ms=5\n" + stream.getvalue().encode()
+
+    assert request_log_ms(logged) == [4.63, 12.5]
+
+
+def test_the_edges_own_latency_is_told_beside_wrks() -> None:
+    results = _results(relay_rps=3000, baseline_rps=1000, one=1000, two=1600, p99_ms=100)
+    relay = results.edge_run("relay", 50)
+    assert relay is not None
+    results.edge = [run if run is not relay else replace(run, edge_ms=(2.5, 7.25)) for run in results.edge]
+    assert "Inside the edge" not in "\n".join(edge_bounds(_results(3000, 1000, 1000, 1600, 100)))
+    assert (
+        "Inside the edge (its request log, from the end of a request's head to its answer): p50 2.5 ms, p99 7.2 ms"
+        in ("\n".join(edge_bounds(results)))
+    )

@@ -52,6 +52,7 @@ def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) 
     assert 0 <= run["entries"] - run["ok"] <= run["unanswered"]
     assert run["entries_match"] is True
     assert result["machine"]["redis"]
+    assert 0 < run["edge_p50_ms"] <= run["edge_p99_ms"]  # the edge's own, from its request log
 
     markdown = report.read_text()
     assert "| relay | 4 |" in markdown
