@@ -161,7 +161,7 @@ class DirectCycle:
             except Exception:  # never leave the connection hanging on a bug of ours
                 log.exception("could not write a webhook answer; closing the connection")
                 self.transport.close()
-        try:  # called from the writer's flush, which must go on to the rest of its batch
+        try:  # from the parser's callbacks or the writer's flush: a bug here must break neither
             self.on_response()
             self.endpoint.finish(
                 self.scope, answer, self.body, self.event_type, entry_id, self.started, self.received_ms

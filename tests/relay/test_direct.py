@@ -38,13 +38,6 @@ def edges(shared_redis: RedisServer) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def store(shared_redis: RedisServer) -> Iterator[redis.Redis]:
-    shared_redis.flush()
-    with redis.Redis.from_url(shared_redis.url) as client:
-        yield client
-
-
-@pytest.fixture
 def asgi_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths of the requests that reached the ASGI endpoint (the edges run in this process)."""
     calls: list[str] = []
@@ -96,7 +89,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 def test_a_direct_answer_is_the_one_the_asgi_endpoint_gives(
-    edges: tuple[str, str], store: redis.Redis, case: str
+    edges: tuple[str, str], client: redis.Redis, case: str
 ) -> None:
     direct, asgi = edges
     make = CASES[case]
@@ -106,7 +99,7 @@ def test_a_direct_answer_is_the_one_the_asgi_endpoint_gives(
     assert through_direct[0].startswith(b"HTTP/1.1 ")
 
 
-def test_a_redelivery_gets_the_same_200_either_way(edges: tuple[str, str], store: redis.Redis) -> None:
+def test_a_redelivery_gets_the_same_200_either_way(edges: tuple[str, str], client: redis.Redis) -> None:
     direct, asgi = edges
     first, second = VOTE % 7, VOTE % 8
     exchange(direct, signed(first))
@@ -125,17 +118,17 @@ def test_redis_unreachable_gives_the_same_503_either_way() -> None:
 
 
 def test_a_usual_webhook_never_reaches_the_asgi_endpoint(
-    edges: tuple[str, str], store: redis.Redis, asgi_calls: list[str]
+    edges: tuple[str, str], client: redis.Redis, asgi_calls: list[str]
 ) -> None:
     direct, _ = edges
     head, _ = exchange(direct, signed(VOTE % 11))
     assert head.startswith(b"HTTP/1.1 202 ")
     assert asgi_calls == []
-    assert store.xlen(EVENTS_STREAM) == 1
+    assert client.xlen(EVENTS_STREAM) == 1
 
 
 def test_a_body_still_arriving_after_its_head_is_handed_to_the_asgi_endpoint(
-    edges: tuple[str, str], store: redis.Redis, asgi_calls: list[str]
+    edges: tuple[str, str], client: redis.Redis, asgi_calls: list[str]
 ) -> None:
     direct, _ = edges
     body = VOTE % 12
@@ -147,12 +140,12 @@ def test_a_body_still_arriving_after_its_head_is_handed_to_the_asgi_endpoint(
         head, answer = read_response(sock)
     assert head.startswith(b"HTTP/1.1 202 ") and b'"status":"queued"' in answer
     assert asgi_calls == ["/webhook"]
-    [(_, fields)] = store.xrange(EVENTS_STREAM)
+    [(_, fields)] = client.xrange(EVENTS_STREAM)
     assert fields[F_BODY.encode()] == body  # the part read directly was passed on, byte exact
 
 
 def test_a_request_pipelined_behind_one_in_flight_goes_through_asgi_in_order(
-    edges: tuple[str, str], store: redis.Redis, asgi_calls: list[str]
+    edges: tuple[str, str], client: redis.Redis, asgi_calls: list[str]
 ) -> None:
     direct, _ = edges
     bodies = [VOTE % 21, VOTE % 22]
@@ -161,7 +154,7 @@ def test_a_request_pipelined_behind_one_in_flight_goes_through_asgi_in_order(
         answers = read_responses(sock, 2)
     assert [head[:13] for head, _ in answers] == [b"HTTP/1.1 202 "] * 2
     assert asgi_calls == ["/webhook"]  # the first was direct; the second waited behind it
-    assert [fields[F_BODY.encode()] for _, fields in store.xrange(EVENTS_STREAM)] == bodies
+    assert [fields[F_BODY.encode()] for _, fields in client.xrange(EVENTS_STREAM)] == bodies
 
 
 def pause_writes(url: str, milliseconds: int) -> None:
@@ -170,7 +163,7 @@ def pause_writes(url: str, milliseconds: int) -> None:
 
 
 def test_a_request_waiting_for_redis_is_not_cut_off_by_the_keep_alive_timeout(
-    shared_redis: RedisServer, store: redis.Redis
+    shared_redis: RedisServer, client: redis.Redis
 ) -> None:
     # A refusal answered during the read arms uvicorn's keep-alive timer; the stored request right
     # behind it, still waiting for Redis when the timer would fire, must not lose its connection.
@@ -180,11 +173,11 @@ def test_a_request_waiting_for_redis_is_not_cut_off_by_the_keep_alive_timeout(
         sock.sendall(post_request(VOTE % 31, "0" * 64) + signed(VOTE % 32))
         answers = read_responses(sock, 2)
     assert [head[:13] for head, _ in answers] == [b"HTTP/1.1 401 ", b"HTTP/1.1 202 "]
-    assert store.xlen(EVENTS_STREAM) == 1
+    assert client.xlen(EVENTS_STREAM) == 1
 
 
 def test_nor_is_a_request_behind_it_that_goes_through_asgi(
-    shared_redis: RedisServer, store: redis.Redis
+    shared_redis: RedisServer, client: redis.Redis
 ) -> None:
     # The same, with the stored request taken by the ASGI endpoint (Expect: 100-continue).
     settings = make_settings(shared_redis.url, redis_timeout=5.0)
@@ -198,11 +191,11 @@ def test_nor_is_a_request_behind_it_that_goes_through_asgi(
             assert more, f"the edge closed the connection after {data!r}"
             data += more
     assert data.startswith(b"HTTP/1.1 401 ")
-    assert store.xlen(EVENTS_STREAM) == 1
+    assert client.xlen(EVENTS_STREAM) == 1
 
 
 def test_a_client_gone_while_its_event_is_stored_costs_nothing_but_the_answer(
-    shared_redis: RedisServer, store: redis.Redis, edges: tuple[str, str]
+    shared_redis: RedisServer, client: redis.Redis, edges: tuple[str, str]
 ) -> None:
     direct, _ = edges
     pause_writes(shared_redis.url, 500)
@@ -212,15 +205,15 @@ def test_a_client_gone_while_its_event_is_stored_costs_nothing_but_the_answer(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
     sock.close()
     deadline = time.monotonic() + 10
-    while store.xlen(EVENTS_STREAM) == 0 and time.monotonic() < deadline:
+    while client.xlen(EVENTS_STREAM) == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert store.xlen(EVENTS_STREAM) == 1  # stored, though nobody heard the 202
+    assert client.xlen(EVENTS_STREAM) == 1  # stored, though nobody heard the 202
     head, _ = exchange(direct, signed(VOTE % 42))  # and the edge goes on answering
     assert head.startswith(b"HTTP/1.1 202 ")
 
 
 def test_direct_answers_under_concurrent_connections_each_store_one_entry(
-    edges: tuple[str, str], store: redis.Redis
+    edges: tuple[str, str], client: redis.Redis
 ) -> None:
     direct, _ = edges
     statuses: list[bytes] = []
@@ -237,11 +230,11 @@ def test_direct_answers_under_concurrent_connections_each_store_one_entry(
     for thread in threads:
         thread.join()
     assert statuses == [b"HTTP/1.1 202 "] * 100
-    assert store.xlen(EVENTS_STREAM) == 100
+    assert client.xlen(EVENTS_STREAM) == 100
 
 
 def test_a_shutdown_waits_for_a_direct_answer_and_then_closes_its_connection(
-    shared_redis: RedisServer, store: redis.Redis
+    shared_redis: RedisServer, client: redis.Redis
 ) -> None:
     settings = make_settings(shared_redis.url, redis_timeout=5.0)
     with running_edge(settings) as url:
@@ -255,4 +248,4 @@ def test_a_shutdown_waits_for_a_direct_answer_and_then_closes_its_connection(
         assert sock.recv(1) == b""  # then closed
     assert head.startswith(b"HTTP/1.1 202 ") and b"\r\nconnection: close" in head
     assert b'"status":"queued"' in body
-    assert store.xlen(EVENTS_STREAM) == 1
+    assert client.xlen(EVENTS_STREAM) == 1

@@ -39,16 +39,9 @@ def edge_url(shared_redis: RedisServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client on the (just emptied) Redis the edge writes to."""
-    with redis.Redis.from_url(redis_url) as client:
-        yield client
-
-
-@pytest.fixture
-def http(edge_url: str, store: redis.Redis) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=edge_url, timeout=10) as client:
-        yield client
+def http(edge_url: str, client: redis.Redis) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=edge_url, timeout=10) as session:
+        yield session
 
 
 def chunks(body: bytes, size: int = 256) -> Iterator[bytes]:
@@ -57,24 +50,24 @@ def chunks(body: bytes, size: int = 256) -> Iterator[bytes]:
         yield body[start : start + size]
 
 
-def test_a_body_exactly_at_the_limit_is_accepted(http: httpx.Client, store: redis.Redis) -> None:
+def test_a_body_exactly_at_the_limit_is_accepted(http: httpx.Client, client: redis.Redis) -> None:
     body = vote_of_size(LIMIT)
     response = http.post("/webhook", content=body, headers=signed(body))
 
     assert response.status_code == 202
-    assert store.xlen(EVENTS_STREAM) == 1
+    assert client.xlen(EVENTS_STREAM) == 1
 
 
-def test_content_length_over_the_limit_is_413(http: httpx.Client, store: redis.Redis) -> None:
+def test_content_length_over_the_limit_is_413(http: httpx.Client, client: redis.Redis) -> None:
     body = vote_of_size(LIMIT + 1)
     response = http.post("/webhook", content=body, headers=signed(body))
 
     assert response.status_code == 413
     assert response.json()["error"] == "body_too_large"
-    assert store.xlen(EVENTS_STREAM) == 0
+    assert client.xlen(EVENTS_STREAM) == 0
 
 
-def test_a_chunked_body_under_the_limit_is_read_whole(http: httpx.Client, store: redis.Redis) -> None:
+def test_a_chunked_body_under_the_limit_is_read_whole(http: httpx.Client, client: redis.Redis) -> None:
     body = vote_of_size(LIMIT)
     request = http.build_request("POST", "/webhook", content=chunks(body), headers=signed(body))
     assert "content-length" not in request.headers
@@ -83,11 +76,11 @@ def test_a_chunked_body_under_the_limit_is_read_whole(http: httpx.Client, store:
     response = http.send(request)
 
     assert response.status_code == 202
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = store.xrange(EVENTS_STREAM)  # type: ignore[assignment]
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(EVENTS_STREAM)  # type: ignore[assignment]
     assert [fields[b"body"] for _, fields in entries] == [body]
 
 
-def test_a_chunked_body_over_the_limit_is_413(http: httpx.Client, store: redis.Redis) -> None:
+def test_a_chunked_body_over_the_limit_is_413(http: httpx.Client, client: redis.Redis) -> None:
     body = vote_of_size(3 * LIMIT)
     request = http.build_request("POST", "/webhook", content=chunks(body), headers=signed(body))
     assert "content-length" not in request.headers
@@ -96,7 +89,7 @@ def test_a_chunked_body_over_the_limit_is_413(http: httpx.Client, store: redis.R
 
     assert response.status_code == 413
     assert response.json()["error"] == "body_too_large"
-    assert store.xlen(EVENTS_STREAM) == 0
+    assert client.xlen(EVENTS_STREAM) == 0
 
 
 def raw_request(edge_url: str, head: bytes, first_chunk: bytes) -> socket.socket:
@@ -114,7 +107,7 @@ def chunked_head(signature: str) -> bytes:
     )
 
 
-def test_a_body_that_stops_arriving_is_cut_off_with_408(edge_url: str, store: redis.Redis) -> None:
+def test_a_body_that_stops_arriving_is_cut_off_with_408(edge_url: str, client: redis.Redis) -> None:
     body = vote_of_size(200)
     sock = raw_request(edge_url, chunked_head(signed(body)["X-Sphere-Signature"]), body[:100])
     with sock:
@@ -126,11 +119,11 @@ def test_a_body_that_stops_arriving_is_cut_off_with_408(edge_url: str, store: re
             reply += data
 
     assert reply.startswith(b"HTTP/1.1 408 ")
-    assert store.xlen(EVENTS_STREAM) == 0
+    assert client.xlen(EVENTS_STREAM) == 0
 
 
 def test_a_client_that_leaves_mid_body_stores_nothing(
-    edge_url: str, store: redis.Redis, caplog: pytest.LogCaptureFixture
+    edge_url: str, client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO", logger="relay.webhook")
     body = vote_of_size(200)
@@ -141,7 +134,7 @@ def test_a_client_that_leaves_mid_body_stores_nothing(
     while not any(getattr(r, "outcome", None) == "client_gone" for r in caplog.records):
         assert time.monotonic() < deadline, "the edge never noticed the client leaving"
         time.sleep(0.01)
-    assert store.xlen(EVENTS_STREAM) == 0
+    assert client.xlen(EVENTS_STREAM) == 0
 
 
 def test_413_detail_names_the_limit_only(http: httpx.Client) -> None:
