@@ -7,8 +7,16 @@ machine's cores cannot together exceed cores x 1e6 / (sum of their µs per reque
 
 from __future__ import annotations
 
-from bench.pipeline import PipelineRun
-from bench.report import ACK_TO_HANDLER_P99_MS, EDGE_P99_MS, LOADED, Results, Target, targets
+from bench.pipeline import PipelineRun, Throughput
+from bench.report import (
+    ACK_TO_HANDLER_P99_MS,
+    EDGE_P99_MS,
+    LOADED,
+    PIPELINE_SCALING,
+    Results,
+    Target,
+    targets,
+)
 
 
 def _cap(us: float) -> float:
@@ -68,6 +76,11 @@ def _per_event(run: PipelineRun) -> dict[str, float]:
     return {name: n / t.events for name, n in t.redis_calls.items()} if t.events else {}
 
 
+def _rest_us(t: Throughput) -> float:
+    """CPU per event of everything but the workers: the edge, Redis and wrk, on the same cores."""
+    return t.us_per_event(t.edge_cpu_s) + t.us_per_event(t.redis_cpu_s) + t.us_per_event(t.wrk_cpu_s)
+
+
 def pipeline_bounds(results: Results) -> list[str]:
     lines = []
     cores = results.machine.cores or 1
@@ -77,13 +90,17 @@ def pipeline_bounds(results: Results) -> list[str]:
             continue
         t = run.throughput
         worker = t.us_per_event(t.workers_cpu_s)  # each process spends this on each event it handles
-        edge, redis = t.us_per_event(t.edge_cpu_s), t.us_per_event(t.redis_cpu_s)
+        edge, redis, wrk = (
+            t.us_per_event(t.edge_cpu_s),
+            t.us_per_event(t.redis_cpu_s),
+            t.us_per_event(t.wrk_cpu_s),
+        )
         total_calls = sum(_per_event(run).values())
         lines.append(
             f"- **{run.workers} worker(s)**: {worker:.0f} µs of worker CPU per event (so each worker process "
             f"tops out near {_cap(worker):,.0f} events/s), edge {edge:.0f} µs, Redis "
-            f"{redis:.0f} µs and {total_calls:.1f} Redis commands per event; everything together at most "
-            f"{cores * _cap(worker + edge + redis):,.0f} events/s on {cores} cores. Measured: {t.rate:,.0f}."
+            f"{redis:.0f} µs ({total_calls:.1f} commands), wrk {wrk:.0f} µs per event; everything together at most "
+            f"{cores * _cap(worker + edge + redis + wrk):,.0f} events/s on {cores} cores. Measured: {t.rate:,.0f}."
         )
         lat = run.latency
         if lat.percentile(99) > ACK_TO_HANDLER_P99_MS and t.rate > 0:
@@ -93,28 +110,41 @@ def pipeline_bounds(results: Results) -> list[str]:
                 f"p90 {lat.percentile(90):.1f} ms, p99 {lat.percentile(99):.1f} ms."
             )
     if one and two and one.throughput.events and two.throughput.events:
-        a, b = _per_event(one), _per_event(two)
-        grew = sorted(
-            ((name, a.get(name, 0.0), n) for name, n in b.items() if n - a.get(name, 0.0) >= 0.2),
-            key=lambda item: item[1] - item[2],
-        )
-        w1 = one.throughput.us_per_event(one.throughput.workers_cpu_s)
-        w2 = two.throughput.us_per_event(two.throughput.workers_cpu_s)
-        t1 = one.throughput
-        whole = w1 + t1.us_per_event(t1.edge_cpu_s) + t1.us_per_event(t1.redis_cpu_s)
-        best = cores * _cap(whole)
-        text = (
-            f"- Scaling: with 1 worker an event cost {whole:.0f} µs of CPU in all (edge, worker, Redis), so "
-            f"even perfectly parallel workers could not pass {best:,.0f} events/s on {cores} cores, "
-            f"{best / t1.rate:.2f}x the 1-worker rate, before any contention. "
-            f"From 1 to 2 workers, worker CPU per event went from {w1:.0f} to {w2:.0f} µs"
-        )
-        if grew:
-            text += "; Redis commands per event that grew: " + ", ".join(
-                f"{name} {before:.2f} → {after:.2f}" for name, before, after in grew
-            )
-        lines.append(text + ".")
+        lines.append(_scaling(one, two, cores))
     return lines
+
+
+def _scaling(one: PipelineRun, two: PipelineRun, cores: int) -> str:
+    """Why 2 workers fall short of `PIPELINE_SCALING` x 1: the CPU that rate would need, against the run's."""
+    a, b = _per_event(one), _per_event(two)
+    grew = sorted(
+        ((name, a.get(name, 0.0), n) for name, n in b.items() if n - a.get(name, 0.0) >= 0.2),
+        key=lambda item: item[1] - item[2],
+    )
+    t1, t2 = one.throughput, two.throughput
+    w1, w2 = t1.us_per_event(t1.workers_cpu_s), t2.us_per_event(t2.workers_cpu_s)
+    whole = w1 + _rest_us(t1)
+    best = cores * _cap(whole)
+    wanted = PIPELINE_SCALING * t1.rate
+    budget = cores * 1e6 / wanted
+    text = (
+        f"- Scaling: with 1 worker an event cost {whole:.0f} µs of CPU in all (worker, edge, Redis, wrk), so "
+        f"even perfectly parallel workers could not pass {best:,.0f} events/s on {cores} cores, "
+        f"{best / t1.rate:.2f}x the 1-worker rate, before any contention. "
+        f"{PIPELINE_SCALING:g}x the 1-worker rate is {wanted:,.0f} events/s: on {cores} cores that leaves "
+        f"{budget:.0f} µs of CPU per event for everything, with every core busy all the time; with 2 workers an "
+        f"event cost {w2 + _rest_us(t2):.0f}. The 1 worker was busy {t1.rate * w1 / 1e6:.0%} of the time; "
+        f"were it never idle, the ratio could not pass {cores} x worker / (worker + rest) = "
+        f"{cores * w1 / whole:.2f} (rest: edge, Redis and wrk, {_rest_us(t1):.0f} µs per event), and "
+        f"{PIPELINE_SCALING:g}x would need the rest at or below {(cores / PIPELINE_SCALING - 1) * w1:.0f} µs "
+        f"beside this worker's {w1:.0f}. "
+        f"From 1 to 2 workers, worker CPU per event went from {w1:.0f} to {w2:.0f} µs"
+    )
+    if grew:
+        text += "; Redis commands per event that grew: " + ", ".join(
+            f"{name} {before:.2f} → {after:.2f}" for name, before, after in grew
+        )
+    return text + "."
 
 
 def bounds(results: Results) -> str:

@@ -44,6 +44,8 @@ class Throughput:
     redis_cpu_s: float
     redis_calls: dict[str, int]
     """Redis commands run during the measurement, by name (INFO commandstats)."""
+    wrk_cpu_s: float = 0.0
+    """The load generator's CPU, on the same cores as everything else (0 where not measured)."""
 
     @property
     def rate(self) -> float:
@@ -192,7 +194,9 @@ def _throughput(
     delta = {
         name: n - calls_before.get(name, 0) for name, n in calls.items() if n > calls_before.get(name, 0)
     }
-    return Throughput(events, done - first_ms / 1000, result.raw, edge_cpu, workers_cpu, redis_cpu, delta)
+    return Throughput(
+        events, done - first_ms / 1000, result.raw, edge_cpu, workers_cpu, redis_cpu, delta, result.cpu_s
+    )
 
 
 async def _latency(

@@ -441,7 +441,8 @@ def render(results: Results) -> str:
         parts += [f"### pipeline, {p.workers} worker(s)", "", "```", t.wrk_raw.strip()]
         parts += [
             f"events stored {t.events}, first entry to last handler {t.seconds:.3f} s, {t.rate:.1f} events/s",
-            f"CPU s: edge {t.edge_cpu_s:.2f}, workers {t.workers_cpu_s:.2f}, redis {t.redis_cpu_s:.2f}",
+            f"CPU s: edge {t.edge_cpu_s:.2f}, workers {t.workers_cpu_s:.2f}, redis {t.redis_cpu_s:.2f}, "
+            f"wrk {t.wrk_cpu_s:.2f}",
             _calls_per_event(t),
             f"paced at {lat.rate:g}/s (achieved {lat.achieved_rate:.1f}/s): sent {lat.sent}, 2xx {lat.acked}, "
             f"handled {lat.handled}; ack-to-handler ms "

@@ -195,3 +195,21 @@ def test_the_edges_own_latency_is_told_beside_wrks() -> None:
         "Inside the edge (its request log, from the end of a request's head to its answer): p50 2.5 ms, p99 7.2 ms"
         in ("\n".join(edge_bounds(results)))
     )
+
+
+def test_the_scaling_bound_counts_every_process_on_the_cores() -> None:
+    def pipe(workers: int, events: int, worker_s: float, rest_s: float) -> PipelineRun:
+        # rest_s split between the edge, Redis and wrk, as the bench measures them
+        cpu = Throughput(events, 10.0, "", rest_s / 2, worker_s, rest_s / 4, {}, rest_s / 4)
+        return PipelineRun(workers, cpu, Latency(200, 200, 100, 100, 100, (5.0,) * 100))
+
+    results = _results(relay_rps=3000, baseline_rps=1000, one=1000, two=1600, p99_ms=5)
+    results.pipeline = [pipe(1, 10_000, 8.0, 2.0), pipe(2, 12_000, 9.6, 2.4)]
+    text = bounds(results)  # 1.2x: missed
+    assert "1 worker an event cost 1000 µs of CPU in all" in text
+    assert "1.6x the 1-worker rate is 1,600 events/s" in text
+    assert "leaves 1250 µs of CPU per event for everything" in text
+    assert "with 2 workers an event cost 1000" in text
+    assert "The 1 worker was busy 80% of the time" in text
+    assert "could not pass 2 x worker / (worker + rest) = 1.60 (rest: edge, Redis and wrk, 200 µs" in text
+    assert "the rest at or below 200 µs beside this worker's 800" in text
