@@ -234,7 +234,8 @@ class RetryingConnectionPool(ConnectionPool):
     redis-py takes a connection from the pool, and reconnects a stale one, *before* its retry loop:
     when Redis dies just as that reconnect's handshake runs ("connection reset by peer"), the error
     escapes every retry and ended arq's poll loop (seen in the chaos run). Nothing has been sent at
-    that point, so trying again is always safe.
+    that point, so trying again is always safe. (A refused connect never gets here: the connection
+    retries its own connect; only a failed handshake on a connection already made does.)
     """
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Connection:
@@ -243,8 +244,14 @@ class RetryingConnectionPool(ConnectionPool):
         if retry is None:
             return await take(*args, **kwargs)  # type: ignore[no-any-return]
         return await retry.call_with_retry(  # type: ignore[no-any-return]
-            lambda: take(*args, **kwargs), lambda _error: None
+            lambda: take(*args, **kwargs), _nothing_to_undo
         )
+
+
+async def _nothing_to_undo(_error: Exception) -> None:
+    """redis.asyncio's `Retry` awaits its failure callback: it must be a coroutine function (a plain
+    lambda raised TypeError from the retry itself, which ended arq's poll loop). The pool has
+    already taken back and disconnected the connection whose handshake failed."""
 
 
 def worker_redis(settings: RedisSettings, *, queue: str, expires_extra_ms: int) -> ResilientArqRedis:

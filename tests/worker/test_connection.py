@@ -7,6 +7,9 @@ real Redis is restarted between the WATCH and the read, deterministically.
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import struct
 import threading
 
 import pytest
@@ -117,6 +120,49 @@ async def test_a_transaction_on_a_pooled_connection_rides_out_a_restart(own_redi
             restart.join()
     finally:
         await redis.aclose()
+
+
+async def test_a_handshake_cut_off_by_a_dying_redis_is_retried(own_redis: RedisServer) -> None:
+    """Redis gone just as a new connection's handshake runs: redis-py raises from inside the pool,
+    outside every command's retry. The pool's own retry must take it (its failure callback once
+    raised TypeError there, which ended arq's poll loop: seen in tests/reliability/test_reconnect.py)."""
+    resets = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal resets
+        if resets < 2:  # the first two connections: reset as soon as they open (RST, not FIN)
+            resets += 1
+            writer.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            writer.close()
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", own_redis.port)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            finally:
+                sink.close()
+
+        await asyncio.gather(
+            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+    relay = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = relay.sockets[0].getsockname()[1]
+    redis = worker_redis(
+        redis_settings(make_settings(f"redis://127.0.0.1:{port}/0")), queue="q", expires_extra_ms=1000
+    )
+    try:
+        assert await redis.ping()
+        assert resets == 2  # both cut-off handshakes happened, and were retried
+    finally:
+        await redis.aclose()
+        relay.close()
+        await relay.wait_closed()
 
 
 # -- arq's claim: WATCH, EXISTS and ZSCORE in one round trip -----------------------------------
