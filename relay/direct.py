@@ -28,18 +28,65 @@ by ``on_response_complete``) work as they do for a task.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+from uvicorn.protocols.http import httptools_impl
 
 from relay.errors import Answer
 from relay.ingest import Written
 from relay.webhook import WebhookEndpoint, refusal, stored_answer
 
 log = logging.getLogger(__name__)
+
+STATUS_LINE: dict[int, bytes] = getattr(httptools_impl, "STATUS_LINE", {})
+"""uvicorn's status lines, which a direct answer must match byte for byte (empty in a uvicorn without them)."""
+
+_PROTOCOL_METHODS = (
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+    "_unset_keepalive_if_required",
+    "_start_asgi_task",
+)
+_CYCLE_PARAMETERS = (
+    "scope",
+    "transport",
+    "flow",
+    "logger",
+    "access_logger",
+    "access_log",
+    "default_headers",
+    "message_event",
+    "expect_100_continue",
+    "keep_alive",
+    "on_response",
+)
+
+
+def unsupported_reason() -> str | None:
+    """Why the installed uvicorn cannot take direct answers, or None when it can.
+
+    The direct path stands in for parts of uvicorn's httptools protocol that are not public API (the
+    list above, ``STATUS_LINE``, ``RequestResponseCycle``'s parameters). A uvicorn that changed them
+    must not break the edge: `relay.protocol.EdgeHttpProtocol` then answers every request through
+    ASGI, as plain uvicorn does, and says so once in the log. A check of names and signatures, made
+    once; the tests (tests/relay/test_direct.py) compare the answers themselves.
+    """
+    protocol = httptools_impl.HttpToolsProtocol
+    missing = [name for name in _PROTOCOL_METHODS if not callable(getattr(protocol, name, None))]
+    if missing:
+        return f"HttpToolsProtocol has no {', '.join(missing)}"
+    if not all(status in STATUS_LINE for status in (200, 202, 400, 401, 413, 422, 503)):
+        return "httptools_impl.STATUS_LINE is missing or incomplete"
+    parameters = tuple(inspect.signature(httptools_impl.RequestResponseCycle).parameters)
+    if parameters != _CYCLE_PARAMETERS:
+        return f"RequestResponseCycle takes ({', '.join(parameters)})"
+    return None
 
 
 class _NoEvent:

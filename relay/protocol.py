@@ -39,10 +39,14 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from relay.direct import DirectCycle
+from relay.direct import DirectCycle, unsupported_reason
 from relay.webhook import PATH, WebhookEndpoint
 
 log = logging.getLogger(__name__)
+
+_UNSUPPORTED = unsupported_reason()
+"""Why this uvicorn cannot take direct answers (see `relay.direct.unsupported_reason`), or None."""
+_told = False
 
 HEAD_TIMEOUT = 10.0
 """Seconds a client has to send a request's line and headers, counted from the connection's
@@ -60,6 +64,13 @@ _TOO_LARGE = (
     b"connection: close\r\n\r\n"
     b'{"error":"header_too_large"}'
 )
+
+
+def _tell_unsupported(reason: str) -> None:
+    global _told
+    if not _told:
+        _told = True
+        log.warning("every webhook goes through ASGI: this uvicorn does not fit the direct path (%s)", reason)
 
 
 class OneWriteTransport:
@@ -120,7 +131,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         # is nothing to skip (access log off, no root path, and the app itself is the relay's, not
         # wrapped in uvicorn's proxy-headers or message-logging middleware).
         if not self.config.access_log and not self.root_path:
-            self._direct = getattr(self.app, "direct_endpoint", None)
+            if _UNSUPPORTED is None:
+                self._direct = getattr(self.app, "direct_endpoint", None)
+            else:
+                _tell_unsupported(_UNSUPPORTED)
         self._head_since = self.loop.time()
         self._timer = self.loop.call_later(HEAD_TIMEOUT, self._check_deadline)
 

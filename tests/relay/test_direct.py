@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 import redis
+from uvicorn.protocols.http import httptools_impl
 
+from relay import protocol
+from relay.direct import unsupported_reason
 from relay.streams import EVENTS_STREAM, F_BODY
 from relay.webhook import WebhookEndpoint
 from tests.conftest import make_settings
@@ -249,3 +252,40 @@ def test_a_shutdown_waits_for_a_direct_answer_and_then_closes_its_connection(
     assert head.startswith(b"HTTP/1.1 202 ") and b"\r\nconnection: close" in head
     assert b'"status":"queued"' in body
     assert client.xlen(EVENTS_STREAM) == 1
+
+
+def test_this_uvicorn_fits_the_direct_path() -> None:
+    assert unsupported_reason() is None
+
+
+def test_a_uvicorn_whose_internals_changed_is_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Cycle:
+        def __init__(self, scope: Any, transport: Any, flow: Any, on_response: Any) -> None:
+            pass
+
+    monkeypatch.setattr(httptools_impl, "RequestResponseCycle", Cycle)
+    assert unsupported_reason() == "RequestResponseCycle takes (scope, transport, flow, on_response)"
+    monkeypatch.delattr(httptools_impl.HttpToolsProtocol, "_unset_keepalive_if_required")
+    assert unsupported_reason() == "HttpToolsProtocol has no _unset_keepalive_if_required"
+
+
+def test_under_such_a_uvicorn_every_webhook_goes_through_asgi(
+    monkeypatch: pytest.MonkeyPatch,
+    shared_redis: RedisServer,
+    client: redis.Redis,
+    asgi_calls: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(protocol, "_UNSUPPORTED", "RequestResponseCycle takes (something else)")
+    monkeypatch.setattr(protocol, "_told", False)
+    with running_edge(make_settings(shared_redis.url)) as edge:
+        for user in (21, 22):
+            head, _ = exchange(edge, signed(VOTE % user))
+            assert head.startswith(b"HTTP/1.1 202 ")
+    assert asgi_calls == ["/webhook", "/webhook"]
+    assert client.xlen(EVENTS_STREAM) == 2
+    told = [r.getMessage() for r in caplog.records if "does not fit the direct path" in r.getMessage()]
+    assert told == [
+        "every webhook goes through ASGI: this uvicorn does not fit the direct path "
+        "(RequestResponseCycle takes (something else))"
+    ]
