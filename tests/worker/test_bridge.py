@@ -7,6 +7,7 @@ import time
 
 import pytest
 from arq.constants import job_key_prefix
+from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
 from relay.events import VoteAdd
@@ -257,10 +258,9 @@ async def test_the_workers_client_tries_the_jobs_its_own_bridge_queued_first(
 
         mine = {f"{entry}:count_vote", f"{entry}:reward_voter"}
         assert set(client.claims.mine) == mine
-        # arq 0.28's poll (Worker._poll_iteration)
-        order = await client.zrangebyscore(
-            ARQ_QUEUE, min=float("-inf"), max=time.time() * 1000, start=0, num=500
-        )
+        # arq 0.28's poll (Worker._poll_iteration), with arq's clock: jobs are scored with arq's
+        # rounded milliseconds, which can be up to half a millisecond ahead of time.time() * 1000
+        order = await client.zrangebyscore(ARQ_QUEUE, min=float("-inf"), max=timestamp_ms(), start=0, num=500)
         assert {job.decode() for job in order[:2]} == mine
         assert order[2:] == [b"another-workers-job"]
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.asyncio import Redis
 
@@ -12,6 +14,18 @@ from worker.retention import GroupState, after, format_id, parse_id, trim_events
 
 DAY_MS = 86_400_000
 NOW = 1_718_000_000_000
+
+
+async def wait_past(redis: Redis, entry_id: str) -> None:
+    """Until Redis's clock has left `entry_id`'s millisecond: with a retention of 0, entries of the
+    current millisecond are not yet past it (a fast machine stores and trims within one)."""
+    last_ms = parse_id(entry_id)[0]
+    for _ in range(1000):  # bounded: a millisecond passes long before
+        seconds, micros = await redis.time()
+        if int(seconds) * 1000 + int(micros) // 1000 > last_ms:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"Redis's clock did not pass {entry_id}")
 
 
 def test_ids_parse_and_format() -> None:
@@ -75,6 +89,7 @@ async def test_trimming_keeps_unacknowledged_and_undelivered_entries(
     [(_stream, theirs)] = await redis.xreadgroup("users-own-group", "u1", {EVENTS_STREAM: ">"}, count=5)
     await redis.xack(EVENTS_STREAM, "users-own-group", *[entry_id for entry_id, _ in theirs])
 
+    await wait_past(redis, ids[-1])
     removed = await trim_events(redis, retention_seconds=0)  # everything is past its retention
 
     assert removed == 2
@@ -90,6 +105,7 @@ async def test_trimming_respects_another_group_that_is_behind(redis: Redis, sett
     await redis.xack(EVENTS_STREAM, CONSUMER_GROUP, *[entry_id for entry_id, _ in read])
     await redis.xgroup_create(EVENTS_STREAM, "users-own-group", id=ids[0])  # has delivered only the first
 
+    await wait_past(redis, ids[-1])
     assert await trim_events(redis, retention_seconds=0) == 1
     assert [entry_id.decode() for entry_id, _ in await redis.xrange(EVENTS_STREAM)] == ids[1:]
 
