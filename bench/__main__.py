@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
     parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="times each edge server is measured, interleaved; the median round counts")  # fmt: skip
+                        help="times each edge server and each worker count is measured, interleaved; the median round counts")  # fmt: skip
     parser.add_argument("--warmup", type=float, default=1, help="wrk warm-up per server before measuring")
     parser.add_argument("--rate-hint", type=float, default=10_000,
                         help="requests/s the signed bodies cover until the ceiling has been measured")  # fmt: skip
@@ -195,18 +195,21 @@ def _measure(
                 if name == CEILING.name:
                     # Nothing stores more requests than the bare route answers: size the bodies by it.
                     requests = requests_for(max(r.wrk.rps for r in runs), requests)
-        for count in args.workers:
-            pipe = measure_pipeline(
-                group, store, count, requests, secret.encode(),
-                load_seconds=args.pipeline_seconds, load_connections=args.pipeline_connections,
-                latency_rate=args.latency_rate, latency_seconds=args.latency_seconds,
-                nonce=nonce + 10 * count, env=group.env,
-            )  # fmt: skip
-            results.pipeline.append(pipe)
-            rate, p99 = pipe.throughput.rate, pipe.latency.percentile(99)
-            print(
-                f"bench: pipeline, {count} worker(s): {rate:,.0f} events/s, ack-to-handler p99 {p99:.1f} ms"
-            )
+        for round_number in range(1, args.rounds + 1):
+            for count in args.workers:
+                pipe = measure_pipeline(
+                    group, store, count, requests, secret.encode(),
+                    load_seconds=args.pipeline_seconds, load_connections=args.pipeline_connections,
+                    latency_rate=args.latency_rate, latency_seconds=args.latency_seconds,
+                    # each run's warm-up and paced bodies (nonce and nonce + 1) are its own
+                    nonce=nonce + 10 * count + 2 * (round_number - 1), env=group.env, round=round_number,
+                )  # fmt: skip
+                results.pipeline.append(pipe)
+                rate, p99 = pipe.throughput.rate, pipe.latency.percentile(99)
+                print(
+                    f"bench: round {round_number} pipeline, {count} worker(s): {rate:,.0f} events/s, "
+                    f"ack-to-handler p99 {p99:.1f} ms"
+                )
         edge, worker = _what_to_profile(args, results)
         seconds = args.profile or 5
         if edge:

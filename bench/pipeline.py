@@ -75,6 +75,16 @@ class PipelineRun:
     workers: int
     throughput: Throughput
     latency: Latency
+    round: int = 1
+    """Which round of the bench this run was (each round measures every worker count once)."""
+
+
+def median_pipeline(runs: Sequence[PipelineRun]) -> PipelineRun | None:
+    """The run with the median throughput (the lower of the two middle ones for an even count)."""
+    if not runs:
+        return None
+    ordered = sorted(runs, key=lambda run: run.throughput.rate)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -99,6 +109,7 @@ def measure_pipeline(
     latency_seconds: float,
     nonce: int,
     env: Mapping[str, str],
+    round: int = 1,
 ) -> PipelineRun:
     """Start the edge and `workers` workers on an empty Redis, measure both, stop them all."""
     client = Store(store.url)
@@ -126,7 +137,7 @@ def measure_pipeline(
         for process in [*started, edge]:
             group.stop(process)
         client.close()
-    return PipelineRun(workers, throughput, latency)
+    return PipelineRun(workers, throughput, latency, round)
 
 
 def warm_up(

@@ -213,3 +213,28 @@ def test_the_scaling_bound_counts_every_process_on_the_cores() -> None:
     assert "The 1 worker was busy 80% of the time" in text
     assert "could not pass 2 x worker / (worker + rest) = 1.60 (rest: edge, Redis and wrk, 200 µs" in text
     assert "the rest at or below 200 µs beside this worker's 800" in text
+
+
+def test_each_worker_count_stands_by_its_median_round_and_every_round_must_handle_everything() -> None:
+    def pipe(workers: int, rate: float, round_number: int, handled: int = 100) -> PipelineRun:
+        cpu = Throughput(int(rate * 10), 10.0, "", 1.0, 1.0, 1.0, {})
+        return PipelineRun(workers, cpu, Latency(200, 200, 100, 100, handled, (5.0,) * 100), round_number)
+
+    results = _results(relay_rps=3000, baseline_rps=1000, one=1000, two=1600, p99_ms=5)
+    results.pipeline = [
+        pipe(1, 1000, 1), pipe(2, 1500, 1, handled=99),
+        pipe(1, 1300, 2), pipe(2, 2100, 2),
+        pipe(1, 1100, 3), pipe(2, 1800, 3),
+    ]  # fmt: skip
+    one, two = results.workers(1), results.workers(2)
+    assert (one and one.round, two and two.round) == (3, 3)  # medians: 1,100 and 1,800 events/s
+    judged = {t.name: t for t in targets(results)}
+    assert judged["pipeline, 2 workers >= 1.6x 1 worker"].measured == "1.64x"  # 1,800 / 1,100
+    assert judged["ack-to-handler p99 <= 100 ms at 200/s, 1 worker(s)"].met is True
+    assert (
+        judged["ack-to-handler p99 <= 100 ms at 200/s, 2 worker(s)"].met is False
+    )  # round 1, not the median, lost one
+    results.method = method_of_ones()
+    text = render(results)
+    assert "- 2 worker(s), by round: 1,500 events/s" in text
+    assert text.count("### pipeline, 2 worker(s), round ") == 3
