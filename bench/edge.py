@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.keys import BASELINE_STREAM
 from bench.load import Requests, WrkResult, run_wrk
-from bench.pipeline import percentile
+from bench.pipeline import median_by, percentile
 from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn
 from bench.store import Store
 from relay.streams import EVENTS_STREAM
@@ -138,10 +138,7 @@ def _edge_ms(log: Path, offset: int) -> tuple[float, float] | None:
 
 def median_run(runs: Sequence[EdgeRun]) -> EdgeRun | None:
     """The run with the median throughput (the lower of the two middle ones for an even count)."""
-    if not runs:
-        return None
-    ordered = sorted(runs, key=lambda run: run.wrk.rps)
-    return ordered[(len(ordered) - 1) // 2]
+    return median_by(runs, lambda run: run.wrk.rps)
 
 
 def _settle(client: Store, stream: str | None) -> int | None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -31,6 +32,7 @@ from relay.signature import HEADER
 from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
 
 _POLL = 0.01
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,14 @@ class PipelineRun:
     """Which round of the bench this run was (each round measures every worker count once)."""
 
 
-def median_pipeline(runs: Sequence[PipelineRun]) -> PipelineRun | None:
-    """The run with the median throughput (the lower of the two middle ones for an even count)."""
-    if not runs:
+def median_by(items: Sequence[T], key: Callable[[T], float]) -> T | None:
+    """The item whose `key` is the median (the lower of the two middle ones for an even count).
+
+    A round stands whole for its server or worker count: its rate, latency and raw output together.
+    """
+    if not items:
         return None
-    ordered = sorted(runs, key=lambda run: run.throughput.rate)
+    ordered = sorted(items, key=key)
     return ordered[(len(ordered) - 1) // 2]
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.edge import EdgeRun, median_run
-from bench.pipeline import PipelineRun, Throughput, median_pipeline
+from bench.pipeline import PipelineRun, Throughput, median_by
 
 EDGE_RATIO = 3.0
 EDGE_P99_MS = 10.0
@@ -76,7 +76,7 @@ class Results:
 
     def workers(self, count: int) -> PipelineRun | None:
         """The run that stands for `count` workers: its median round by events/s."""
-        return median_pipeline(self.pipeline_runs(count))
+        return median_by(self.pipeline_runs(count), lambda run: run.throughput.rate)
 
     def pipeline_medians(self) -> list[PipelineRun]:
         """One run per worker count, in the order first measured."""
