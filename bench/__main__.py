@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from bench.drain import measure_drain
 from bench.edge import CEILING, SERVERS, measure_server
 from bench.load import Requests, require_wrk, write_requests
 from bench.pipeline import measure_pipeline
@@ -71,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", type=float, default=None, metavar="SECONDS",
                         help="after measuring, sample the edge and a worker with py-spy for this long; "
                              "default: 5 s of whichever missed a target, when py-spy is installed; 0: never")  # fmt: skip
+    parser.add_argument("--drain", type=float, default=None, metavar="SECONDS",
+                        help="after measuring, fill a backlog for this long and time 1 and 2 workers draining it "
+                             "alone (bench.drain); default: 1.5 s when 2 workers missed their target; 0: never")  # fmt: skip
     args = parser.parse_args(argv)
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
@@ -149,6 +153,14 @@ def run(args: argparse.Namespace) -> Results:
     return results
 
 
+def _drain_seconds(args: argparse.Namespace, results: Results) -> float:
+    """How long to fill the drain diagnostic's backlog (`bench.drain`); 0 for no diagnostic."""
+    if args.drain is not None:
+        return args.drain if args.workers else 0.0
+    scaling = [t for t in targets(results) if t.name.startswith("pipeline, 2 workers")]
+    return 1.5 if any(t.met is False for t in scaling) else 0.0
+
+
 def _what_to_profile(args: argparse.Namespace, results: Results) -> tuple[bool, bool]:
     """(edge, worker): what py-spy should sample after the measured runs."""
     has_edge, has_workers = "relay" in args.servers, bool(args.workers)
@@ -209,6 +221,18 @@ def _measure(
                 print(
                     f"bench: round {round_number} pipeline, {count} worker(s): {rate:,.0f} events/s, "
                     f"ack-to-handler p99 {p99:.1f} ms"
+                )
+        fill = _drain_seconds(args, results)
+        for round_number in range(1, args.rounds + 1) if fill else ():
+            for count in args.workers:
+                drain = measure_drain(
+                    group, store, count, requests,
+                    fill_seconds=fill, connections=50, env=group.env, round=round_number,
+                )  # fmt: skip
+                results.drains.append(drain)
+                print(
+                    f"bench: round {round_number} drain, {count} worker(s): {drain.backlog} events, "
+                    f"{drain.rate:,.0f} events/s"
                 )
         edge, worker = _what_to_profile(args, results)
         seconds = args.profile or 5

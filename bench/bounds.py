@@ -111,7 +111,27 @@ def pipeline_bounds(results: Results) -> list[str]:
             )
     if one and two and one.throughput.events and two.throughput.events:
         lines.append(_scaling(one, two, cores))
+    drained = _drain(results, cores)
+    if drained:
+        lines.append(drained)
     return lines
+
+
+def _drain(results: Results, cores: int) -> str:
+    """The drain diagnostic (`bench.drain`), when it ran: do the workers scale with the edge and wrk gone?"""
+    one, two = results.drain(1), results.drain(2)
+    if one is None or two is None or not one.rate:
+        return ""
+    worker, redis = one.us_per_event(one.workers_cpu_s), one.us_per_event(one.redis_cpu_s)
+    rounds = len([d for d in results.drains if d.workers == 1])
+    return (
+        f"- Drain diagnostic (not a target: a backlog stored through the edge, then the edge and wrk stopped "
+        f"and the workers started on it; median of {rounds} round(s)): 1 worker {one.rate:,.0f} events/s at "
+        f"{worker:.0f} µs of worker CPU and {redis:.0f} µs of Redis CPU per event; 2 workers {two.rate:,.0f} "
+        f"events/s, {two.rate / one.rate:.2f}x. With only the workers and Redis on the {cores} cores, a "
+        f"never-idle worker would put the ceiling at {cores} x worker / (worker + Redis) = "
+        f"{cores * worker / (worker + redis):.2f}x."
+    )
 
 
 def _scaling(one: PipelineRun, two: PipelineRun, cores: int) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.drain import DrainRun
 from bench.edge import EdgeRun, median_run
 from bench.pipeline import PipelineRun, Throughput, median_by
 
@@ -50,6 +51,8 @@ class Results:
     command: str
     edge: list[EdgeRun] = field(default_factory=list)
     pipeline: list[PipelineRun] = field(default_factory=list)
+    drains: list[DrainRun] = field(default_factory=list)
+    """The drain diagnostic's runs (`bench.drain`), when the scaling target was missed."""
     profiles: dict[str, str] = field(default_factory=dict)
     """py-spy summaries by what was sampled, when the run took any (``--profile``)."""
     method: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +80,10 @@ class Results:
     def workers(self, count: int) -> PipelineRun | None:
         """The run that stands for `count` workers: its median round by events/s."""
         return median_by(self.pipeline_runs(count), lambda run: run.throughput.rate)
+
+    def drain(self, count: int) -> DrainRun | None:
+        """The drain run that stands for `count` workers: its median round by events/s."""
+        return median_by([d for d in self.drains if d.workers == count], lambda run: run.rate)
 
     def pipeline_medians(self) -> list[PipelineRun]:
         """One run per worker count, in the order first measured."""
@@ -372,6 +379,19 @@ def to_json(results: Results) -> dict[str, Any]:
             }
             for p in results.pipeline
         ],
+        "drain": [
+            {
+                "workers": d.workers,
+                "round": d.round,
+                "backlog": d.backlog,
+                "events": d.events,
+                "seconds": d.seconds,
+                "events_per_s": d.rate,
+                "workers_cpu_us_per_event": d.us_per_event(d.workers_cpu_s),
+                "redis_cpu_us_per_event": d.us_per_event(d.redis_cpu_s),
+            }
+            for d in results.drains
+        ],
         "targets": [vars(t) for t in targets(results)],
     }
 
@@ -414,6 +434,11 @@ METHOD = """\
   interleaved (1, 2, then again), with fresh processes and an emptied Redis each time; a worker
   count's row is its median round by events/s, the scaling ratio compares medians, and every paced
   event must be handled in every round.
+- **Drain diagnostic** (`bench/drain.py`; run when 2 workers miss their target, or with `--drain`): not a
+  target. In as many rounds, wrk fills an emptied Redis through the edge at 50 connections, the edge
+  stops, and 1, then 2, workers drain the backlog alone; the rate and CPU are counted from the first
+  handler's run to the last, so start-up is left out. It shows how the workers scale with only Redis
+  beside them on the cores.
 - Ratios compare runs of the same `make bench` on the same machine; absolute figures drift between runs
   on shared machines, ratios much less.
 """
@@ -490,4 +515,13 @@ def render(results: Results) -> str:
             "```",
             "",
         ]
+    if results.drains:
+        parts += ["### drain diagnostic (bench/drain.py)", "", "```"]
+        parts += [
+            f"round {d.round}, {d.workers} worker(s): backlog {d.backlog}, {d.events} handled in {d.seconds:.3f} s "
+            f"after the first, {d.rate:.1f} events/s; CPU µs/event: workers {d.us_per_event(d.workers_cpu_s):.0f}, "
+            f"redis {d.us_per_event(d.redis_cpu_s):.0f}"
+            for d in results.drains
+        ]
+        parts += ["```", ""]
     return "\n".join(parts)

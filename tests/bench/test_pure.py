@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from bench.bounds import bounds, edge_bounds
+from bench.drain import DrainRun
 from bench.edge import EdgeRun, median_run, request_log_ms
 from bench.load import Signer, parse_wrk, review_body, signed_request
 from bench.pipeline import Latency, PipelineRun, Throughput, percentile
@@ -238,3 +239,20 @@ def test_each_worker_count_stands_by_its_median_round_and_every_round_must_handl
     text = render(results)
     assert "- 2 worker(s), by round: 1,500 events/s" in text
     assert text.count("### pipeline, 2 worker(s), round ") == 3
+
+
+def test_the_drain_diagnostic_is_told_beside_the_scaling_bound() -> None:
+    results = _results(relay_rps=3000, baseline_rps=1000, one=1000, two=1200, p99_ms=5)  # 1.2x: missed
+    assert "Drain diagnostic" not in bounds(results)  # not run: nothing to tell
+    results.drains = [
+        DrainRun(1, 40_000, 30_000, 10.0, 7.5, 2.5, 1),  # 3,000/s; 250 µs worker, 83 µs Redis per event
+        DrainRun(2, 40_000, 30_000, 7.5, 8.1, 2.7, 1),  # 4,000/s
+        DrainRun(1, 40_000, 20_000, 10.0, 5.0, 1.6, 2),  # 2,000/s: below the median
+        DrainRun(2, 40_000, 20_000, 10.0, 5.0, 1.6, 2),
+        DrainRun(1, 40_000, 40_000, 10.0, 9.0, 3.0, 3),  # 4,000/s: above it
+        DrainRun(2, 40_000, 50_000, 10.0, 9.0, 3.0, 3),
+    ]
+    text = bounds(results)
+    assert "1 worker 3,000 events/s at 250 µs of worker CPU and 83 µs of Redis CPU per event" in text
+    assert "2 workers 4,000 events/s, 1.33x" in text
+    assert "(worker + Redis) = 1.50x" in text

@@ -60,3 +60,39 @@ def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) 
     markdown = report.read_text()
     assert "| relay | 4 |" in markdown
     assert "BENCH_RESULT" in markdown  # wrk's raw output is kept
+
+
+def test_the_pipeline_and_the_drain_diagnostic_give_well_formed_results(tmp_path: Path) -> None:
+    """One worker, one short round of each: real arq worker processes behind a real edge."""
+    report, data = tmp_path / "RESULTS.md", tmp_path / "results.json"
+    args = [
+        sys.executable, "-m", "bench",
+        "--servers", "",
+        "--workers", "1",
+        "--rounds", "1",
+        "--pipeline-seconds", "0.5",
+        "--latency-seconds", "1",
+        "--drain", "0.3",
+        "--profile", "0",
+        "--rate-hint", "40000",
+        "--output", str(report),
+        "--json", str(data),
+        "--workdir", str(tmp_path / "work"),
+    ]  # fmt: skip
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    result = json.loads(data.read_text())
+    [pipe] = result["pipeline"]
+    assert (pipe["workers"], pipe["round"]) == (1, 1)
+    assert pipe["events"] > 0 and pipe["events_per_s"] > 0
+    assert pipe["latency_sent"] == pipe["latency_acked"] == pipe["latency_handled"] > 0
+    assert 0 < pipe["ack_to_handler_p50_ms"] <= pipe["ack_to_handler_p99_ms"]
+    [drain] = result["drain"]
+    assert (drain["workers"], drain["round"]) == (1, 1)
+    assert 0 < drain["events"] < drain["backlog"]  # counted from the first handler's run on
+    assert drain["events_per_s"] > 0 and drain["workers_cpu_us_per_event"] > 0
+
+    markdown = report.read_text()
+    assert "### pipeline, 1 worker(s), round 1" in markdown
+    assert "### drain diagnostic (bench/drain.py)" in markdown
