@@ -15,12 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.load import Requests, run_wrk
+from bench.pipeline import fresh_start
 from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn, start_worker
-from bench.store import Store
-from bench.traces import TRACE_DIR_ENV, Traces
 from relay.streams import EVENTS_STREAM
 
 _POLL = 0.01
@@ -59,10 +57,7 @@ def measure_drain(
     round: int = 1,
 ) -> DrainRun:
     """Fill an emptied Redis through the edge, stop it, and time `workers` workers draining it."""
-    client = Store(store.url)
-    client.flush()
-    traces = Traces(Path(env[TRACE_DIR_ENV]))
-    traces.clear()
+    client, traces = fresh_start(store, env)
     edge, port = start_uvicorn(group, "drain-edge", RELAY_APP, env)
     try:
         run_wrk(f"http://127.0.0.1:{port}/webhook", requests, connections=connections, seconds=fill_seconds)

@@ -101,6 +101,15 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+def fresh_start(store: Redis, env: Mapping[str, str]) -> tuple[Store, Traces]:
+    """A client of `store`, emptied, and the handlers' traces counted from now on: a run's clean slate."""
+    client = Store(store.url)
+    client.flush()
+    traces = Traces(Path(env[TRACE_DIR_ENV]))
+    traces.clear()
+    return client, traces
+
+
 def measure_pipeline(
     group: ProcessGroup,
     store: Redis,
@@ -117,10 +126,7 @@ def measure_pipeline(
     round: int = 1,
 ) -> PipelineRun:
     """Start the edge and `workers` workers on an empty Redis, measure both, stop them all."""
-    client = Store(store.url)
-    client.flush()
-    traces = Traces(Path(env[TRACE_DIR_ENV]))
-    traces.clear()
+    client, traces = fresh_start(store, env)
     edge, port = start_uvicorn(group, "pipeline-edge", RELAY_APP, env)
     started = [start_worker(group, f"worker-{workers}-{n}", env) for n in range(1, workers + 1)]
     url = f"http://127.0.0.1:{port}/webhook"

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,29 +22,40 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason=WRK_INSTALL_HINT)
 
 
-def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) -> None:
+def run_bench(tmp_path: Path, *options: str) -> tuple[dict[str, Any], str]:
+    """``python -m bench`` with `options`, writing into `tmp_path`: its JSON and its Markdown."""
     report, data = tmp_path / "RESULTS.md", tmp_path / "results.json"
+    # The rate hint sizes the distinct signed bodies (no ceiling run here to size them by): it must be
+    # above anything the edge can answer on a fast machine (29,000/s at 50 connections on one of
+    # these), or wrk repeats bodies and the stored-path check fails. 2,000 once did.
     args = [
-        sys.executable, "-m", "bench",
-        "--servers", "relay",
-        "--connections", "4",
-        "--seconds", "1",
+        sys.executable, "-m", "bench", *options,
         "--rounds", "1",
-        "--warmup", "0",
-        "--workers", "",
         "--rate-hint", "40000",
         "--output", str(report),
         "--json", str(data),
         "--workdir", str(tmp_path / "work"),
     ]  # fmt: skip
-    # The rate hint sizes the distinct signed bodies (no ceiling run here to size them by): it must be
-    # above anything the edge can answer on a fast machine (29,000/s at 50 connections on one of
-    # these), or wrk repeats bodies and the stored-path check below fails. 2,000 once did.
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-
-    # 0: every target met; 1: one missed (a one-second run on a busy machine may). Both are results.
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    # 0: every target met; 1: one missed (a short run on a busy machine may). Both are results.
     assert done.returncode in (0, 1), done.stdout + done.stderr
-    result = json.loads(data.read_text())
+    return json.loads(data.read_text()), report.read_text()
+
+
+def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) -> None:
+    result, markdown = run_bench(
+        tmp_path,
+        "--servers",
+        "relay",
+        "--connections",
+        "4",
+        "--seconds",
+        "1",
+        "--warmup",
+        "0",
+        "--workers",
+        "",
+    )
     [run] = result["edge"]
     assert (run["server"], run["connections"]) == ("relay", 4)
     assert run["requests"] > 0
@@ -57,32 +69,21 @@ def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) 
     assert result["machine"]["redis"]
     assert 0 < run["edge_p50_ms"] <= run["edge_p99_ms"]  # the edge's own, from its request log
 
-    markdown = report.read_text()
     assert "| relay | 4 |" in markdown
     assert "BENCH_RESULT" in markdown  # wrk's raw output is kept
 
 
 def test_the_pipeline_and_the_drain_diagnostic_give_well_formed_results(tmp_path: Path) -> None:
     """One worker, one short round of each: real arq worker processes behind a real edge."""
-    report, data = tmp_path / "RESULTS.md", tmp_path / "results.json"
-    args = [
-        sys.executable, "-m", "bench",
+    result, markdown = run_bench(
+        tmp_path,
         "--servers", "",
         "--workers", "1",
-        "--rounds", "1",
         "--pipeline-seconds", "0.5",
         "--latency-seconds", "1",
         "--drain", "0.3",
         "--profile", "0",
-        "--rate-hint", "40000",
-        "--output", str(report),
-        "--json", str(data),
-        "--workdir", str(tmp_path / "work"),
-    ]  # fmt: skip
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
-
-    assert done.returncode in (0, 1), done.stdout + done.stderr
-    result = json.loads(data.read_text())
+    )  # fmt: skip
     [pipe] = result["pipeline"]
     assert (pipe["workers"], pipe["round"]) == (1, 1)
     assert pipe["events"] > 0 and pipe["events_per_s"] > 0
@@ -93,6 +94,5 @@ def test_the_pipeline_and_the_drain_diagnostic_give_well_formed_results(tmp_path
     assert 0 < drain["events"] < drain["backlog"]  # counted from the first handler's run on
     assert drain["events_per_s"] > 0 and drain["workers_cpu_us_per_event"] > 0
 
-    markdown = report.read_text()
     assert "### pipeline, 1 worker(s), round 1" in markdown
     assert "### drain diagnostic (bench/drain.py)" in markdown
