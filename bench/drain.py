@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bench.load import Requests, run_wrk
-from bench.pipeline import fresh_start
+from bench.pipeline import fresh_start, wait_for
 from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn, start_worker
 from relay.streams import EVENTS_STREAM
 
-_POLL = 0.01
 _DEADLINE_S = 300
+"""Seconds the workers may take, from their start, to run the first handler and drain the backlog."""
 
 
 @dataclass(frozen=True)
@@ -68,22 +68,14 @@ def measure_drain(
     started = [start_worker(group, f"drain-{workers}-{n}-round-{round}", env) for n in range(1, workers + 1)]
     try:
         deadline = time.monotonic() + _DEADLINE_S
-        while not (first_handled := traces.count()):
-            _check(deadline, "the first handler to run")
-        first = time.monotonic()
+        wait_for(lambda: traces.count() > 0, _DEADLINE_S, "the first handler to run")
+        first, first_handled = time.monotonic(), traces.count()
         cpu_at_first = sum(w.cpu_seconds() for w in started), store.process.cpu_seconds()
-        while (handled := traces.count()) < backlog:
-            _check(deadline, f"the backlog to drain ({handled} of {backlog})")
-        seconds = time.monotonic() - first
+        wait_for(lambda: traces.count() >= backlog, deadline - first, f"the backlog of {backlog} to drain")
+        seconds, handled = time.monotonic() - first, traces.count()
         workers_cpu = sum(w.cpu_seconds() for w in started) - cpu_at_first[0]
         redis_cpu = store.process.cpu_seconds() - cpu_at_first[1]
     finally:
         for worker in started:
             group.stop(worker)
     return DrainRun(workers, backlog, handled - first_handled, seconds, workers_cpu, redis_cpu, round)
-
-
-def _check(deadline: float, what: str) -> None:
-    if time.monotonic() > deadline:
-        raise RuntimeError(f"drain: timed out after {_DEADLINE_S} s waiting for {what}")
-    time.sleep(_POLL)

@@ -168,7 +168,7 @@ def warm_up(
     with httpx.Client(timeout=5) as http:
         for body in bodies:
             http.post(url, content=body, headers={HEADER: signer(body).decode()}).raise_for_status()
-    _wait_for(lambda: traces.count() >= len(bodies), 30, "warm-up events to be handled")
+    wait_for(lambda: traces.count() >= len(bodies), 30, "warm-up events to be handled")
     traces.clear()
 
 
@@ -250,7 +250,7 @@ async def _latency(
         sending = loop.time() - start
         await asyncio.gather(*tasks)
 
-    _wait_for(lambda: traces.count() >= len(acked), 60, "paced events to be handled")
+    wait_for(lambda: traces.count() >= len(acked), 60, "paced events to be handled")
     starts = traces.starts()
     # The ack is the entry's own id: Redis's clock, in whole ms, when the edge's XADD ran, just
     # before its 2xx went out. The floor makes each latency up to 1 ms longer, never shorter. (The
@@ -263,7 +263,8 @@ async def _latency(
     return Latency(rate, achieved, count, len(acked), len(latencies), latencies)
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll `condition` every 10 ms until it holds; RuntimeError naming `what` after `seconds`."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
