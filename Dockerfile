@@ -27,6 +27,6 @@ USER 10001:10001
 EXPOSE 3266
 # The same flags as docker-compose.yml's edge command (README, "Security and limits").
 CMD ["uvicorn", "relay.app:app", "--host", "0.0.0.0", "--port", "3266", \
-     "--loop", "uvloop", "--http", "relay.protocol:EdgeHttpProtocol", \
+     "--loop", "uvloop", "--http", "relay.edge.protocol:EdgeHttpProtocol", \
      "--limit-concurrency", "1000", "--timeout-keep-alive", "5", "--no-proxy-headers", "--no-server-header", \
      "--no-access-log"]

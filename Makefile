@@ -17,12 +17,13 @@ install: $(BIN)/python  ## create .venv and install the relay with its dev tools
 	$(BIN)/pip install --quiet -e '.[dev]'
 
 run: install  ## edge + one worker (+ a Redis of its own if none answers); Ctrl-C stops all; flags: ARGS="--help"
-	$(BIN)/python -m relay.devrun $(ARGS)
+	$(BIN)/python -m relay.cli.devrun $(ARGS)
 
-lint: install  ## ruff and mypy
+lint: install  ## ruff, mypy and the import contracts between layers (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check relay worker tests bench
 	$(BIN)/ruff format --check relay worker tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: install  ## the tests alone
 	$(BIN)/pytest

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from bench.load import Requests, run_wrk
 from bench.pipeline import fresh_start, wait_for
 from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn, start_worker
-from relay.streams import EVENTS_STREAM
+from relay.core.keys import EVENTS_STREAM
 
 _DEADLINE_S = 300
 """Seconds the workers may take, from their start, to run the first handler and drain the backlog."""

@@ -22,7 +22,7 @@ from bench.load import Requests, WrkResult, run_wrk
 from bench.pipeline import median_by, percentile
 from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn
 from bench.store import Store
-from relay.streams import EVENTS_STREAM
+from relay.core.keys import EVENTS_STREAM
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,9 @@ def measure_server(
     return runs
 
 
-_TEXT_LINE = re.compile(rb" relay\.webhook: webhook outcome=.* ms=([0-9.]+)$", re.MULTILINE)
+_TEXT_LINE = re.compile(rb" relay\.edge\.webhook: webhook outcome=.* ms=([0-9.]+)$", re.MULTILINE)
 _JSON_LINE = re.compile(
-    rb'"logger": "relay\.webhook", "message": "webhook", .*"ms": ([0-9.]+)\}$', re.MULTILINE
+    rb'"logger": "relay\.edge\.webhook", "message": "webhook", .*"ms": ([0-9.]+)\}$', re.MULTILINE
 )
 
 

@@ -1,4 +1,4 @@
-"""The Redis keys only the bench writes (the relay's own live in `relay.streams`)."""
+"""The Redis keys only the bench writes (the relay's own live in `relay.core.keys`)."""
 
 from __future__ import annotations
 

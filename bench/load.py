@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from relay.signature import HEADER
+from relay.edge.signature import HEADER
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "post.lua"
 WRK_INSTALL_HINT = "bench: `wrk` is not installed; on Debian or Ubuntu: sudo apt-get install wrk"

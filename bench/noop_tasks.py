@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bench.traces import TRACE_DIR_ENV, TraceWriter
-from relay.events import ReviewAdd
+from relay.core.events import ReviewAdd
 from worker import on
 from worker.context import Context
 

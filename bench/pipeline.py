@@ -28,8 +28,8 @@ from bench.load import Requests, Signer, review_body, run_wrk
 from bench.processes import RELAY_APP, Process, ProcessGroup, Redis, start_uvicorn, start_worker
 from bench.store import Store
 from bench.traces import TRACE_DIR_ENV, Traces
-from relay.signature import HEADER
-from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM
+from relay.edge.signature import HEADER
 
 _POLL = 0.01
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from relay.devrun import EDGE_LIMITS
+from relay.cli.devrun import EDGE_LIMITS
 
 RELAY_APP = "relay.app:app"
 """The edge's ASGI app; started with the production protocol and limits."""
@@ -177,7 +177,7 @@ def start_uvicorn(
     """One uvicorn process with production settings: uvloop, httptools, no access log.
 
     The relay's edge runs exactly as compose and `make run` start it: its own httptools protocol
-    (bounded request heads) and uvicorn limits, `relay.devrun.EDGE_LIMITS`.
+    (bounded request heads) and uvicorn limits, `relay.cli.devrun.EDGE_LIMITS`.
     """
     port = free_port()
     http = list(EDGE_LIMITS) if app == RELAY_APP else ["--http", "httptools"]

@@ -170,7 +170,7 @@ def _common_prefix(a: list[str], b: list[str]) -> list[str]:
 
 
 def _function(frame: str) -> str:
-    """``"handle (relay/webhook.py:42)"`` -> ``"handle (relay/webhook.py)"``: functions, not lines."""
+    """``"handle (relay/edge/webhook.py:42)"`` -> ``"handle (relay/edge/webhook.py)"``: functions, not lines."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
     for marker in ("site-packages/", "lib/python3"):

@@ -407,7 +407,7 @@ METHOD = """\
   relay run with any fails the stored-path target. (The ceiling, which ignores bodies, may repeat them.)
 - **Servers**: one uvicorn process each, `--loop uvloop --http httptools --no-access-log`, default log
   level (the relay edge with its production protocol and limits instead of plain httptools:
-  `relay.devrun.EDGE_LIMITS`, as in `docker-compose.yml`), against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
+  `relay.cli.devrun.EDGE_LIMITS`, as in `docker-compose.yml`), against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
   Each server gets a {warmup:g} s warm-up, then Redis is emptied before every measured run of {seconds:g} s.
 - **Rounds**: the servers are measured {rounds} times over, interleaved (ceiling, baseline, relay, then
   again), each time in a fresh process: back-to-back runs of the same server on this shared machine

@@ -3,14 +3,14 @@
 ``uvicorn relay.app:app`` reads the settings from the environment when it first looks ``app`` up
 (not when this module is imported), so tests and tools build their own with `create_app`.
 
-Requests for ``POST /webhook`` go straight to `relay.webhook.WebhookEndpoint`, ahead of FastAPI's
+Requests for ``POST /webhook`` go straight to `relay.edge.webhook.WebhookEndpoint`, ahead of FastAPI's
 middleware and routing; everything else (probes, docs, 404, 405) is served by FastAPI. Under the
-edge's own HTTP protocol (`relay.protocol`), the usual webhook request does not even reach this app:
-`EdgeApp.direct_endpoint` lets the protocol answer it without ASGI (`relay.direct`). The
+edge's own HTTP protocol (`relay.edge.protocol`), the usual webhook request does not even reach this app:
+`EdgeApp.direct_endpoint` lets the protocol answer it without ASGI (`relay.edge.direct`). The
 lifespan creates the Redis client and the ingest writer, and closes them.
 
-Metrics (`relay.metrics`) live in a registry of this app's own. ``RELAY_METRICS=on`` serves them at
-``GET /metrics`` here; a ``[host:]port`` serves them there instead (`relay.exposition`), started and
+Metrics (`relay.core.metrics`) live in a registry of this app's own. ``RELAY_METRICS=on`` serves them at
+``GET /metrics`` here; a ``[host:]port`` serves them there instead (`relay.core.exposition`), started and
 stopped by the lifespan; ``off`` serves them nowhere.
 """
 
@@ -30,16 +30,17 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from relay import probes, webhook
-from relay.errors import error_answer, http_error_answer, to_response
-from relay.exposition import MetricsServer, render, serve
-from relay.ingest import IngestWriter
-from relay.logs import configure_logging, redact_url
-from relay.metrics import EdgeMetrics
-from relay.rejections import RejectionRecorder
-from relay.settings import Settings, listen_address, load_settings
-from relay.sources import Address, SourceFilter
-from relay.webhook import WebhookEndpoint
+from relay.core.exposition import MetricsServer, render, serve
+from relay.core.logs import configure_logging, redact_url
+from relay.core.networks import Address
+from relay.core.settings import Settings, listen_address, load_settings
+from relay.edge import probes, webhook
+from relay.edge.errors import error_answer, http_error_answer, to_response
+from relay.edge.ingest import IngestWriter
+from relay.edge.metrics import EdgeMetrics
+from relay.edge.rejections import RejectionRecorder
+from relay.edge.sources import SourceFilter
+from relay.edge.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class EdgeApp:
 
     def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
         """The endpoint that may answer this ``POST /webhook`` straight from the HTTP protocol
-        (`relay.direct`), or None to send it through this app as usual."""
+        (`relay.edge.direct`), or None to send it through this app as usual."""
         return self.endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

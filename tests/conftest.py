@@ -9,7 +9,7 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
-from relay.settings import Settings
+from relay.core.settings import Settings
 from tests.support.redis_server import RedisServer
 
 SECRET = "test-secret-5d1c0a7e"

@@ -24,8 +24,8 @@ from uvicorn.config import HTTP_PROTOCOLS, LOOP_FACTORIES
 from uvicorn.importer import import_from_string
 from uvicorn.main import main as uvicorn_cli
 
-from relay.devrun import EDGE_LIMITS
-from relay.settings import Settings
+from relay.cli.devrun import EDGE_LIMITS
+from relay.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -119,7 +119,7 @@ def test_edge_command_uses_production_flags_that_are_installed() -> None:
     assert (params["host"], params["port"]) == ("0.0.0.0", EDGE_PORT)
     assert (params["loop"], params["http"], params["access_log"]) == (
         "uvloop",
-        "relay.protocol:EdgeHttpProtocol",
+        "relay.edge.protocol:EdgeHttpProtocol",
         False,
     )
     loop_factory = LOOP_FACTORIES[params["loop"]]
@@ -138,7 +138,7 @@ def test_edge_limits_are_set_and_the_same_everywhere_the_edge_runs() -> None:
     assert params["proxy_headers"] is False, "uvicorn would believe X-Forwarded-For from 127.0.0.1"
     assert params["server_header"] is False, "every answer would tell what software runs the edge"
     assert args[start : start + len(EDGE_LIMITS)] == list(EDGE_LIMITS), (
-        "relay/devrun.py runs the edge otherwise"
+        "relay/cli/devrun.py runs the edge otherwise"
     )
     cmd = json.loads(
         re.search(r"^CMD (\[.*?\])", DOCKERFILE, flags=re.MULTILINE | re.DOTALL)[1].replace("\\\n", "")

@@ -140,7 +140,7 @@ def test_the_edge_logs_json_lines_with_no_secret_and_no_body(redis_url: str, tmp
 
     lines = json_lines(output)
 
-    requests = [line for line in lines if line["logger"] == "relay.webhook"]
+    requests = [line for line in lines if line["logger"] == "relay.edge.webhook"]
     assert [(line["outcome"], line["status"]) for line in requests] == [
         ("queued", 202),
         ("duplicate", 200),

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
-from relay.metrics import EdgeMetrics
-from relay.settings import Settings, listen_address
+from relay.core.settings import Settings, listen_address
+from relay.edge.metrics import EdgeMetrics
 from tests.conftest import make_settings
 from tests.worker.helpers import store, vote_body
 from worker import Context, Registry

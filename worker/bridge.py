@@ -30,12 +30,13 @@ from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from relay.settings import Settings
-from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM, F_BODY, F_TYPE, StoredEvent
+from relay.core.keys import CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM, F_BODY, F_TYPE, StoredEvent
+from relay.core.settings import Settings
 from worker import deadletter
 from worker.connection import ResilientArqRedis
 from worker.deadletter import Failure
 from worker.enqueue import JobSpec, Settle, enqueue
+from worker.keys import ARQ_QUEUE
 from worker.registry import Registry
 from worker.retention import trim_events
 from worker.scripts import Script

@@ -1,33 +1,7 @@
-"""arq's claim of a job, and the reads its run starts with, in one round trip instead of three.
+"""arq's claim of a job, and the reads its run starts with, in one round trip instead of three; and
+a poll that skips jobs already in progress and tries this worker's own jobs first.
 
-For every job it starts, arq 0.28 (``Worker.start_jobs`` and ``Worker.run_job``) sends, one after
-the other::
-
-    WATCH in-progress key; EXISTS in-progress key; ZSCORE queue job      (one write, see connection)
-    MULTI; PSETEX in-progress key; EXEC                                   (the claim)
-    MULTI; GET job key; INCRBY retry key 1; EXPIRE retry key; EXEC        (what to run, which try)
-
-Round trips are most of what a short job costs a worker (each is a write and a read on a socket,
-for the worker and for Redis). When arq's poll has just listed the job with its score, the
-worker's client answers the ``WATCH`` and both reads at once (`Claims.due`: a job the poll listed as
-due is not yet known to be in progress, and its score is the poll's), and sends the claim as
-`CLAIM_SCRIPT`: it checks what the reads would have checked, then claims and reads the job in one
-atomic step. A claim the script refuses reaches arq as the `WatchError` it expects from a claim
-that lost a race; the job is left as it was. The script's reads are kept (`Claims.fetched`) and
-answer arq's next transaction for that job, which then sends nothing.
-
-arq's poll itself (``ZRANGEBYSCORE`` of the due jobs) becomes `POLL_SCRIPT`, which leaves out the jobs
-already in progress: every worker's poll lists them until they finish, and each would cost a claim
-that cannot succeed. Of the rest, a worker tries its own jobs first (`Claims.mine`: queued by its
-bridge, or run by it before, as a retry is), then other workers' jobs that have been due for
-`STEAL_AFTER_MS`, each part from a random place in the list. Two busy workers then rarely race for
-the same job (with arq's order, or with every due job in the list, nearly one claim failed for each
-that succeeded), and a job whose worker is gone or busy is still taken, a second later.
-
-Nothing else changes: the same keys get the same values, in one atomic step rather than two
-transactions a few microseconds apart. The one difference is in a race arq's own claim has too: if
-another worker re-schedules the job between the poll and the claim (a retry deferred, still due),
-arq runs it with the poll's score rather than the new one, which only shifts that retry's deferral.
+How and why, with the arq 0.28 internals it stands on: docs/INTERNALS.md, "worker/claim.py".
 """
 
 from __future__ import annotations

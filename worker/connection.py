@@ -1,27 +1,8 @@
-"""The worker's Redis client: arq's own `ArqRedis`, with transactions that survive a dropped connection.
+"""The worker's Redis client: arq's own `ArqRedis`, with transactions that survive a dropped
+connection, and a claim that sends its reads along with its ``WATCH``.
 
-arq's poll loop claims each job with ``WATCH in-progress key; EXISTS; ZSCORE; MULTI; PSETEX; EXEC``
-and expects a lost race as `WatchError` from ``EXEC``. When the connection drops between ``WATCH``
-and ``EXEC`` (Redis killed, restarted, or a network blip), redis-py raises that `WatchError` from
-the ``EXISTS`` or ``ZSCORE`` instead, outside arq's ``try``; it ends arq's main loop and the worker
-process exits (arq issue #498). A kill -9 of Redis under load hits that window often enough to
-matter.
-
-`ResilientPipeline` keeps redis-py's contract, a transaction whose ``WATCH`` was lost never commits,
-but reports it where callers look for it: the reads in between reconnect and retry like any other
-command (so they return real values), and ``execute()`` raises `WatchError` without sending the
-transaction. arq then skips the job as "started elsewhere" and takes it at its next poll. Handlers'
-own ``WATCH`` transactions (``ctx["redis"]`` is this client) get the same, standard, `WatchError`.
-
-The same claim costs four round trips, one after the other, for every job: the ``WATCH``, the
-``EXISTS``, the ``ZSCORE``, the transaction. When a pipeline watches one arq in-progress key, it sends
-the ``EXISTS`` of that key and the ``ZSCORE`` of its job in the queue along with the ``WATCH``, in one
-write, and answers arq's two reads from those replies, as long as no other command comes between.
-The reads follow the ``WATCH`` on the same connection as before, so the claim means the same: two
-round trips fewer per job (of about seven a job costs), which is CPU and latency a worker gets back.
-
-That is the path of a claim of a job arq's poll did not just list. For a job it did (arq's usual
-case), the claim and the reads its run starts with go out as one script instead (`worker.claim`).
+How and why, with the arq and redis-py internals it stands on: docs/INTERNALS.md,
+"worker/connection.py".
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import TypedDict
 
 from arq.connections import ArqRedis
 
-from relay.settings import Settings
+from relay.core.settings import Settings
 
 
 class Context(TypedDict):

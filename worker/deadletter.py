@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from relay.streams import DEAD_STREAM, EntryFields, StoredEvent, failing_redis_key, skipped_redis_key
+from relay.core.keys import DEAD_STREAM, EntryFields, StoredEvent
 from worker.enqueue import JobSpec, Settle, enqueue, handler_job_id
+from worker.keys import failing_redis_key, skipped_redis_key
 from worker.scripts import Script, ScriptArg
 
 # Fields of a `relay:dead` entry. Values are bytes in Redis; times are milliseconds since the epoch.

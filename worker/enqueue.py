@@ -27,7 +27,8 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from relay.streams import ARQ_QUEUE, StoredEvent
+from relay.core.keys import StoredEvent
+from worker.keys import ARQ_QUEUE
 from worker.scripts import Script, ScriptArg
 
 ENQUEUE_SCRIPT = Script("""

@@ -1,31 +1,9 @@
 """The arq job that runs one handler for one event, and decides what a failure means.
 
-Every handler job calls ONE arq function, `RUN_HANDLER` (``relay.run_handler``), with the handler's
-name as its first argument. arq drops a job whose function its worker does not know ("function not
-found", no retry, no dead letter); with one function for all, every worker version knows it, and
-this module decides what a handler it lacks means.
-
-Each run:
-
-0. If this worker has no handler of that name (an older version during a rolling deploy took a job
-   a newer one queued, or a dead letter was replayed for a handler since removed), the run is
-   skipped: counted in ``relay:skipped:<job id>`` (not an attempt) and deferred with `arq.Retry`,
-   so another worker, which may have it, gets the job. After `UNKNOWN_HANDLER_TRIES` skips the
-   event is dead-lettered as ``UnknownHandler``, to be replayed once the handler is deployed.
-1. The attempt number is arq's try counter minus the skipped runs. If it is past ``max_attempts``,
-   earlier attempts never finished (their worker died, e.g. a handler that crashes the process):
-   the event is dead-lettered as ``WorkerDied`` and the handler is not run again. This is what stops
-   a poison pill.
-2. The stored raw body is parsed into the event model (the base `Event` for unknown types).
-3. The handler runs under its own ``timeout``; a plain ``def`` runs in a thread.
-4. Success ends the job. `Permanent` dead-letters at once. Any other exception or a timeout is a
-   failed attempt: arq re-runs the job after a backoff (`arq.Retry`), and the last allowed attempt
-   dead-letters instead.
-
-arq's own limits never end a job: its ``max_tries`` is set far above any bound here and its timeout
-(the largest handler timeout plus a margin) leaves the wrapper time to write the dead letter, so
-every job ends in success or a dead letter. If Redis fails while the wrapper needs it, the job stays
-queued and a later run carries on.
+Every handler job calls one arq function, `RUN_HANDLER`, with the handler's name as its first
+argument; a run skips a handler this worker lacks, dead-letters a poison pill, parses the event,
+runs the handler under its timeout, and retries or dead-letters a failure. Why it is built this way:
+docs/INTERNALS.md, "worker/jobs.py".
 """
 
 from __future__ import annotations
@@ -40,9 +18,9 @@ from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, func
 from redis.exceptions import RedisError
 
-from relay.events import InvalidBody, InvalidEvent, parse
-from relay.settings import Settings
-from relay.streams import StoredEvent
+from relay.core.events import InvalidBody, InvalidEvent, parse
+from relay.core.keys import StoredEvent
+from relay.core.settings import Settings
 from worker import backoff, deadletter
 from worker.deadletter import Failure
 from worker.enqueue import RUN_HANDLER

@@ -39,10 +39,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from relay.exposition import MetricsServer
-from relay.logs import configure_logging
-from relay.settings import Settings, load_settings
-from relay.streams import ARQ_QUEUE
+from relay.core.exposition import MetricsServer
+from relay.core.logs import configure_logging
+from relay.core.settings import Settings, load_settings
 from worker.bridge import Bridge, BridgeOptions
 from worker.connection import worker_redis
 from worker.jobs import (
@@ -54,6 +53,7 @@ from worker.jobs import (
     job_timeout,
     keep_result_seconds,
 )
+from worker.keys import ARQ_QUEUE
 from worker.loop import install_event_loop
 from worker.metrics import WorkerMetrics, serve_worker_metrics
 from worker.registry import Registry, default_registry

@@ -24,8 +24,8 @@ worker reports the same values, so aggregate them with ``max``, not ``sum``):
 - ``relay_queue_due_jobs``: jobs due now in the arq queue;
 - ``relay_dead_letters_stored``: entries in ``relay:dead``.
 
-Like the edge's (`relay.metrics`), the numbers are plain Python counters turned into metric families
-only when scraped; the scrape is served on the worker's event loop (`relay.exposition`).
+Like the edge's (`relay.core.metrics`), the numbers are plain Python counters turned into metric families
+only when scraped; the scrape is served on the worker's event loop (`relay.core.exposition`).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from relay.exposition import MetricsServer, serve
-from relay.metrics import Timings
-from relay.settings import Settings, listen_address
+from relay.core.exposition import MetricsServer, serve
+from relay.core.metrics import Timings
+from relay.core.settings import Settings, listen_address
 
 if TYPE_CHECKING:
     from worker.bridge import Bridge

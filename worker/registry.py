@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from relay.events import Event
+from relay.core.events import Event
 
 WILDCARD = "*"
 """Receives every event, including types this version of the relay does not know."""

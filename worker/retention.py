@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from relay.streams import EVENTS_STREAM
+from relay.core.keys import EVENTS_STREAM
 
 log = logging.getLogger("worker.retention")
 

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from relay.events import ReviewAdd, VoteAdd
+from relay.core.events import ReviewAdd, VoteAdd
 from worker import Context, Permanent, on
 
 log = logging.getLogger("worker.tasks")

@@ -25,8 +25,8 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.logs import redact_url
-from relay.settings import Settings, describe_errors
+from relay.core.logs import redact_url
+from relay.core.settings import Settings, describe_errors
 from worker.registry import Registry, default_registry
 
 T = TypeVar("T")
@@ -73,7 +73,7 @@ def _default(name: str) -> Any:
 
 
 class CliSettings(BaseSettings):
-    """The ``RELAY_*`` settings the command uses; the same names and defaults as `relay.settings.Settings`."""
+    """The ``RELAY_*`` settings the command uses; the same names and defaults as `relay.core.settings.Settings`."""
 
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
 

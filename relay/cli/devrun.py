@@ -44,14 +44,14 @@ from types import FrameType
 import redis
 from pydantic import ValidationError
 
-from relay.settings import Settings, describe_errors
+from relay.core.settings import Settings, describe_errors
 
 DEFAULT_PORT = 3266
 DEFAULT_REDIS_PORT = 6379
 REDIS_START_TIMEOUT = 10.0
 EDGE_LIMITS = (
     "--http",
-    "relay.protocol:EdgeHttpProtocol",
+    "relay.edge.protocol:EdgeHttpProtocol",
     "--limit-concurrency",
     "1000",
     "--timeout-keep-alive",
@@ -78,7 +78,7 @@ class Child:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m relay.devrun",
+        prog="python -m relay.cli.devrun",
         description="Start Redis (if none answers), the edge and one worker; Ctrl-C stops all of them.",
         epilog="Example: make run ARGS='--host 0.0.0.0 --port 8080'",
     )

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from relay.cli.common import App, Failed, Pacer, pass_app, progress, rate_option, redis_now_ms
 from relay.cli.timespec import ago, iso, parse_duration
-from relay.streams import DEAD_STREAM
+from relay.core.keys import DEAD_STREAM
 from worker import deadletter
 from worker.deadletter import DeadLetter, get_dead, list_dead
 from worker.registry import Registry

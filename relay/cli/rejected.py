@@ -1,4 +1,4 @@
-"""``relay rejected``: why were requests refused? The edge's records, newest first (`relay.rejections`)."""
+"""``relay rejected``: why were requests refused? The edge's records, newest first (`relay.edge.rejections`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import click
 from redis.asyncio import Redis
 
-from relay import rejections
 from relay.cli.common import App, pass_app, redis_now_ms
 from relay.cli.timespec import ago, iso
-from relay.rejections import Rejection
+from relay.edge import rejections
+from relay.edge.rejections import Rejection
 
 HINTS = {
     "invalid_signature": "signed with another secret? compare RELAY_SECRET with your listing's key",

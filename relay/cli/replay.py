@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from relay.cli.common import App, Pacer, pass_app, progress, rate_option, redis_now_ms
 from relay.cli.timespec import bound_ms, iso, parse_time
-from relay.streams import CONSUMER_GROUP, EVENTS_STREAM, StoredEvent
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM, StoredEvent
 from worker.enqueue import JobSpec, enqueue, handler_job_id
 from worker.registry import Registry
 from worker.retention import StreamId, group_states, parse_id

@@ -1,7 +1,7 @@
 """``relay send vote|review``: does Sphere reach me? Sign and post an event exactly as Sphere does.
 
 The body is compact JSON (``JSON.stringify``'s form: no spaces, non-ASCII as is), signed with the
-hex HMAC-SHA256 of its bytes in ``X-Sphere-Signature`` (`relay.signature.sign`). Every event of a
+hex HMAC-SHA256 of its bytes in ``X-Sphere-Signature`` (`relay.edge.signature.sign`). Every event of a
 burst is distinct, so none is taken for a redelivery: each vote gets a fresh user id unless
 ``--user`` is given, each review a fresh review id unless ``--review-id`` is given.
 """
@@ -19,8 +19,8 @@ import click
 import httpx
 
 from relay.cli.common import App, ConfigError, Failed, Unreachable, pass_app
-from relay.logs import redact_url
-from relay.signature import HEADER, sign
+from relay.core.logs import redact_url
+from relay.edge.signature import HEADER, sign
 
 DEFAULT_URL = "http://localhost:3266/webhook"
 EXAMPLE_GUILD = "338202622731485185"

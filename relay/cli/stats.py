@@ -11,10 +11,11 @@ import click
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from relay import rejections
 from relay.cli.common import App, Unreachable, pass_app, redis_failure, redis_now_ms
 from relay.cli.timespec import ago, id_ms, iso, span
-from relay.streams import ARQ_QUEUE, DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM
+from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM
+from relay.edge import rejections
+from worker.keys import ARQ_QUEUE
 
 
 def _text(value: Any) -> str:

@@ -1,7 +1,7 @@
 """Every Redis key the relay uses, the layout of a stream entry, and the one ingest write.
 
-Nothing else in the code base spells a key name: import it from here (as arq does with
-``constants.py``). Users' own tools may read these keys; their names are part of the contract.
+Nothing else in the code base spells a key name: import it from here, or from `worker.keys` for the
+keys only the workers use (as arq does with ``constants.py``). Users' own tools may read these keys; their names are part of the contract.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ DEAD_STREAM = "relay:dead"
 """Dead letters: one entry per (event, handler) that failed for good."""
 
 REJECTED_STREAM = "relay:rejected"
-"""A capped log of refused requests, for `relay rejected` (see `relay.rejections`)."""
+"""A capped log of refused requests, for `relay rejected` (see `relay.edge.rejections`)."""
 
 REJECTED_COUNT = "relay:rejected:count"
 """How many requests the edges refused in all, recorded in `REJECTED_STREAM` or not."""
@@ -24,32 +24,12 @@ REJECTED_COUNT = "relay:rejected:count"
 CONSUMER_GROUP = "relay:workers"
 """The consumer group the workers' bridge reads `EVENTS_STREAM` with."""
 
-ARQ_QUEUE = "relay:queue"
-"""The arq queue the bridge enqueues handler jobs on."""
-
 DEDUPE_PREFIX = "relay:dedupe:"
 """``relay:dedupe:<dedupe key>`` holds the entry id of the first delivery, for the dedupe window."""
 
 
-FAILING_PREFIX = "relay:failing:"
-"""``relay:failing:<job id>`` holds when a handler's job first failed, until it succeeds or is dead-lettered."""
-
-
-SKIPPED_PREFIX = "relay:skipped:"
-"""``relay:skipped:<job id>`` counts the runs of a job that met a worker without its handler (another
-version's, during a rolling deploy): they are not attempts. Gone once the job ends."""
-
-
 def dedupe_redis_key(dedupe_key: str) -> str:
     return DEDUPE_PREFIX + dedupe_key
-
-
-def failing_redis_key(job_id: str) -> str:
-    return FAILING_PREFIX + job_id
-
-
-def skipped_redis_key(job_id: str) -> str:
-    return SKIPPED_PREFIX + job_id
 
 
 # Entry fields. Values are bytes in Redis; `received_ms` is milliseconds since the epoch.

@@ -22,7 +22,7 @@ import time
 from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from relay.settings import Settings
+from relay.core.settings import Settings
 
 # Attributes every LogRecord has; anything else on a record came from `extra` (except the ANSI
 # copy of its message that uvicorn adds).
@@ -177,8 +177,8 @@ class RequestLog:
     at a fraction of the cost.
 
     A LogRecord, the formatter's generic walk over its attributes and a locked, flushed write for
-    every line cost 60-80 µs per request on the benchmark machine, a quarter of the edge's whole
-    budget. When `start` finds that the logger's lines go to exactly one plain ``StreamHandler``
+    every line cost a quarter of the edge's whole budget per request (bench/RESULTS.md, "Figures
+    behind the code"). When `start` finds that the logger's lines go to exactly one plain ``StreamHandler``
     with one of our formatters (what `configure_logging` installs), each line is rendered from a
     template and buffered, and the lines of one event-loop tick go out in one locked write, flushed
     as the handler would. `stop` writes whatever is left. Whether INFO is enabled is decided there

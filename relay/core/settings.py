@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from relay.sources import Network, parse_network
+from relay.core.networks import Network, parse_network
 
 #: Keys printed in Sphere's guide. Running with one of them means anybody can forge events.
 SAMPLE_SECRETS = frozenset(
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     """Seconds a client may take to send a body that did not arrive at once; a slower one gets 408."""
 
     allowed_sources: Annotated[list[Network], NoDecode] = Field(default_factory=list)
-    """Comma-separated networks (CIDR, IPv4 or IPv6) that may post webhooks; empty: any (`relay.sources`)."""
+    """Comma-separated networks (CIDR, IPv4 or IPv6) that may post webhooks; empty: any (`relay.edge.sources`)."""
 
     trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
     """Comma-separated networks of reverse proxies whose ``X-Forwarded-For`` the allow-list believes."""

@@ -1,28 +1,6 @@
 """``POST /webhook`` answered straight from the HTTP protocol: no task, no ASGI messages.
 
-Under uvicorn every request costs an ASGI scope, an `asyncio.Event`, a task, and a ``receive`` and
-two ``send`` coroutines with their message dicts: about half of what the edge spends on a webhook
-whose own work (signature, parsing, its share of one batched Redis round trip) is a few
-microseconds. So `relay.protocol.EdgeHttpProtocol` hands the usual webhook request to a
-`DirectCycle` instead of uvicorn's ``RequestResponseCycle``. The cycle runs the endpoint's own steps
-(`relay.webhook.WebhookEndpoint`: `read_head`, `store`, `finish`) from the parser's callbacks and
-answers, in one write, as soon as the writer's flush hands it the outcome: the cycle is its own
-`relay.ingest.Waiter`, told synchronously, where a future's callback would wait for the event
-loop's next pass behind every read already waiting. Every answer is the one the ASGI
-endpoint would give, byte for byte (uvicorn's default headers included).
-
-Only a request that is simple to answer this way is taken (`EdgeHttpProtocol` decides): exactly
-``POST /webhook`` with no query, no ``Expect: 100-continue``, no upgrade, admitted by the app (the
-allow-list), nothing else in flight on the connection, and under ``--limit-concurrency``. And only
-while its body keeps up: if the body is not complete by the end of the read that completed its head,
-the request is handed to the ASGI endpoint with what has arrived (`handover`), which reads the rest
-within ``RELAY_BODY_TIMEOUT`` or answers 408. Sphere sends a webhook's head and its small body in
-one go, so in practice every one is answered here; everything else behaves exactly as before.
-
-The cycle stands in for uvicorn's: it has the attributes uvicorn's protocol reads and writes on
-``self.cycle`` (`response_complete`, `disconnected`, `keep_alive`, `message_event`), so a
-disconnection, a graceful shutdown (answer, then close) and pipelined requests behind it (started
-by ``on_response_complete``) work as they do for a task.
+How and why, with the uvicorn internals it stands on: docs/INTERNALS.md, "relay/edge/direct.py".
 """
 
 from __future__ import annotations
@@ -36,9 +14,9 @@ from typing import Any
 
 from uvicorn.protocols.http import httptools_impl
 
-from relay.errors import Answer
-from relay.ingest import Written
-from relay.webhook import WebhookEndpoint, refusal, stored_answer
+from relay.edge.errors import Answer
+from relay.edge.ingest import Written
+from relay.edge.webhook import WebhookEndpoint, refusal, stored_answer
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +51,9 @@ def unsupported_reason() -> str | None:
 
     The direct path stands in for parts of uvicorn's httptools protocol that are not public API (the
     list above, ``STATUS_LINE``, ``RequestResponseCycle``'s parameters). A uvicorn that changed them
-    must not break the edge: `relay.protocol.EdgeHttpProtocol` then answers every request through
+    must not break the edge: `relay.edge.protocol.EdgeHttpProtocol` then answers every request through
     ASGI, as plain uvicorn does, and says so once in the log. A check of names and signatures, made
-    once; the tests (tests/relay/test_direct.py) compare the answers themselves.
+    once; the tests (tests/edge/test_direct.py) compare the answers themselves.
     """
     protocol = httptools_impl.HttpToolsProtocol
     missing = [name for name in _PROTOCOL_METHODS if not callable(getattr(protocol, name, None))]
@@ -181,7 +159,7 @@ class DirectCycle:
         except Exception as exc:
             self.answer(refusal(exc), None)
 
-    # The writer's `relay.ingest.Waiter`: told from the flush itself, so the answer goes out now
+    # The writer's `relay.edge.ingest.Waiter`: told from the flush itself, so the answer goes out now
     # rather than on the event loop's next pass (after every read already waiting).
 
     def done(self) -> bool:

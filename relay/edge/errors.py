@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from starlette.responses import Response
 
-from relay.events import InvalidBody, InvalidEvent
+from relay.core.events import InvalidBody, InvalidEvent
 
 RETRY_AFTER_SECONDS = 5
 """What 503 answers put in ``Retry-After``: long enough for a Redis restart or failover."""

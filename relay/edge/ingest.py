@@ -3,7 +3,7 @@
 Every request hands its event to `IngestWriter.write` and awaits a future (or, from the edge's
 HTTP protocol, to `IngestWriter.submit` with a `Waiter` of its own). A flush task takes every
 event queued so far and sends them all in ONE write of pipelined ``EVALSHA`` calls of
-`relay.streams.INGEST_SCRIPT`, so a burst of N requests costs one round trip instead of N. At most
+`relay.core.keys.INGEST_SCRIPT`, so a burst of N requests costs one round trip instead of N. At most
 `MAX_FLUSHES` are in flight; while they are busy, new events queue up and leave together in the
 next one, so batches grow with the load instead of the round trips.
 
@@ -29,8 +29,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.errors import RedisUnavailable
-from relay.streams import EVENTS_STREAM, INGEST_SCRIPT, dedupe_redis_key
+from relay.core.keys import EVENTS_STREAM, INGEST_SCRIPT, dedupe_redis_key
+from relay.edge.errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Waiter(Protocol):
     """What a queued event's outcome is given to: an `asyncio.Future`, or anything shaped like one.
 
     A future's callbacks run on the loop's next pass, after the reads already waiting; a waiter of
-    another kind is told from the flush itself, synchronously (`relay.direct` answers right there,
+    another kind is told from the flush itself, synchronously (`relay.edge.direct` answers right there,
     one pass of the event loop sooner). It must not raise.
     """
 

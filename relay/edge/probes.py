@@ -8,7 +8,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from relay.errors import REDIS_UNAVAILABLE, to_response
+from relay.edge.errors import REDIS_UNAVAILABLE, to_response
 
 log = logging.getLogger(__name__)
 

@@ -1,33 +1,7 @@
 """The HTTP protocol the edge runs under uvicorn: httptools, plus a deadline and a size bound on
 every request head.
 
-uvicorn bounds neither: ``--timeout-keep-alive`` only runs between requests and is reset by any
-byte, so a connection that sends nothing, or drips its headers a byte at a time, is held open for
-ever, and httptools keeps however many header bytes arrive. A few hundred such connections cost
-an attacker nothing and the edge its file descriptors and memory. So, per connection:
-
-- from the moment it opens (or the first byte of its next request), the request head (request
-  line and headers) must be complete within `HEAD_TIMEOUT` seconds, or the connection is closed;
-- a head may be at most `MAX_HEAD_BYTES` long, or the answer is 431 and the connection is closed.
-
-Bodies are the application's business: ``POST /webhook`` reads its body within
-``RELAY_BODY_TIMEOUT`` or answers 408 (`relay.webhook`). The rest of a body that was answered
-without being read (a 405, a 413) gets one to two `HEAD_TIMEOUT` after the answer.
-
-It also answers each request in one write where uvicorn makes two: uvicorn writes a response's
-status line and headers as soon as the application starts the response, and its body separately, a
-system call each (the largest single cost of an answer to Sphere, whose bodies are a few bytes).
-`OneWriteTransport` holds the head back until the body's first write, or the response's end,
-and sends them together. Nothing else is held: an interim ``100 Continue`` and every later write go
-out at once.
-
-And it answers the usual ``POST /webhook`` itself, without a task or ASGI messages: a
-`relay.direct.DirectCycle` runs the endpoint's steps from the parser's callbacks (what is taken
-that way, and what is handed to the ASGI app, is in that module's docstring).
-
-Run it with ``uvicorn relay.app:app --http relay.protocol:EdgeHttpProtocol`` (uvicorn >= 0.35
-accepts a class there). Per request it costs a clock reading, a small object and a few small
-overrides; the timer is per connection.
+How and why, with the uvicorn internals it stands on: docs/INTERNALS.md, "relay/edge/protocol.py".
 """
 
 from __future__ import annotations
@@ -39,13 +13,13 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from relay.direct import DirectCycle, unsupported_reason
-from relay.webhook import PATH, WebhookEndpoint
+from relay.edge.direct import DirectCycle, unsupported_reason
+from relay.edge.webhook import PATH, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
 _UNSUPPORTED = unsupported_reason()
-"""Why this uvicorn cannot take direct answers (see `relay.direct.unsupported_reason`), or None."""
+"""Why this uvicorn cannot take direct answers (see `relay.edge.direct.unsupported_reason`), or None."""
 _told = False
 
 HEAD_TIMEOUT = 10.0
@@ -200,7 +174,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             super().on_message_complete()
 
     def _start_direct(self) -> bool:
-        """Take this ``POST /webhook`` as a `DirectCycle` if it is the simple case (`relay.direct`)."""
+        """Take this ``POST /webhook`` as a `DirectCycle` if it is the simple case (`relay.edge.direct`)."""
         parser = self.parser
         if parser.get_method() != b"POST" or self.expect_100_continue or parser.should_upgrade():
             return False

@@ -32,8 +32,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from relay.signature import HEADER as SIGNATURE_HEADER
-from relay.streams import REJECTED_COUNT, REJECTED_STREAM, EntryFields
+from relay.core.keys import REJECTED_COUNT, REJECTED_STREAM, EntryFields
+from relay.edge.signature import HEADER as SIGNATURE_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ class Verifier:
     """`verify` for a fixed list of secrets, keyed once.
 
     Setting up an HMAC key costs more than hashing a webhook body (OpenSSL 3 fetches the digest and
-    hashes both padded keys each time: ~7 µs per secret on the benchmark machine, against ~3 µs to
-    copy a keyed state), so the edge keys each secret at start-up and copies it per request.
+    hashes both padded keys each time, about twice the cost of copying a keyed state: bench/RESULTS.md,
+    "Figures behind the code"), so the edge keys each secret at start-up and copies it per request.
     """
 
     def __init__(self, secrets: Iterable[bytes]) -> None:

@@ -12,62 +12,22 @@ first address that is not a trusted proxy is the client. Everything left of it w
 client itself and is ignored. If every hop is a trusted proxy, the left-most one is the client.
 The RFC 7239 ``Forwarded`` header is not read.
 
-Pure (no I/O, the `ipaddress` module only): `parse_network` for settings, `SourceFilter` for the
-edge's dispatcher, `client_ip` for what it decides on.
+Pure (no I/O): `SourceFilter` for the edge's dispatcher, `client_ip` for what it decides on; the
+settings read networks with `relay.core.networks.parse_network`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any
 
-Network = IPv4Network | IPv6Network
-Address = IPv4Address | IPv6Address
+from relay.core.networks import Address, Network, parse_ip
 
 FORWARDED_FOR = b"x-forwarded-for"
 MAX_HOPS = 20
 """``X-Forwarded-For`` hops read at most, from the right: no real chain of proxies is longer."""
 VERDICTS_KEPT = 4096
 """Distinct (peer, ``X-Forwarded-For``) verdicts a `SourceFilter` remembers."""
-
-
-def parse_network(text: str) -> Network:
-    """``203.0.113.0/24``, ``2001:db8::/32`` or a single address, as a network; else `ValueError`.
-
-    Host bits must be zero (``10.0.0.1/8`` is refused rather than silently read as ``10.0.0.0/8``:
-    it is more likely a typo than a wish to allow the whole network).
-    """
-    value = text.strip()
-    try:
-        return ip_network(value)
-    except ValueError:
-        pass
-    try:
-        network = ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(
-            f"{value!r} is not an IPv4 or IPv6 network; write a CIDR such as 203.0.113.0/24 or "
-            "2001:db8::/32, or a single address"
-        ) from None
-    raise ValueError(f"{value!r} has host bits set; did you mean {network}?")
-
-
-@lru_cache(maxsize=4096)
-def _parse_ip(text: str) -> Address | None:
-    value = text.strip()
-    if value.startswith("["):  # "[2001:db8::1]" or "[2001:db8::1]:443"
-        value = value[1 : value.find("]")] if "]" in value else value
-    elif value.count(":") == 1:  # "203.0.113.5:443": some proxies append the port
-        value = value.partition(":")[0]
-    try:
-        address = ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # a dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d
-    return address
 
 
 class NetworkSet:
@@ -105,7 +65,7 @@ def client_ip(
     """
     if peer is None:
         return None
-    address = _parse_ip(peer)
+    address = parse_ip(peer)
     if address is None or not trusted_proxies or address not in trusted_proxies:
         return address
     forwarded = [value for name, value in headers if name == FORWARDED_FOR]
@@ -114,7 +74,7 @@ def client_ip(
     # Repeated headers form one list, in order (RFC 9110, section 5.3).
     hops = b",".join(forwarded).decode("latin-1").split(",")
     for hop in reversed(hops[-MAX_HOPS:]):
-        address = _parse_ip(hop)
+        address = parse_ip(hop)
         if address is None or address not in trusted_proxies:
             return address
     return address  # every hop is a trusted proxy: the left-most one sent it

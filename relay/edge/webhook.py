@@ -2,17 +2,17 @@
 
 Off FastAPI on purpose: routing, dependency injection and response classes cost more than the
 whole job (see the benchmarks issue). The steps, each refusing with the answer from
-`relay.errors`:
+`relay.edge.errors`:
 
 1. read the raw body, at most ``max_body_bytes`` (Content-Length checked first, then counted as
    it arrives, so a chunked body is cut off too), within ``body_timeout`` if it trickles in;
 2. check ``X-Sphere-Signature`` over those exact bytes, before any parsing;
-3. parse and validate the event (`relay.events.parse`);
-4. dedupe and store it in one batched Redis round trip (`relay.ingest.IngestWriter`).
+3. parse and validate the event (`relay.core.events.parse`);
+4. dedupe and store it in one batched Redis round trip (`relay.edge.ingest.IngestWriter`).
 
-Exactly one log line and one count in `relay.metrics` per request tell how it ended.
+Exactly one log line and one count in `relay.core.metrics` per request tell how it ended.
 
-The steps are methods (`read_head`, `store`, `finish`) shared with `relay.direct`, which runs them
+The steps are methods (`read_head`, `store`, `finish`) shared with `relay.edge.direct`, which runs them
 straight from the edge's HTTP protocol for the usual request; this ASGI endpoint serves the rest
 (bodies still arriving after their head, pipelined requests, other servers) with the same answers.
 """
@@ -28,8 +28,11 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.types import Receive, Scope, Send
 
-from relay import signature
-from relay.errors import (
+from relay.core.events import Event, ReviewAdd, VoteAdd, dedupe_key, parse
+from relay.core.logs import RequestLog
+from relay.core.settings import Settings
+from relay.edge import signature
+from relay.edge.errors import (
     INTERNAL_ERROR,
     Answer,
     BadSignature,
@@ -38,12 +41,9 @@ from relay.errors import (
     RedisUnavailable,
     answer_for,
 )
-from relay.events import Event, ReviewAdd, VoteAdd, dedupe_key, parse
-from relay.ingest import IngestWriter, Waiter, Written
-from relay.logs import RequestLog
-from relay.metrics import EdgeMetrics
-from relay.rejections import RejectionRecorder
-from relay.settings import Settings
+from relay.edge.ingest import IngestWriter, Waiter, Written
+from relay.edge.metrics import EdgeMetrics
+from relay.edge.rejections import RejectionRecorder
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class WebhookEndpoint:
         await send({"type": "http.response.body", "body": answer.body})
         self.finish(scope, answer, body, event_type, entry_id, started, received_ms)
 
-    # The steps, shared with `relay.direct`, which runs them straight from the HTTP protocol.
+    # The steps, shared with `relay.edge.direct`, which runs them straight from the HTTP protocol.
 
     def read_head(self, headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int]:
         """``(signature, how many signature headers)``; `BodyTooLarge` by the declared length."""

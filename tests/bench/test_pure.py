@@ -16,7 +16,7 @@ from bench.load import Signer, parse_wrk, review_body, signed_request
 from bench.pipeline import Latency, PipelineRun, Throughput, percentile
 from bench.profile import summarize
 from bench.report import Machine, Results, kept_notes, render, targets
-from relay.logs import JsonFormatter, RequestLog, TextFormatter
+from relay.core.logs import JsonFormatter, RequestLog, TextFormatter
 
 WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:1234/webhook
   2 threads and 50 connections
@@ -170,7 +170,7 @@ def test_rounds_stand_by_their_median_and_every_round_must_store_what_it_answere
 def test_the_relays_request_log_times_are_read_back_in_either_format(
     formatter: type[logging.Formatter],
 ) -> None:
-    logger = logging.Logger("relay.webhook")  # not registered: no other handler reaches it
+    logger = logging.Logger("relay.edge.webhook")  # not registered: no other handler reaches it
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter())

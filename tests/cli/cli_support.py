@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from relay.cli import cli
 from relay.cli.common import App
-from relay.settings import Settings
+from relay.core.settings import Settings
 from tests.worker.helpers import bridge_all, run_burst
 from worker.bridge import Bridge
 from worker.registry import Registry
@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 
 def hmac_hex(body: bytes, secret: str) -> str:
-    """The signature Sphere sends, computed here independently of relay.signature."""
+    """The signature Sphere sends, computed here independently of relay.edge.signature."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 

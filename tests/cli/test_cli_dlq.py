@@ -8,12 +8,13 @@ import json
 import pytest
 import redis
 
-from relay.events import VoteAdd
-from relay.settings import Settings
-from relay.streams import ARQ_QUEUE, DEAD_STREAM
-from tests.relay.cli_support import cli_env, handle_all, invoke, run_jobs, with_redis
+from relay.core.events import VoteAdd
+from relay.core.keys import DEAD_STREAM
+from relay.core.settings import Settings
+from tests.cli.cli_support import cli_env, handle_all, invoke, run_jobs, with_redis
 from tests.worker.helpers import dead_letters_sync, review_body, store, vote_body
 from worker import Context, Registry
+from worker.keys import ARQ_QUEUE
 
 pytestmark = pytest.mark.usefixtures(cli_env.__name__)
 

@@ -12,7 +12,7 @@ from relay.cli import cli
 from relay.cli.common import Pacer
 from relay.cli.send import compact, review_body, snowflakes, vote_body
 from relay.cli.timespec import ago, bound_ms, iso, parse_duration, parse_time, span
-from relay.events import ReviewAdd, VoteAdd, parse
+from relay.core.events import ReviewAdd, VoteAdd, parse
 
 NOW = 1718000000000  # 2024-06-10T06:13:20Z
 

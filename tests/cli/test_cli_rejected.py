@@ -10,9 +10,9 @@ import httpx
 import pytest
 import redis
 
-from relay.streams import REJECTED_COUNT, REJECTED_STREAM
+from relay.core.keys import REJECTED_COUNT, REJECTED_STREAM
+from tests.cli.cli_support import cli_env, hmac_hex, invoke
 from tests.conftest import PREVIOUS_SECRET, SECRET, make_settings
-from tests.relay.cli_support import cli_env, hmac_hex, invoke
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer
 

@@ -8,12 +8,12 @@ import sys
 import pytest
 import redis
 
-from relay.events import Event
-from relay.settings import Settings
-from relay.streams import ARQ_QUEUE
-from tests.relay.cli_support import cli_env, handle_all, invoke, run_jobs, with_redis
+from relay.core.events import Event
+from relay.core.settings import Settings
+from tests.cli.cli_support import cli_env, handle_all, invoke, run_jobs, with_redis
 from tests.worker.helpers import review_body, store, vote_body
 from worker import Context, Registry
+from worker.keys import ARQ_QUEUE
 from worker.registry import default_registry
 
 pytestmark = pytest.mark.usefixtures(cli_env.__name__)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from relay.events import ReviewAdd, VoteAdd, parse
-from relay.signature import HEADER
-from relay.streams import EVENTS_STREAM, F_BODY
+from relay.core.events import ReviewAdd, VoteAdd, parse
+from relay.core.keys import EVENTS_STREAM, F_BODY
+from relay.edge.signature import HEADER
+from tests.cli.cli_support import cli_env, hmac_hex, invoke
 from tests.conftest import SECRET, make_settings
-from tests.relay.cli_support import cli_env, hmac_hex, invoke
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer, free_port
 

@@ -8,10 +8,10 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from relay.rejections import RejectionRecorder
-from relay.settings import Settings
-from relay.streams import CONSUMER_GROUP, EVENTS_STREAM, StoredEvent
-from tests.relay.cli_support import cli_env, invoke, with_redis
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM, StoredEvent
+from relay.core.settings import Settings
+from relay.edge.rejections import RejectionRecorder
+from tests.cli.cli_support import cli_env, invoke, with_redis
 from tests.support.redis_server import free_port
 from tests.worker.helpers import store, vote_body
 from worker.bridge import Bridge

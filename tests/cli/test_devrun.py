@@ -1,4 +1,4 @@
-"""`make run` (python -m relay.devrun) as a user runs it: a real process tree, stopped by a signal.
+"""`make run` (python -m relay.cli.devrun) as a user runs it: a real process tree, stopped by a signal.
 
 The Redis on port 6379 of the machine is never touched: every test points ``--redis-port`` at a free
 port (devrun then starts its own Redis there) or at the test session's private Redis.
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from relay.signature import HEADER
-from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM
+from relay.edge.signature import HEADER
 from tests.conftest import SECRET
 from tests.support.redis_server import RedisServer, free_port, redis_server_binary
 
@@ -44,11 +44,19 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def devrun_args(edge_port: int, redis_port: int) -> list[str]:
-    return [sys.executable, "-m", "relay.devrun", "--port", str(edge_port), "--redis-port", str(redis_port)]
+    return [
+        sys.executable,
+        "-m",
+        "relay.cli.devrun",
+        "--port",
+        str(edge_port),
+        "--redis-port",
+        str(redis_port),
+    ]
 
 
 class Devrun:
-    """A running ``python -m relay.devrun`` whose output (and its children's) goes to a file."""
+    """A running ``python -m relay.cli.devrun`` whose output (and its children's) goes to a file."""
 
     def __init__(self, process: subprocess.Popen[bytes], log: Path, edge_port: int) -> None:
         self.process = process

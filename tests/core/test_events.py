@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from relay.events import (
+from relay.core.events import (
     Event,
     InvalidBody,
     InvalidEvent,

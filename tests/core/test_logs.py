@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from relay.logs import (
+from relay.core.logs import (
     LOGGED_TYPE_CHARS,
     JsonFormatter,
     RequestLog,
@@ -23,7 +23,7 @@ from relay.logs import (
     configure_logging,
     redact_url,
 )
-from relay.settings import Settings
+from relay.core.settings import Settings
 from tests.conftest import PREVIOUS_SECRET, SECRET, make_settings
 from tests.support.edge_server import running_edge
 
@@ -166,7 +166,7 @@ def test_one_info_line_per_request_without_secret_or_body(
             http.post("/webhook", content=b"[]", headers={"X-Sphere-Signature": good}),
         ]
 
-    lines = [r for r in caplog.records if r.name == "relay.webhook"]
+    lines = [r for r in caplog.records if r.name == "relay.edge.webhook"]
     assert [(r.outcome, r.status) for r in lines] == [  # type: ignore[attr-defined]
         ("queued", 202),
         ("duplicate", 200),
@@ -338,7 +338,7 @@ def test_other_logging_set_ups_get_ordinary_records(caplog: pytest.LogCaptureFix
 
 def test_the_edge_writes_every_request_line_by_shutdown(settings: Settings) -> None:
     # The edge's logger wired as configure_logging wires the root: RequestLog writes directly.
-    logger = logging.getLogger("relay.webhook")
+    logger = logging.getLogger("relay.edge.webhook")
     stream = CountingStream()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())

@@ -20,9 +20,10 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from relay.app import create_app
-from relay.exposition import answer, serve
-from relay.metrics import EDGE_BUCKETS, OUTCOMES, EdgeMetrics, Timings
-from relay.settings import describe_errors
+from relay.core.exposition import answer, serve
+from relay.core.metrics import Timings
+from relay.core.settings import describe_errors
+from relay.edge.metrics import EDGE_BUCKETS, OUTCOMES, EdgeMetrics
 from tests.conftest import SECRET, make_settings
 from tests.support import scrapes
 from tests.support.edge_server import running_edge

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from relay.settings import SAMPLE_SECRETS, Settings, load_settings
+from relay.core.settings import SAMPLE_SECRETS, Settings, load_settings
 
 SAMPLE = "126f6954b62cd81a11bc0adf42e571ec129bb8883c3c34d82da1e42f84a27cab"
 

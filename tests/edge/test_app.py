@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relay.settings import SAMPLE_SECRETS, Settings
+from relay.core.settings import SAMPLE_SECRETS, Settings
 from tests.conftest import SECRET, make_settings
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer, free_port
@@ -131,7 +131,7 @@ def test_uvicorn_serves_relay_app_app_with_json_logs(tmp_path: Path, shared_redi
         _, stderr = process.communicate(timeout=20)
 
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    outcomes = [line for line in lines if line.get("logger") == "relay.webhook"]
+    outcomes = [line for line in lines if line.get("logger") == "relay.edge.webhook"]
     assert len(outcomes) == 1
     assert outcomes[0]["outcome"] == "queued"
     assert outcomes[0]["status"] == 202

@@ -1,4 +1,4 @@
-"""``POST /webhook`` answered straight from the HTTP protocol (relay/direct.py): the same answers as
+"""``POST /webhook`` answered straight from the HTTP protocol (relay/edge/direct.py): the same answers as
 the ASGI endpoint, byte for byte, and everything unusual still handed to it.
 
 Each comparison sends the same raw request to two edges on the same Redis: one under the edge's
@@ -18,12 +18,12 @@ import pytest
 import redis
 from uvicorn.protocols.http import httptools_impl
 
-from relay import protocol
-from relay.direct import unsupported_reason
-from relay.streams import EVENTS_STREAM, F_BODY
-from relay.webhook import WebhookEndpoint
+from relay.core.keys import EVENTS_STREAM, F_BODY
+from relay.edge import protocol
+from relay.edge.direct import unsupported_reason
+from relay.edge.webhook import WebhookEndpoint
 from tests.conftest import make_settings
-from tests.relay.test_protocol import read_responses
+from tests.edge.test_protocol import read_responses
 from tests.security.rawhttp import connect, post_request, read_response, signature
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer, free_port

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from relay.errors import (
+from relay.core.events import InvalidBody, InvalidEvent
+from relay.edge.errors import (
     BAD_SIGNATURE,
     INTERNAL_ERROR,
     BadSignature,
@@ -16,7 +17,6 @@ from relay.errors import (
     answer_for,
     http_error_answer,
 )
-from relay.events import InvalidBody, InvalidEvent
 
 
 def document(error: BaseException) -> tuple[int, dict[str, object], dict[bytes, bytes]]:

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from relay.errors import RedisUnavailable
-from relay.ingest import INGEST_SHA, IngestWriter
-from relay.streams import EVENTS_STREAM, INGEST_SCRIPT, StoredEvent, dedupe_redis_key
+from relay.core.keys import EVENTS_STREAM, INGEST_SCRIPT, StoredEvent, dedupe_redis_key
+from relay.edge.errors import RedisUnavailable
+from relay.edge.ingest import INGEST_SHA, IngestWriter
 from tests.support.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.anyio
@@ -172,7 +172,7 @@ async def test_a_closed_writer_refuses(redis: aioredis.Redis) -> None:
 
 
 class Recorder:
-    """A `relay.ingest.Waiter` that is not a future: it notes what it is told, or fails when told."""
+    """A `relay.edge.ingest.Waiter` that is not a future: it notes what it is told, or fails when told."""
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail

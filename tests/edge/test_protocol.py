@@ -1,6 +1,6 @@
 """The edge's HTTP protocol answers in one write: the head waits for the body, never for a 1xx.
 
-The head limits and deadlines of `relay.protocol` are tested with hostile clients in
+The head limits and deadlines of `relay.edge.protocol` are tested with hostile clients in
 tests/security/test_slow_clients.py; here, that ordinary answers still come out whole and in order.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from relay.protocol import OneWriteTransport
+from relay.edge.protocol import OneWriteTransport
 from tests.conftest import make_settings
 from tests.security.rawhttp import connect, post_request, read_answer, read_response, signature
 from tests.support.edge_server import running_edge

@@ -7,7 +7,8 @@ import json
 import pytest
 from redis.asyncio import Redis
 
-from relay.rejections import (
+from relay.core.keys import REJECTED_COUNT, REJECTED_STREAM
+from relay.edge.rejections import (
     BODY_HEAD_BYTES,
     MAX_HEADER_CHARS,
     MAX_HEADERS,
@@ -20,7 +21,6 @@ from relay.rejections import (
     recent,
     totals,
 )
-from relay.streams import REJECTED_COUNT, REJECTED_STREAM
 from tests.conftest import SECRET
 from tests.support.redis_server import free_port
 
@@ -183,6 +183,6 @@ async def test_an_unreachable_redis_neither_raises_nor_hangs(caplog: pytest.LogC
     finally:
         await client.aclose()
 
-    warnings = [r.getMessage() for r in caplog.records if r.name == "relay.rejections"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "relay.edge.rejections"]
     assert warnings and all("could not" in w for w in warnings)
     assert SECRET not in caplog.text

@@ -3,7 +3,7 @@ import hmac
 
 import pytest
 
-from relay.signature import Verifier, sign, verify
+from relay.edge.signature import Verifier, sign, verify
 
 BODY = b'{"event":"VOTE_ADD","guild_id":"1","user_id":"2"}'
 SECRET = b"s3cret"

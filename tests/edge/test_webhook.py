@@ -1,5 +1,5 @@
 """``POST /webhook`` over real HTTP (uvicorn + httptools) against a real Redis: every row of the
-edge issue's answer table. Signatures are computed here with hmac, independently of relay.signature.
+edge issue's answer table. Signatures are computed here with hmac, independently of relay.edge.signature.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from relay.streams import EVENTS_STREAM, F_BODY, F_DEDUPE, F_RECEIVED, F_TYPE, dedupe_redis_key
+from relay.core.keys import EVENTS_STREAM, F_BODY, F_DEDUPE, F_RECEIVED, F_TYPE, dedupe_redis_key
 from tests.conftest import PREVIOUS_SECRET, SECRET, make_settings
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer, free_port

@@ -14,8 +14,8 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relay.app import create_app
-from relay.settings import Settings
-from relay.webhook import WebhookEndpoint
+from relay.core.settings import Settings
+from relay.edge.webhook import WebhookEndpoint
 from tests.conftest import SECRET
 from tests.security.asgi import http_scope
 

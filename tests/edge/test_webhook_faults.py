@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis
 
-from relay.streams import EVENTS_STREAM
+from relay.core.keys import EVENTS_STREAM
 from tests.conftest import SECRET, make_settings
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer

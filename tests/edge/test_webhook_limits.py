@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from relay.streams import EVENTS_STREAM
+from relay.core.keys import EVENTS_STREAM
 from tests.conftest import SECRET, make_settings
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer
@@ -125,7 +125,7 @@ def test_a_body_that_stops_arriving_is_cut_off_with_408(edge_url: str, client: r
 def test_a_client_that_leaves_mid_body_stores_nothing(
     edge_url: str, client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="relay.webhook")
+    caplog.set_level("INFO", logger="relay.edge.webhook")
     body = vote_of_size(200)
     sock = raw_request(edge_url, chunked_head(signed(body)["X-Sphere-Signature"]), body[:100])
     sock.close()

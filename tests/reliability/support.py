@@ -20,12 +20,13 @@ from typing import Any
 import httpx
 import redis
 
-from relay.devrun import EDGE_LIMITS
-from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM
+from relay.cli.devrun import EDGE_LIMITS
+from relay.core.keys import CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM
 from tests.conftest import SECRET
 from tests.support.processes import stop as stop_process
 from tests.support.redis_server import free_port
 from tests.support.worker_process import ROOT
+from worker.keys import ARQ_QUEUE
 
 
 def vote(user_id: int) -> bytes:
@@ -34,7 +35,7 @@ def vote(user_id: int) -> bytes:
 
 
 def signature(body: bytes) -> str:
-    """Computed here, independently of `relay.signature`."""
+    """Computed here, independently of `relay.edge.signature`."""
     return hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
@@ -67,7 +68,7 @@ keep-alive race, which a sender would retry; these tests want an answer for ever
 
 class EdgeProcess:
     """``uvicorn relay.app:app`` on a free loopback port, with the limits production runs it with
-    (`relay.devrun.EDGE_LIMITS`) and the given ``RELAY_*`` settings."""
+    (`relay.cli.devrun.EDGE_LIMITS`) and the given ``RELAY_*`` settings."""
 
     def __init__(self, directory: Path, settings: dict[str, str]) -> None:
         self.port = free_port()

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from relay.events import VoteAdd
+from relay.core.events import VoteAdd
 from worker import Context, Permanent, on
 
 HANDLED_DIR_ENV = "SPHERE_TEST_HANDLED_DIR"

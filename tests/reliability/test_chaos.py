@@ -40,7 +40,7 @@ import httpx
 import pytest
 import redis
 
-from relay.streams import DEAD_STREAM
+from relay.core.keys import DEAD_STREAM
 from tests.conftest import SECRET
 from tests.reliability.support import (
     CLIENT_KEEPALIVE_SECONDS,

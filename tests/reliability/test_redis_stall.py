@@ -1,6 +1,6 @@
 """Redis stalls (SIGSTOP for seconds, then SIGCONT) under a steady flow of deliveries.
 
-`tests/relay/test_webhook_faults.py` checks one request against a stopped Redis. This run keeps
+`tests/edge/test_webhook_faults.py` checks one request against a stopped Redis. This run keeps
 `SENDERS` clients posting for the whole stall, through a real edge process and with a worker
 process running: every answer during the stall is a 503 with Retry-After (an answer, not a hang:
 the client's own timeout, far above the edge's, is the hang detector), the edge's readiness probe
@@ -26,7 +26,7 @@ import httpx
 import pytest
 import redis
 
-from relay.streams import EVENTS_STREAM
+from relay.core.keys import EVENTS_STREAM
 from tests.conftest import SECRET
 from tests.reliability.support import CLIENT_KEEPALIVE_SECONDS, EdgeProcess, handled, signature, until, vote
 from tests.support.redis_server import RedisServer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from relay.devrun import EDGE_LIMITS
+from relay.cli.devrun import EDGE_LIMITS
 from tests.support.processes import stop as stop_process
 from tests.support.redis_server import free_port
 

@@ -1,6 +1,6 @@
 """Hypothesis strategies for hostile webhook requests: bodies, headers and signatures.
 
-Signatures are computed here with hmac, independently of `relay.signature`.
+Signatures are computed here with hmac, independently of `relay.edge.signature`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from relay.events import ReviewAdd, VoteAdd
+from relay.core.events import ReviewAdd, VoteAdd
 from worker import Context, on
 
 log = logging.getLogger(__name__)

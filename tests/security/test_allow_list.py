@@ -18,8 +18,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from relay.app import FORBIDDEN_SOURCE, EdgeApp, SourceCheckedEdgeApp, create_app
-from relay.rejections import recent
-from relay.streams import EVENTS_STREAM
+from relay.core.keys import EVENTS_STREAM
+from relay.edge.rejections import recent
 from tests.conftest import SECRET, make_settings
 from tests.security.asgi import Reply, lifespan, request
 from tests.support.edge_server import running_edge

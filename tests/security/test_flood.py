@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from relay.streams import EVENTS_STREAM
+from relay.core.keys import EVENTS_STREAM
 from tests.conftest import SECRET
 from tests.security.edge_process import PRODUCTION_FLAGS, EdgeProcess
 from tests.security.rawhttp import exchange, port_of, post_request, signature

@@ -1,5 +1,5 @@
 """Differential fuzzing of the direct path: over real HTTP, a request answered straight from the
-edge's protocol (relay/direct.py) gets exactly the answer the ASGI endpoint gives.
+edge's protocol (relay/edge/direct.py) gets exactly the answer the ASGI endpoint gives.
 
 Two edges, one per Redis database so that each sees the same history: one under the edge's own
 protocol (the usual request goes direct), one under uvicorn's plain httptools protocol (every
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import event, given
 
-from relay.settings import Settings
+from relay.core.settings import Settings
 from tests.conftest import make_settings
 from tests.security import strategies as hs
 from tests.security.conftest import MAX_BODY

@@ -24,8 +24,8 @@ import redis.asyncio as aioredis
 from hypothesis import event, given
 
 from relay.app import EdgeApp
-from relay.events import MODELS
-from relay.streams import DEDUPE_PREFIX, EVENTS_STREAM, F_BODY
+from relay.core.events import MODELS
+from relay.core.keys import DEDUPE_PREFIX, EVENTS_STREAM, F_BODY
 from tests.security import strategies as hs
 from tests.security.asgi import Reply, request
 from tests.security.conftest import MAX_BODY

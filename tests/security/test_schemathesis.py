@@ -6,7 +6,7 @@ no answer may be a 5xx. For ``POST /webhook``, whose generated signatures are (a
 each body is also posted again correctly signed: then the answer must be 2xx, 400 or 422.
 
 The edge documents ``/webhook`` itself (FastAPI cannot see the plain ASGI route: see
-`relay.webhook.openapi`), so this also checks that the document and the edge agree enough for a
+`relay.edge.webhook.openapi`), so this also checks that the document and the edge agree enough for a
 generator to drive it. Bounded: `MAX_EXAMPLES` per operation and mode; derandomized under ``CI=true`` (conftest.py).
 """
 

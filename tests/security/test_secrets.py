@@ -8,7 +8,7 @@ everything captured for the secret in several spellings. Positive controls make 
 really holds what it should, so an empty log cannot pass.
 
 Constant-time comparison cannot be measured reliably in a test; the last test checks how
-`relay.signature` compares instead.
+`relay.edge.signature` compares instead.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import httpx
 import pytest
 import redis
 
-from relay import signature
-from relay.streams import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM
+from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM
+from relay.edge import signature
 from tests.security.edge_process import BIN, PRODUCTION_FLAGS, EdgeProcess
 from tests.support.redis_server import free_port
 from tests.support.worker_process import ROOT, WorkerProcess

@@ -1,7 +1,7 @@
-"""Slow and idle clients against a real uvicorn running the edge's protocol (`relay.protocol`).
+"""Slow and idle clients against a real uvicorn running the edge's protocol (`relay.edge.protocol`).
 
 - a body drip-fed for longer than ``RELAY_BODY_TIMEOUT`` is cut off with 408, although bytes keep
-  arriving (the stalled body is tests/relay/test_webhook_limits.py's);
+  arriving (the stalled body is tests/edge/test_webhook_limits.py's);
 - a request head that does not complete within `HEAD_TIMEOUT` (nothing sent, or headers dripped)
   gets its connection closed, and a head over `MAX_HEAD_BYTES` gets 431;
 - 200 idle connections do not keep a valid request from its 202, and connections held idle past
@@ -19,8 +19,8 @@ import httpx
 import pytest
 import redis
 
-from relay import protocol
-from relay.streams import EVENTS_STREAM
+from relay.core.keys import EVENTS_STREAM
+from relay.edge import protocol
 from tests.conftest import make_settings
 from tests.security.rawhttp import (
     closed_by_server,

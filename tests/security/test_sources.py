@@ -7,8 +7,9 @@ from ipaddress import ip_address, ip_network
 import pytest
 from pydantic import ValidationError
 
-from relay.settings import describe_errors
-from relay.sources import MAX_HOPS, NetworkSet, SourceFilter, client_ip, parse_network
+from relay.core.networks import parse_network
+from relay.core.settings import describe_errors
+from relay.edge.sources import MAX_HOPS, NetworkSet, SourceFilter, client_ip
 from tests.conftest import make_settings
 
 PROXIES = NetworkSet([ip_network("10.0.0.0/8"), ip_network("fd00::/8")])
@@ -179,7 +180,7 @@ def test_a_network_set_matches_its_edges_and_nothing_past_them() -> None:
 
 
 def test_remembered_verdicts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("relay.sources.VERDICTS_KEPT", 8)
+    monkeypatch.setattr("relay.edge.sources.VERDICTS_KEPT", 8)
     sources = SourceFilter([ip_network("203.0.113.0/24")])
 
     for n in range(20):

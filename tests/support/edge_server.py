@@ -18,8 +18,8 @@ from typing import Any
 import uvicorn
 
 from relay.app import create_app
-from relay.protocol import EdgeHttpProtocol
-from relay.settings import Settings
+from relay.core.settings import Settings
+from relay.edge.protocol import EdgeHttpProtocol
 from tests.support.redis_server import free_port
 
 

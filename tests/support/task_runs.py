@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from relay.events import Event
+from relay.core.events import Event
 from worker import Context
 
 RUNS = "test:runs"

@@ -3,7 +3,7 @@ and `Permanent`. Every run is recorded (`tests.support.task_runs`)."""
 
 from __future__ import annotations
 
-from relay.events import ReviewAdd, VoteAdd
+from relay.core.events import ReviewAdd, VoteAdd
 from tests.support.task_runs import record
 from worker import Context, Permanent, on
 

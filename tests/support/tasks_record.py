@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from relay.events import Event, ReviewAdd, VoteAdd
+from relay.core.events import Event, ReviewAdd, VoteAdd
 from tests.support.task_runs import HOOKS, record
 from worker import Context, on
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.events import VoteAdd
+from relay.core.events import VoteAdd
 from tests.support.task_runs import RELEASE, record
 from worker import Context, on
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from relay.events import VoteAdd
+from relay.core.events import VoteAdd
 from tests.support.task_runs import record
 from worker import Context, on
 

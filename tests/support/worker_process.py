@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM
 
 ROOT = Path(__file__).resolve().parents[2]
 ARQ = Path(sys.executable).with_name("arq")

@@ -13,9 +13,9 @@ import redis
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from relay.events import dedupe_key, parse
-from relay.settings import Settings
-from relay.streams import DEAD_STREAM, EVENTS_STREAM, INGEST_SCRIPT, dedupe_redis_key
+from relay.core.events import dedupe_key, parse
+from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, INGEST_SCRIPT, dedupe_redis_key
+from relay.core.settings import Settings
 from worker.bridge import Bridge, Dispatched
 from worker.deadletter import DeadLetter, list_dead
 from worker.main import Hooks, WorkerOptions, build_worker_settings

@@ -10,9 +10,9 @@ from arq.constants import job_key_prefix
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
-from relay.events import VoteAdd
-from relay.settings import Settings
-from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.events import VoteAdd
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.settings import Settings
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
 from tests.worker.helpers import (
@@ -27,6 +27,7 @@ from tests.worker.helpers import (
 from worker import Context, Registry
 from worker.bridge import Bridge, BridgeOptions
 from worker.connection import worker_redis
+from worker.keys import ARQ_QUEUE
 from worker.main import redis_settings
 
 pytestmark = pytest.mark.anyio

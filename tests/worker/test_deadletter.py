@@ -7,13 +7,14 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from relay.events import VoteAdd
-from relay.settings import Settings
-from relay.streams import ARQ_QUEUE, DEAD_STREAM
+from relay.core.events import VoteAdd
+from relay.core.keys import DEAD_STREAM
+from relay.core.settings import Settings
 from tests.worker.helpers import bridge_all, dead_letters, run_burst, store, vote_body
 from worker import Context, Permanent, Registry
 from worker.bridge import Bridge
 from worker.deadletter import Failure, get_dead, list_dead, replay, trimmed_traceback
+from worker.keys import ARQ_QUEUE
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis
 
-from relay.signature import HEADER
+from relay.edge.signature import HEADER
 from tests.conftest import SECRET, make_settings
 from tests.support.edge_server import running_edge
 from tests.support.task_runs import runs

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from relay.events import Event, ReviewAdd, VoteAdd
-from relay.settings import Settings
-from relay.streams import ARQ_QUEUE, failing_redis_key
+from relay.core.events import Event, ReviewAdd, VoteAdd
+from relay.core.settings import Settings
 from tests.worker.helpers import (
     bridge_all,
     dead_letters,
@@ -27,6 +26,7 @@ from tests.worker.helpers import (
 )
 from worker import Context, Permanent, Registry
 from worker.bridge import Bridge
+from worker.keys import ARQ_QUEUE, failing_redis_key
 from worker.main import Hooks
 
 pytestmark = pytest.mark.anyio

@@ -14,12 +14,12 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from relay.events import VoteAdd
-from relay.settings import Settings
-from relay.streams import ARQ_QUEUE, failing_redis_key, skipped_redis_key
+from relay.core.events import VoteAdd
+from relay.core.settings import Settings
 from tests.worker.helpers import bridge_all, dead_letters, inprocess_options, store, vote_body
 from worker import Context, Registry
 from worker.bridge import Bridge
+from worker.keys import ARQ_QUEUE, failing_redis_key, skipped_redis_key
 from worker.main import build_worker_settings
 
 pytestmark = pytest.mark.anyio

@@ -10,12 +10,12 @@ import pytest
 from arq.utils import import_string
 from arq.worker import Worker, get_kwargs
 
-from relay.settings import Settings
-from relay.streams import ARQ_QUEUE
+from relay.core.settings import Settings
 from tests.conftest import SECRET
 from worker import Registry
 from worker.enqueue import RUN_HANDLER
 from worker.jobs import ARQ_MAX_TRIES, MARGIN_SECONDS
+from worker.keys import ARQ_QUEUE
 from worker.main import build_worker_settings
 from worker.registry import default_registry
 

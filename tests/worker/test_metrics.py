@@ -20,9 +20,9 @@ from arq.worker import Worker
 from prometheus_client import generate_latest
 from redis.asyncio import Redis
 
-from relay.events import ReviewAdd, VoteAdd
-from relay.settings import Settings
-from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.events import ReviewAdd, VoteAdd
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.settings import Settings
 from tests.conftest import SECRET, make_settings
 from tests.support.redis_server import free_port
 from tests.support.scrapes import Samples, parse, scrape, value

@@ -10,10 +10,11 @@ from __future__ import annotations
 import pytest
 import redis
 
-from relay.streams import ARQ_QUEUE, CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM
 from tests.support.task_runs import HOOKS, RELEASE, runs
 from tests.support.worker_process import WorkerPool
 from tests.worker.helpers import dead_letters_sync, review_body, store_sync, unknown_body, until, vote_body
+from worker.keys import ARQ_QUEUE
 
 pytestmark = pytest.mark.slow
 

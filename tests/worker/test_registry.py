@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relay.events import Event, ReviewAdd, VoteAdd
+from relay.core.events import Event, ReviewAdd, VoteAdd
 from worker import Registry
 from worker.registry import DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, event_names
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from relay.settings import Settings
-from relay.streams import CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM
+from relay.core.settings import Settings
 from tests.worker.helpers import store, vote_body
 from worker.retention import GroupState, after, format_id, parse_id, trim_events, trim_floor
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from relay.events import ReviewAdd, VoteAdd, parse
+from relay.core.events import ReviewAdd, VoteAdd, parse
 from tests.worker.helpers import review_body, vote_body
 from worker import Permanent, tasks
 from worker.registry import default_registry
