@@ -111,11 +111,10 @@ def check_settings() -> Settings:
     except ValidationError as error:
         if any(err["type"] == "missing" and tuple(err["loc"]) == ("secret",) for err in error.errors()):
             raise DevrunError(
-                "RELAY_SECRET is not set. Put your Sphere listing's secret key in .env, for example:\n"
-                "  echo 'RELAY_SECRET=<your listing's secret key>' > .env\n"
-                "then run `make run` again. Nothing was started."
+                "RELAY_SECRET is not set: put `RELAY_SECRET=` and your listing's secret key from Sphere "
+                "in .env, then run `make run` again. Nothing was started."
             ) from None
-        raise DevrunError(f"{describe_errors(error)}\nNothing was started.") from None
+        raise DevrunError(f"{describe_errors(error)}. Nothing was started.") from None
 
 
 def redis_answers(port: int) -> bool:
