@@ -29,7 +29,7 @@ import sys
 
 import click
 
-from relay.cli.common import EXIT_FAILED, App
+from relay.cli.common import EXIT_FAILED, App, pass_app
 from relay.cli.dlq import dlq
 from relay.cli.rejected import rejected
 from relay.cli.replay import replay
@@ -45,7 +45,7 @@ from relay.cli.stats import stats
     default=None,
     help="The Redis to use, instead of RELAY_REDIS_URL (default redis://localhost:6379/0).",
 )
-@click.pass_obj
+@pass_app
 def cli(app: App, redis_url: str | None) -> None:
     """Operate Sphere Relay: send test events, watch it, replay what failed.
 

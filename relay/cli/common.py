@@ -116,9 +116,11 @@ class App:
     @property
     def settings(self) -> CliSettings:
         if self._settings is None:
-            overrides = {} if self.redis_url is None else {"redis_url": self.redis_url}
             try:
-                self._settings = CliSettings(**overrides)
+                if self.redis_url is None:
+                    self._settings = CliSettings()
+                else:
+                    self._settings = CliSettings(redis_url=self.redis_url)
             except ValidationError as error:
                 raise ConfigError(describe_errors(error)) from None
         return self._settings

