@@ -22,12 +22,11 @@ RUN pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /wheels .
 FROM deps
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
-COPY --from=build /wheels /wheels
-RUN pip install --no-deps --no-index /wheels/*.whl && rm -rf /wheels
-
 # A fixed uid, no login shell, no home to write to: the relay keeps its state in Redis.
 RUN groupadd --system --gid 10001 relay \
     && useradd --system --uid 10001 --gid relay --no-create-home --shell /usr/sbin/nologin relay
+COPY --from=build /wheels /wheels
+RUN pip install --no-deps --no-index /wheels/*.whl && rm -rf /wheels
 # An empty working directory: no stray .env is read from it (settings come from the environment).
 WORKDIR /srv/relay
 USER 10001:10001
