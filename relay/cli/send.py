@@ -151,7 +151,13 @@ def _signer(app: App, secret: str | None, bad_signature: bool) -> Callable[[byte
 
 def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--url", default=DEFAULT_URL, show_default=True, help="The relay's webhook URL."),
+        click.option(
+            "--url",
+            envvar="RELAY_WEBHOOK_URL",
+            default=DEFAULT_URL,
+            show_default=True,
+            help="The relay's webhook URL; default RELAY_WEBHOOK_URL if set (compose sets it in the containers).",
+        ),
         click.option(
             "--secret",
             default=None,

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     worker_metrics_ports: int = Field(default=16, ge=1, le=1000)
     """How many ports from ``worker_metrics`` on a worker tries, so that workers sharing a host each get one."""
 
+    openapi: bool = False
+    """Serve ``/docs`` and ``/openapi.json`` on the edge's port. Off by default: that port is the public
+    one Sphere posts to, and the document tells a scanner what runs there."""
+
     @field_validator("secret")
     @classmethod
     def _secret_is_real(cls, value: SecretStr) -> SecretStr:

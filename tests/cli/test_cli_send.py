@@ -213,3 +213,13 @@ def test_a_url_that_is_not_http_is_a_usage_error() -> None:
 
     assert result.exit_code == 2
     assert "is not an http(s) URL" in result.output
+
+
+def test_the_url_comes_from_relay_webhook_url(edge_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_SECRET", SECRET)
+    monkeypatch.setenv("RELAY_WEBHOOK_URL", edge_url)  # as compose sets it inside the containers
+
+    result = invoke(["send", "vote"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("202 queued ")
