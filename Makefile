@@ -57,6 +57,10 @@ audit: install  ## known vulnerabilities in every locked package (pip-audit; nee
 	@# cannot reach the vulnerability database would report "No known vulnerabilities found".
 	$(BIN)/uv tool run --quiet pip-audit --strict --progress-spinner off --require-hashes --disable-pip -r $(LOCK)
 
+compose-test: install  ## the image and docker-compose.yml for real: signed events, a worker killed, Redis restarted
+	@docker info >/dev/null 2>&1 || { echo "compose-test: no Docker daemon answers; start one (dockerd &) or install docker.io. Nothing was started." >&2; exit 1; }
+	COMPOSE_TEST=1 $(BIN)/pytest tests/stack -q -p no:cacheprovider
+
 python:  ## print the interpreter `make install` builds the virtualenv with
 	@echo $(PYTHON)
 
