@@ -57,6 +57,24 @@ audit: install  ## known vulnerabilities in every locked package (pip-audit; nee
 	@# cannot reach the vulnerability database would report "No known vulnerabilities found".
 	$(BIN)/uv tool run --quiet pip-audit --strict --progress-spinner off --require-hashes --disable-pip -r $(LOCK)
 
+# The lowest versions pyproject.toml allows, and the tests that cover the edge, the worker and the
+# relay command end to end on them: each floor there must be a version these pass on.
+LOWEST := .venv-lowest
+LOWEST_TESTS := tests/core tests/edge tests/worker/test_end_to_end.py tests/worker/test_main.py \
+	tests/worker/test_connection.py tests/worker/test_claim.py tests/worker/test_processes.py \
+	tests/cli/test_cli_process.py tests/cli/test_cli_send.py tests/cli/test_devrun.py \
+	tests/security/test_slow_clients.py tests/security/test_fuzz_direct.py
+
+test-lowest: install  ## the edge, worker and CLI tests on the lowest versions pyproject.toml allows (.venv-lowest)
+	@mkdir -p $(LOWEST)
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --resolution lowest-direct --no-header \
+		--extra dev pyproject.toml requirements/build.in -o $(LOWEST)/requirements.txt
+	@test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(BIN)/uv pip sync --quiet --python $(LOWEST)/bin/python $(LOWEST)/requirements.txt
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --no-deps --no-build-isolation -e .
+	@$(LOWEST)/bin/python -c 'from importlib.metadata import version as v; print("lowest:", *(f"{p} {v(p)}" for p in ("uvicorn", "redis", "arq", "fastapi", "starlette", "pydantic", "httpx", "click")))'
+	$(LOWEST)/bin/pytest -q -p no:cacheprovider $(LOWEST_TESTS)
+
 compose-test: install  ## the image and docker-compose.yml for real: signed events, a worker killed, Redis restarted
 	@docker info >/dev/null 2>&1 || { echo "compose-test: no Docker daemon answers; start one (dockerd &) or install docker.io. Nothing was started." >&2; exit 1; }
 	COMPOSE_TEST=1 $(BIN)/pytest tests/stack -q -p no:cacheprovider
@@ -65,4 +83,4 @@ python:  ## print the interpreter `make install` builds the virtualenv with
 	@echo $(PYTHON)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache
