@@ -81,10 +81,10 @@ async def test_post_webhook_bypasses_fastapi_and_the_rest_goes_through_it(settin
     app = create_app(settings)
     seen: list[str] = []
 
-    def spy(inner: ASGIApp) -> ASGIApp:
+    def spy(app: ASGIApp) -> ASGIApp:  # Starlette before 0.39 passes it as app=
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             seen.append(f"{scope.get('method')} {scope.get('path')}")
-            await inner(scope, receive, send)
+            await app(scope, receive, send)
 
         return middleware
 
