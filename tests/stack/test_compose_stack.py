@@ -28,10 +28,12 @@ import httpx
 import pytest
 
 from relay.core.keys import EVENTS_STREAM
-from tests.stack.compose_tasks import RUNS
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+TASKS = Path(__file__).with_name("compose_tasks.py")
+RUNS = "compose-test:runs"
+"""`compose_tasks.RUNS`, which is not imported here: importing it would register its handlers."""
 DEADLINE = 120.0  # seconds for any one thing to happen; generous, never a measure of speed
 HANDLERS = {"VOTE_ADD": ("reward_voter", "audit"), "REVIEW_ADD": ("log_review", "audit")}
 
@@ -134,12 +136,10 @@ def review(n: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    assert f'RUNS = "{RUNS}"' in TASKS.read_text()
     override = tmp_path_factory.mktemp("compose") / "override.yml"
     override.write_text(
-        "services:\n"
-        "  worker:\n"
-        "    volumes:\n"
-        f"      - {ROOT / 'tests/stack/compose_tasks.py'}:/srv/relay/compose_tasks.py:ro\n"
+        f"services:\n  worker:\n    volumes:\n      - {TASKS}:/srv/relay/compose_tasks.py:ro\n"
     )
     project = f"relaytest{os.getpid()}"
     port = free_port()
