@@ -7,8 +7,10 @@ How and why, with the arq and redis-py internals it stands on: docs/INTERNALS.md
 
 from __future__ import annotations
 
+import logging
 import math
 import random
+from importlib.metadata import version
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
@@ -30,6 +32,29 @@ from worker.claim import (
 
 Command = tuple[Any, ...]
 _NOT_FETCHED = object()
+
+log = logging.getLogger(__name__)
+
+_PIPELINE_METHODS = ("_disconnect_reset_raise", "immediate_execute_command", "execute", "reset")
+"""redis-py's `Pipeline` methods `ResilientPipeline` overrides (docs/INTERNALS.md)."""
+
+
+def unsupported_reason() -> str | None:
+    """Why the installed redis-py or arq does not fit `ResilientPipeline` and the claim script, or None.
+
+    They answer arq 0.28's exact claim commands and override private redis-py methods; with any other
+    arq, or a redis-py without those methods, the worker uses plain arq pipelines and polls instead.
+    """
+    missing = [name for name in _PIPELINE_METHODS if not callable(getattr(Pipeline, name, None))]
+    if missing:
+        return f"redis-py's Pipeline has no {', '.join(missing)}"
+    arq = version("arq")
+    if not arq.startswith("0.28."):
+        return f"arq {arq} is not 0.28, whose claim commands worker/claim.py answers"
+    return None
+
+
+_UNSUPPORTED = unsupported_reason()
 
 
 class ResilientPipeline(Pipeline):
@@ -176,7 +201,9 @@ class ResilientArqRedis(ArqRedis):
         super().__init__(*args, **kwargs)
         self.claims = Claims()
 
-    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> ResilientPipeline:
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        if _UNSUPPORTED is not None:  # the start-up check's fallback: arq's own pipelines
+            return super().pipeline(transaction, shard_hint)
         pipeline = ResilientPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipeline.claim_queue = self.default_queue_name
         pipeline.owner = self
@@ -193,7 +220,7 @@ class ResilientArqRedis(ArqRedis):
         score_cast_func: Any = float,
     ) -> Any:
         # arq's poll, and nothing else: its queue, a slice (start and num), ids only.
-        if name != self.default_queue_name or num is None or withscores:
+        if name != self.default_queue_name or num is None or withscores or _UNSUPPORTED is not None:
             return await super().zrangebyscore(
                 name, min, max, start=start, num=num, withscores=withscores, score_cast_func=score_cast_func
             )
@@ -262,6 +289,12 @@ def worker_redis(settings: RedisSettings, *, queue: str, expires_extra_ms: int) 
         default_queue_name=queue,
         expires_extra_ms=expires_extra_ms,
     )
+    if _UNSUPPORTED is not None:
+        log.warning(
+            "plain arq claims and pipelines: %s (a Redis restart may end this worker, claims cost more "
+            "round trips); install the arq and redis-py pyproject.toml allows",
+            _UNSUPPORTED,
+        )
     pool = client.connection_pool  # not connected yet: swapped before any connection exists
     client.connection_pool = RetryingConnectionPool(
         connection_class=pool.connection_class, max_connections=pool.max_connections, **pool.connection_kwargs

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -20,7 +22,13 @@ from redis.exceptions import ResponseError, WatchError
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
 from worker.claim import CLAIM_SCRIPT, POLL_SCRIPT
-from worker.connection import ResilientArqRedis, ResilientPipeline, RetryingConnectionPool, worker_redis
+from worker.connection import (
+    ResilientArqRedis,
+    ResilientPipeline,
+    RetryingConnectionPool,
+    unsupported_reason,
+    worker_redis,
+)
 from worker.main import redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -437,3 +445,28 @@ async def test_a_poll_leaves_out_the_jobs_already_in_progress(own_redis: RedisSe
         assert redis.claims.due == {"waiting": 1001.0}
     finally:
         await redis.aclose()
+
+
+def test_the_installed_redis_py_and_arq_fit_the_resilient_client() -> None:
+    assert unsupported_reason() is None
+
+
+def test_a_redis_py_without_the_private_method_it_overrides_gets_plain_arq_pipelines() -> None:
+    # A redis-py release that renamed the method, made here by removing it before worker.connection
+    # is imported, in a process of its own.
+    probe = (
+        "import logging, sys\n"
+        "logging.basicConfig(stream=sys.stdout, format='%(levelname)s %(message)s')\n"
+        "from redis.asyncio.client import Pipeline\n"
+        "del Pipeline._disconnect_reset_raise\n"
+        "from arq.connections import RedisSettings\n"
+        "from worker import connection\n"
+        "client = connection.worker_redis(RedisSettings(), queue='q', expires_extra_ms=0)\n"
+        "print(type(client.pipeline()).__name__, connection.unsupported_reason())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    warning, result = done.stdout.splitlines()
+    assert warning.startswith("WARNING plain arq claims and pipelines: redis-py's Pipeline has no")
+    assert result == "Pipeline redis-py's Pipeline has no _disconnect_reset_raise"
