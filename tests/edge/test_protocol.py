@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +17,7 @@ from relay.edge.protocol import EdgeHttpProtocol, OneWriteTransport, bounds_unsu
 from tests.conftest import make_settings
 from tests.security.rawhttp import connect, post_request, read_answer, read_response, signature
 from tests.support.edge_server import running_edge
+from tests.support.processes import python_with_a_library_changed
 from tests.support.redis_server import RedisServer
 
 
@@ -155,15 +154,10 @@ def test_the_installed_uvicorn_fits_the_head_bounds() -> None:
 def test_a_uvicorn_without_the_methods_it_extends_gets_plain_httptools_with_a_warning() -> None:
     # A uvicorn release that changed its httptools protocol, made here by removing one method
     # before relay.edge.protocol is imported, in a process of its own.
-    probe = (
-        "import logging, sys\n"
-        "logging.basicConfig(stream=sys.stdout)\n"
-        "from uvicorn.protocols.http import httptools_impl\n"
-        "del httptools_impl.HttpToolsProtocol.on_body\n"
+    out = python_with_a_library_changed(
+        "from uvicorn.protocols.http import httptools_impl\ndel httptools_impl.HttpToolsProtocol.on_body",
         "from relay.edge import protocol\n"
-        "print(protocol.EdgeHttpProtocol.__name__, protocol.bounds_unsupported_reason())\n"
+        "print(protocol.EdgeHttpProtocol.__name__, protocol.bounds_unsupported_reason())",
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
 
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("_PlainHttpToolsProtocol HttpToolsProtocol has no on_body"), done.stdout
+    assert out.startswith("_PlainHttpToolsProtocol HttpToolsProtocol has no on_body"), out

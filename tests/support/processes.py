@@ -1,8 +1,10 @@
-"""Stopping the real processes tests start (edges, workers), the way a supervisor would."""
+"""Real processes for tests: stopping what they start (edges, workers) as a supervisor would, and
+probing a fresh interpreter."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 
 
 def stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
@@ -15,3 +17,14 @@ def stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def python_with_a_library_changed(change: str, then: str) -> str:
+    """Run `change` (as a library release that changed its internals would be), then `then`, in a
+    fresh interpreter with logging to stdout; return its stdout, failing the test if it failed."""
+    code = "import logging, sys\nlogging.basicConfig(stream=sys.stdout, format='%(levelname)s %(message)s')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}{change}\n{then}\n"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -20,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
 from tests.conftest import make_settings
+from tests.support.processes import python_with_a_library_changed
 from tests.support.redis_server import RedisServer
 from worker.claim import CLAIM_SCRIPT, POLL_SCRIPT
 from worker.connection import (
@@ -454,19 +453,14 @@ def test_the_installed_redis_py_and_arq_fit_the_resilient_client() -> None:
 def test_a_redis_py_without_the_private_method_it_overrides_gets_plain_arq_pipelines() -> None:
     # A redis-py release that renamed the method, made here by removing it before worker.connection
     # is imported, in a process of its own.
-    probe = (
-        "import logging, sys\n"
-        "logging.basicConfig(stream=sys.stdout, format='%(levelname)s %(message)s')\n"
-        "from redis.asyncio.client import Pipeline\n"
-        "del Pipeline._disconnect_reset_raise\n"
+    out = python_with_a_library_changed(
+        "from redis.asyncio.client import Pipeline\ndel Pipeline._disconnect_reset_raise",
         "from arq.connections import RedisSettings\n"
         "from worker import connection\n"
         "client = connection.worker_redis(RedisSettings(), queue='q', expires_extra_ms=0)\n"
-        "print(type(client.pipeline()).__name__, connection.unsupported_reason())\n"
+        "print(type(client.pipeline()).__name__, connection.unsupported_reason())",
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
 
-    assert done.returncode == 0, done.stderr
-    warning, result = done.stdout.splitlines()
+    warning, result = out.splitlines()
     assert warning.startswith("WARNING plain arq claims and pipelines: redis-py's Pipeline has no")
     assert result == "Pipeline redis-py's Pipeline has no _disconnect_reset_raise"
