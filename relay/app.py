@@ -167,7 +167,15 @@ def create_app(settings: Settings) -> EdgeApp:
             await client.aclose()
             gc.unfreeze()
 
-    api = _EdgeAPI(title="Sphere Relay", version="0.1.0", lifespan=lifespan)
+    api = _EdgeAPI(
+        title="Sphere Relay",
+        version="0.1.0",
+        lifespan=lifespan,
+        # Off on the public port unless RELAY_OPENAPI asks: the schema is only for humans and tests.
+        docs_url="/docs" if settings.openapi else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.openapi else None,
+    )
     api.include_router(probes.router)
     # The same endpoint as a route, so that FastAPI answers 405 for other methods on the path.
     api.router.routes.append(Route(webhook.PATH, endpoint, methods=["POST"], include_in_schema=False))

@@ -109,13 +109,18 @@ class App:
     """The command's shared state (click's ``obj``). Tests may pass their own `registry`."""
 
     registry: Registry | None = None
+    redis_url: str | None = field(default=None, repr=False)
+    """``relay --redis-url``: overrides ``RELAY_REDIS_URL``."""
     _settings: CliSettings | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> CliSettings:
         if self._settings is None:
             try:
-                self._settings = CliSettings()
+                if self.redis_url is None:
+                    self._settings = CliSettings()
+                else:
+                    self._settings = CliSettings(redis_url=self.redis_url)
             except ValidationError as error:
                 raise ConfigError(describe_errors(error)) from None
         return self._settings
@@ -148,7 +153,8 @@ class App:
         try:
             client = Redis.from_url(self.settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
         except ValueError:
-            raise ConfigError("RELAY_REDIS_URL is not a Redis URL (redis://, rediss:// or unix://)") from None
+            source = "RELAY_REDIS_URL" if self.redis_url is None else "--redis-url"
+            raise ConfigError(f"{source} is not a Redis URL (redis://, rediss:// or unix://)") from None
         try:
             return await work(client)
         except RedisError as exc:

@@ -7,6 +7,7 @@ pass their own `Settings(...)`.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -22,14 +23,35 @@ SAMPLE_SECRETS = frozenset(
     }
 )
 
+MIN_SECRET_LENGTH = 16
+"""Shorter keys are refused: a real listing's key is far longer, a short one is a stand-in or guessable."""
+
+_PLACEHOLDER = re.compile(r"[<>]|change[-_ ]?me|your.*(secret|key)|secret[-_ ]?key[-_ ]?here", re.IGNORECASE)
+"""Text a person writes in place of a key: ``<your listing's secret key>``, ``changeme``, ``your-secret``."""
+
+_WHERE = "copy your listing's secret key from Sphere (the listing's webhook settings, beside its URL)"
+
 
 def _refuse_weak(secret: SecretStr) -> SecretStr:
     value = secret.get_secret_value().strip()
     if not value:
-        raise ValueError("must not be empty; set it to the secret key of your Sphere listing")
+        raise ValueError(f"must not be empty; {_WHERE}")
     if value in SAMPLE_SECRETS:
-        raise ValueError("must not be the sample key printed in Sphere's guide; use your listing's own")
+        raise ValueError(f"must not be the sample key printed in Sphere's guide; {_WHERE}")
+    if _PLACEHOLDER.search(value):
+        raise ValueError(f"is a placeholder, not a key; {_WHERE}")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"is shorter than {MIN_SECRET_LENGTH} characters; {_WHERE}")
     return SecretStr(value)
+
+
+def weak_secret_reason(secret: str) -> str | None:
+    """Why `secret` would be refused at start-up, or None: for tools that sign with it (``relay send``)."""
+    try:
+        _refuse_weak(SecretStr(secret))
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 class Settings(BaseSettings):
@@ -83,6 +105,10 @@ class Settings(BaseSettings):
 
     worker_metrics_ports: int = Field(default=16, ge=1, le=1000)
     """How many ports from ``worker_metrics`` on a worker tries, so that workers sharing a host each get one."""
+
+    openapi: bool = False
+    """Serve ``/docs`` and ``/openapi.json`` on the edge's port. Off by default: that port is the public
+    one Sphere posts to, and the document tells a scanner what runs there."""
 
     @field_validator("secret")
     @classmethod
@@ -143,14 +169,14 @@ def listen_address(value: str) -> tuple[str, int]:
 
 
 def describe_errors(error: ValidationError) -> str:
-    """One line per bad setting, naming the variable and never echoing its value."""
+    """One line naming each bad setting's variable and what to do, never echoing a value."""
     lines = []
     for err in error.errors():
         field = ".".join(str(part) for part in err["loc"] if not isinstance(part, int))
         env = f"RELAY_{field.upper()}" if field else "RELAY_*"
         message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {env}: {message}")
-    return "invalid settings:\n" + "\n".join(lines)
+        lines.append(f"{env}: {message}")
+    return "invalid settings: " + "; ".join(lines)
 
 
 def load_settings() -> Settings:

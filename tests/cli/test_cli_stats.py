@@ -134,3 +134,21 @@ def test_a_bad_setting_is_named_not_echoed(monkeypatch: pytest.MonkeyPatch) -> N
     assert result.exit_code == 2
     assert "RELAY_RETENTION_SECONDS" in result.output
     assert "hunter2" not in result.output
+
+
+def test_redis_url_flag_overrides_the_setting(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_redis(redis_url, lambda client: client.xadd(EVENTS_STREAM, {"probe": "1"}))
+    monkeypatch.setenv("RELAY_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing answers there
+
+    result = invoke(["--redis-url", redis_url, "stats", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["events"] == 1
+
+
+def test_a_redis_url_flag_that_is_not_redis_names_the_flag() -> None:
+    result = invoke(["--redis-url", "http://user:hunter2@localhost/", "stats"])
+
+    assert result.exit_code == 2
+    assert "--redis-url is not a Redis URL" in result.output
+    assert "hunter2" not in result.output
