@@ -168,7 +168,7 @@ def test_worker_command_resolves_to_worker_settings_arq_accepts(tmp_path: Path) 
     worker = inspect_in_container_like_process(WORKER_PROBE, target, tmp_path)
 
     assert target == "worker.main.WorkerSettings"
-    assert "redis_settings" in worker["kwargs"]
+    assert "redis_pool" in worker["kwargs"]
     assert worker["functions"] > 0, "arq refuses to start a worker without functions"
     # get_kwargs silently drops what Worker() does not take: a typo there is a setting ignored.
     assert worker["ignored"] == [], "WorkerSettings attributes that arq ignores"

@@ -34,11 +34,6 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from arq.connections import RedisSettings
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
-
 from relay.core.exposition import MetricsServer
 from relay.core.logs import configure_logging
 from relay.core.settings import Settings, load_settings
@@ -92,6 +87,8 @@ class WorkerOptions:
     """Tests turn the background bridge off and step a `Bridge` themselves."""
     configure_logging: bool = True
     """Set up the relay's log format at start-up (tests keep pytest's)."""
+    wait_for_redis: bool = True
+    """The first connection waits for Redis, logging why each try failed (`worker.startup`)."""
 
 
 async def _call(hook: Hook, ctx: dict[str, Any]) -> None:
@@ -218,21 +215,6 @@ class Lifecycle:
             self.metrics_server = None
 
 
-def redis_settings(settings: Settings) -> RedisSettings:
-    """arq's Redis settings from ``RELAY_REDIS_URL``, riding out short Redis outages (~30 s) by retrying.
-
-    Every command, and every connect, is retried 20 times with a backoff capped at 2 s. A longer
-    outage ends the worker process (non-zero exit) for its supervisor to restart.
-    """
-    result = RedisSettings.from_dsn(settings.redis_url)
-    result.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20)
-    # OSError: a connect refused while Redis restarts surfaces as ConnectionRefusedError, which
-    # redis-py retries only when told to; without it, the first command needing a new connection
-    # failed at once and ended arq's poll loop.
-    result.retry_on_error = [ConnectionError, TimeoutError, OSError]
-    return result
-
-
 def build_worker_settings(
     settings: Settings,
     registry: Registry,
@@ -260,10 +242,13 @@ def build_worker_settings(
     return {
         "functions": [function],
         "queue_name": ARQ_QUEUE,
-        "redis_settings": redis_settings(settings),
-        # arq's own client, but a connection dropped mid-transaction cannot end its poll loop.
+        # arq's own client, built by the relay's one Redis factory (TLS options, Sentinel), and a
+        # connection dropped mid-transaction cannot end its poll loop.
         "redis_pool": worker_redis(
-            redis_settings(settings), queue=ARQ_QUEUE, expires_extra_ms=settings.retention_seconds * 1000
+            settings,
+            queue=ARQ_QUEUE,
+            expires_extra_ms=settings.retention_seconds * 1000,
+            wait_at_start=options.wait_for_redis,
         ),
         "on_startup": lifecycle.on_startup,
         "on_shutdown": lifecycle.on_shutdown,

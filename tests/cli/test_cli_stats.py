@@ -123,7 +123,7 @@ def test_a_url_that_is_not_redis_is_a_usage_error(monkeypatch: pytest.MonkeyPatc
     result = invoke(["stats"])
 
     assert result.exit_code == 2
-    assert "RELAY_REDIS_URL is not a Redis URL" in result.output
+    assert "RELAY_REDIS_URL: not a Redis URL" in result.output
     assert "hunter2" not in result.output
 
 
