@@ -254,3 +254,24 @@ def test_without_redis_server_on_path_says_how_to_install_it(tmp_path: Path) -> 
     assert "redis-server is not on PATH" in done.stderr
     assert "apt-get install redis-server" in done.stderr
     assert "started" not in done.stdout
+
+
+def test_checks_that_relay_redis_url_answers_before_starting_anything(tmp_path: Path) -> None:
+    password = "Xq4mT8vL2pR6wK9zN3bY"
+    url = f"redis://app:{password}@127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = clean_env(tmp_path, RELAY_SECRET="k7Qm2vX9pL4rT8wZ3nB6yH1c", RELAY_REDIS_URL=url)
+
+    done = subprocess.run(
+        devrun_args(free_port(), free_port()),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+
+    assert done.returncode == 2
+    assert "does not answer: connection refused" in done.stderr
+    assert "Nothing was started" in done.stderr
+    assert "started" not in done.stdout
+    assert password not in done.stdout + done.stderr
