@@ -230,3 +230,15 @@ def test_image_installs_the_package_without_baking_in_a_secret() -> None:
     assert not re.search(r"pip install[^\n]*\s-e\s", DOCKERFILE), "the image installs the package, not a link"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".git", "data"} <= set(ignored)
+
+
+def test_worker_healthcheck_runs_the_health_command_which_fails_without_a_worker(tmp_path: Path) -> None:
+    test = SERVICES["worker"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env["RELAY_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens: the check must say unhealthy
+    done = subprocess.run(
+        [sys.executable, *test[2:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("unhealthy: cannot read heartbeats from Redis")

@@ -13,6 +13,7 @@ What a worker process runs:
 - the bridge (`worker.bridge`) as a background task started in ``on_startup``, feeding arq from
   ``relay:events`` and trimming the stream;
 - the tasks module's ``startup(ctx)`` and ``shutdown(ctx)``, if it defines them;
+- its heartbeat (`worker.heartbeat`), ``relay:worker:<consumer name>`` every 5 s;
 - its metrics (`worker.metrics`) on the first free port from ``RELAY_WORKER_METRICS`` (9100) on,
   started in ``on_startup`` and closed in ``on_shutdown``.
 
@@ -37,8 +38,9 @@ from typing import Any
 from relay.core.exposition import MetricsServer
 from relay.core.logs import configure_logging
 from relay.core.settings import Settings, load_settings
-from worker.bridge import Bridge, BridgeOptions
+from worker.bridge import Bridge, BridgeOptions, consumer_name
 from worker.connection import worker_redis
+from worker.heartbeat import HeartbeatWriter, InFlight
 from worker.jobs import (
     ARQ_MAX_TRIES,
     UNKNOWN_HANDLER_BACKOFF,
@@ -170,6 +172,7 @@ class Lifecycle:
         hooks: Hooks,
         options: WorkerOptions,
         metrics: WorkerMetrics | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -179,6 +182,9 @@ class Lifecycle:
         self.metrics_server: MetricsServer | None = None
         self.bridge: Bridge | None = None
         self._bridge_task: asyncio.Task[None] | None = None
+        self.in_flight = in_flight if in_flight is not None else InFlight()
+        self.heartbeat: HeartbeatWriter | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     async def on_startup(self, ctx: dict[str, Any]) -> None:
         if self.options.configure_logging:
@@ -193,6 +199,10 @@ class Lifecycle:
             if not chain_stop_signals(self.bridge.stop):
                 log.warning("could not hook SIGTERM: the bridge will stop only when the worker shuts down")
             log.info("handlers: %s", ", ".join(h.name for h in self.registry))
+        # The heartbeat's name is the bridge's consumer name, so `relay stats` can tell the two apart.
+        name = self.bridge.consumer if self.bridge is not None else consumer_name()
+        self.heartbeat = HeartbeatWriter(ctx["redis"], name, self.in_flight)
+        self._heartbeat_task = asyncio.create_task(self.heartbeat.run(), name="relay-heartbeat")
 
     async def on_shutdown(self, ctx: dict[str, Any]) -> None:
         if self.bridge is not None and self._bridge_task is not None:
@@ -208,6 +218,11 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._bridge_task
             await self.bridge.close()
+        if self.heartbeat is not None and self._heartbeat_task is not None:
+            self.heartbeat.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            await self.heartbeat.close()
         if self.hooks.shutdown is not None:
             await _call(self.hooks.shutdown, ctx)
         if self.metrics_server is not None:
@@ -230,7 +245,8 @@ def build_worker_settings(
         raise ValueError(f"no handlers registered: decorate functions in {settings.tasks} with @on(...)")
     options = options or WorkerOptions()
     metrics = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
-    lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options, metrics)
+    in_flight = InFlight()
+    lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options, metrics, in_flight)
     longest = job_timeout(registry)
     function = arq_function(
         registry,
@@ -238,6 +254,7 @@ def build_worker_settings(
         unknown_tries=options.unknown_handler_tries,
         unknown_backoff=options.unknown_handler_backoff,
         metrics=metrics,
+        in_flight=in_flight,
     )
     return {
         "functions": [function],

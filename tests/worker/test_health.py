@@ -1,0 +1,28 @@
+"""The health verdict of ``python -m worker.health`` (pure); the process tests are in test_heartbeat.py."""
+
+from __future__ import annotations
+
+from relay.core.heartbeat import Heartbeat
+from worker.health import verdict
+
+
+def beat(**values: object) -> Heartbeat:
+    fields: dict[str, object] = {
+        "name": "h-1-abc",
+        "host": "h",
+        "pid": 1,
+        "started_ms": 1000,
+        "beat_ms": 50_000,
+    }
+    fields.update(values)
+    return Heartbeat(**fields)  # type: ignore[arg-type]
+
+
+def test_health_wants_a_fresh_beat_from_this_host() -> None:
+    assert verdict([beat(beat_ms=50_000)], 55_000, "h", None, 15)[0]
+    assert not verdict([beat(beat_ms=30_000)], 55_000, "h", None, 15)[0]  # 25 s old: stuck
+    assert not verdict([beat()], 50_000, "other-host", None, 15)[0]
+    assert not verdict([beat(pid=1)], 50_000, "h", 2, 15)[0]
+    assert verdict([beat(pid=1), beat(pid=2)], 50_000, "h", 2, 15)[0]
+    healthy, line = verdict([], 50_000, "h", None, 15)
+    assert not healthy and line == "unhealthy: no heartbeat from a worker on h"
