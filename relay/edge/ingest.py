@@ -59,6 +59,10 @@ class Waiter(Protocol):
     def set_exception(self, exception: BaseException, /) -> None: ...
 
 
+class Unconfirmed(RedisUnavailable):
+    """Stored on the primary, but fewer than ``RELAY_MIN_REPLICAS`` replicas confirmed it in time."""
+
+
 # (the packed EVALSHA command, when it was queued (loop time), the request's waiter)
 _Pending = tuple[bytes, float, Waiter]
 
@@ -202,7 +206,7 @@ class IngestWriter:
             for (_, _, waiter), reply in zip(batch, replies, strict=True):
                 if waiter.done():  # its request was cancelled
                     continue
-                if isinstance(reply, RedisUnavailable):
+                if isinstance(reply, RedisUnavailable) and not isinstance(reply, Unconfirmed):
                     self._on_redis_error("refused")
                 _settle(waiter, reply)
 
@@ -230,7 +234,7 @@ class IngestWriter:
                 "too few replicas, %d event(s) refused with 503", len(written), extra={"reason": reason}
             )
             written = [
-                reply if isinstance(reply, Exception) else RedisUnavailable(reason) for reply in written
+                reply if isinstance(reply, Exception) else Unconfirmed(reason) for reply in written
             ]
         return written
 
