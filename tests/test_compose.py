@@ -242,3 +242,30 @@ def test_worker_healthcheck_runs_the_health_command_which_fails_without_a_worker
     )
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("unhealthy: cannot read heartbeats from Redis")
+
+
+HA: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.ha.yml").read_text())["services"]
+
+
+def test_the_ha_example_has_a_primary_replicas_three_sentinels_and_points_the_relay_at_them() -> None:
+    sentinels = sorted(name for name in HA if name.startswith("sentinel-"))
+    replicas = [name for name in HA if name.startswith("redis-replica-")]
+    assert len(sentinels) == 3 and replicas and "redis-primary" in HA
+    for name in replicas:
+        assert HA[name]["command"][-3:] == ["--replicaof", "redis-primary", "6379"]
+    for service in ("edge", "worker"):
+        env = HA[service]["environment"]
+        assert sorted(env["RELAY_REDIS_SENTINELS"].split(",")) == [f"{name}:26379" for name in sentinels]
+        assert env["RELAY_MIN_REPLICAS"] == "${RELAY_MIN_REPLICAS:-1}"  # an acknowledgement waits for a replica
+        missing = {f"RELAY_{name.upper()}" for name in Settings.model_fields} - set(env)
+        assert not missing, f"add {sorted(missing)} to x-relay-env in docker-compose.ha.yml"
+    assert HA["edge"]["command"] == command("edge")  # the same production flags as the main file
+    assert HA["worker"]["command"] == command("worker")
+    assert HA["worker"]["healthcheck"]["test"] == SERVICES["worker"]["healthcheck"]["test"]
+
+
+def test_each_sentinel_watches_the_primary_with_a_quorum_of_two() -> None:
+    for name in (n for n in HA if n.startswith("sentinel-")):
+        script = HA[name]["command"][-1]
+        assert "sentinel monitor mymaster redis-primary 6379 2" in script
+        assert "--sentinel" in script
