@@ -256,7 +256,9 @@ def test_the_ha_example_has_a_primary_replicas_three_sentinels_and_points_the_re
     for service in ("edge", "worker"):
         env = HA[service]["environment"]
         assert sorted(env["RELAY_REDIS_SENTINELS"].split(",")) == [f"{name}:26379" for name in sentinels]
-        assert env["RELAY_MIN_REPLICAS"] == "${RELAY_MIN_REPLICAS:-1}"  # an acknowledgement waits for a replica
+        assert (
+            env["RELAY_MIN_REPLICAS"] == "${RELAY_MIN_REPLICAS:-1}"
+        )  # an acknowledgement waits for a replica
         missing = {f"RELAY_{name.upper()}" for name in Settings.model_fields} - set(env)
         assert not missing, f"add {sorted(missing)} to x-relay-env in docker-compose.ha.yml"
     assert HA["edge"]["command"] == command("edge")  # the same production flags as the main file
