@@ -51,16 +51,48 @@ def _db(target: RedisTarget) -> int:
     return int(redis.connection.parse_url(target.redis_url).get("db", 0))  # type: ignore[no-untyped-call]
 
 
-def _url_options(target: RedisTarget, **overrides: Any) -> tuple[bool, dict[str, Any]]:
-    """Whether the URL asks for TLS, and redis-py's connection options for it (with `overrides`);
-    with Sentinel, without the address, which the Sentinels give."""
+@dataclass(frozen=True, slots=True)
+class _Kinds:
+    """redis-py's connection classes of one flavour (asyncio or blocking)."""
+
+    tcp: type[Any]
+    tls: type[Any]
+    unix: type[Any]
+    managed: type[Any]
+    managed_tls: type[Any]
+
+
+_ASYNC = _Kinds(
+    aioredis.Connection,
+    aioredis.SSLConnection,
+    aioredis.UnixDomainSocketConnection,
+    aiosentinel.SentinelManagedConnection,
+    aiosentinel.SentinelManagedSSLConnection,
+)
+_SYNC = _Kinds(
+    redis.Connection,
+    redis.SSLConnection,
+    redis.UnixDomainSocketConnection,
+    sentinel.SentinelManagedConnection,
+    sentinel.SentinelManagedSSLConnection,
+)
+
+
+def _url_options(target: RedisTarget, kinds: _Kinds, **overrides: Any) -> tuple[bool, dict[str, Any]]:
+    """Whether the URL asks for TLS, and redis-py's pool options for it (with `overrides`); with
+    Sentinel, without the address, which the Sentinels give on every connect."""
     options = dict(redis.connection.parse_url(target.redis_url))  # type: ignore[no-untyped-call]
-    options.pop("connection_class", None)
+    options.update(overrides)
+    scheme = urlsplit(target.redis_url).scheme
+    tls = scheme == "rediss"
     if target.redis_sentinels:
         options.pop("host", None)
         options.pop("port", None)
-    options.update(overrides)
-    return urlsplit(target.redis_url).scheme == "rediss", options
+        options["connection_class"] = kinds.managed_tls if tls else kinds.managed
+        options["is_master"] = True
+    else:
+        options["connection_class"] = kinds.unix if scheme == "unix" else (kinds.tls if tls else kinds.tcp)
+    return tls, options
 
 
 def _sentinel_options(target: RedisTarget, tls: bool, options: dict[str, Any]) -> dict[str, Any]:
@@ -103,20 +135,12 @@ def async_pool(
 ) -> aioredis.ConnectionPool:
     """An asyncio connection pool for `target`; `overrides` are redis-py connection options
     (timeouts, retry). Nothing connects until the first command."""
-    tls, options = _url_options(target, **overrides)
+    tls, options = _url_options(target, _ASYNC, **overrides)
     if not target.redis_sentinels:
-        if urlsplit(target.redis_url).scheme == "unix":
-            options["connection_class"] = aioredis.UnixDomainSocketConnection
-        else:
-            options["connection_class"] = aioredis.SSLConnection if tls else aioredis.Connection
         return pool_class(**options)
-    manager = aiosentinel.Sentinel(  # type: ignore[no-untyped-call]
-        target.redis_sentinels, sentinel_kwargs=_sentinel_options(target, tls, options)
-    )
-    managed = aiosentinel.SentinelManagedSSLConnection if tls else aiosentinel.SentinelManagedConnection
-    return sentinel_pool_class(
-        target.redis_sentinel_master, manager, connection_class=managed, is_master=True, **options
-    )
+    sentinels = _sentinel_options(target, tls, options)
+    manager = aiosentinel.Sentinel(target.redis_sentinels, sentinel_kwargs=sentinels)  # type: ignore[no-untyped-call]
+    return sentinel_pool_class(target.redis_sentinel_master, manager, **options)
 
 
 def async_client(target: RedisTarget, **overrides: Any) -> aioredis.Redis:
@@ -126,20 +150,12 @@ def async_client(target: RedisTarget, **overrides: Any) -> aioredis.Redis:
 
 def sync_client(target: RedisTarget, **overrides: Any) -> redis.Redis:
     """A blocking client for `target`, for start-up checks and `make run`."""
-    tls, options = _url_options(target, **overrides)
+    tls, options = _url_options(target, _SYNC, **overrides)
     if not target.redis_sentinels:
-        if urlsplit(target.redis_url).scheme == "unix":
-            options["connection_class"] = redis.UnixDomainSocketConnection
-        else:
-            options["connection_class"] = redis.SSLConnection if tls else redis.Connection
         return redis.Redis.from_pool(redis.ConnectionPool(**options))
-    manager = sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        target.redis_sentinels, sentinel_kwargs=_sentinel_options(target, tls, options)
-    )
-    managed = sentinel.SentinelManagedSSLConnection if tls else sentinel.SentinelManagedConnection
-    pool = SyncSentinelPool(  # type: ignore[no-untyped-call]
-        target.redis_sentinel_master, manager, connection_class=managed, is_master=True, **options
-    )
+    sentinels = _sentinel_options(target, tls, options)
+    manager = sentinel.Sentinel(target.redis_sentinels, sentinel_kwargs=sentinels)  # type: ignore[no-untyped-call]
+    pool = SyncSentinelPool(target.redis_sentinel_master, manager, **options)  # type: ignore[no-untyped-call]
     return redis.Redis.from_pool(pool)
 
 

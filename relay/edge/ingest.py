@@ -233,9 +233,7 @@ class IngestWriter:
             log.warning(
                 "too few replicas, %d event(s) refused with 503", len(written), extra={"reason": reason}
             )
-            written = [
-                reply if isinstance(reply, Exception) else Unconfirmed(reason) for reply in written
-            ]
+            written = [reply if isinstance(reply, Exception) else Unconfirmed(reason) for reply in written]
         return written
 
     async def _round_trip(self, commands: list[bytes]) -> tuple[list[object], int]:

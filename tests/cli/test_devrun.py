@@ -236,11 +236,8 @@ def test_refuses_to_start_anything_without_a_real_secret(
     assert secret is None or SAMPLE_SECRET not in done.stderr
 
 
-def test_without_redis_server_on_path_says_how_to_install_it(tmp_path: Path) -> None:
-    empty_bin = tmp_path / "bin"
-    empty_bin.mkdir()
-    env = clean_env(tmp_path, RELAY_SECRET=SECRET, PATH=str(empty_bin))
-
+def refused_start(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run devrun, which must refuse to start (exit 2)."""
     done = subprocess.run(
         devrun_args(free_port(), free_port()),
         cwd=tmp_path,
@@ -249,8 +246,17 @@ def test_without_redis_server_on_path_says_how_to_install_it(tmp_path: Path) -> 
         text=True,
         timeout=DEADLINE,
     )
+    assert done.returncode == 2, done.stderr
+    return done
 
-    assert done.returncode == 2
+
+def test_without_redis_server_on_path_says_how_to_install_it(tmp_path: Path) -> None:
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    env = clean_env(tmp_path, RELAY_SECRET=SECRET, PATH=str(empty_bin))
+
+    done = refused_start(tmp_path, env)
+
     assert "redis-server is not on PATH" in done.stderr
     assert "apt-get install redis-server" in done.stderr
     assert "started" not in done.stdout
@@ -261,16 +267,8 @@ def test_checks_that_relay_redis_url_answers_before_starting_anything(tmp_path: 
     url = f"redis://app:{password}@127.0.0.1:{free_port()}/0"  # nothing listens there
     env = clean_env(tmp_path, RELAY_SECRET="k7Qm2vX9pL4rT8wZ3nB6yH1c", RELAY_REDIS_URL=url)
 
-    done = subprocess.run(
-        devrun_args(free_port(), free_port()),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    done = refused_start(tmp_path, env)
 
-    assert done.returncode == 2
     assert "does not answer: connection refused" in done.stderr
     assert "Nothing was started" in done.stderr
     assert "started" not in done.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.redis_server import free_port, redis_server_binary
+from tests.support.redis_server import free_port, redis_server_binary, wait_until_answers
 
 MASTER = "mymaster"
 DOWN_AFTER_MS = 1000
@@ -35,19 +35,7 @@ class Node:
         log = (self.directory / "server.log").open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        client = self.client()
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.RedisError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{self.name} on port {self.port} did not start") from None
-                    time.sleep(0.02)
-        finally:
-            client.close()
+        wait_until_answers(self.client(), f"{self.name} on port {self.port}")
 
     def replication(self) -> dict[str, object]:
         client = self.client()

@@ -8,12 +8,11 @@ listens on a TLS port only (no plain port), and its ``default`` user is off, so 
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import redis
 
-from tests.support.redis_server import free_port, redis_server_binary
+from tests.support.redis_server import free_port, redis_server_binary, wait_until_answers
 
 USER = "relay-app"
 PASSWORD = "Zr8vQ2kLp5wN7xT3mB9c"
@@ -76,19 +75,9 @@ class TlsRedisServer:
         self._wait_until_ready()
         return self
 
-    def _wait_until_ready(self, timeout: float = 10.0) -> None:
+    def _wait_until_ready(self) -> None:
         client = redis.Redis.from_url(self.url(), socket_connect_timeout=0.5)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    if client.ping():
-                        return
-                except redis.exceptions.ConnectionError:
-                    time.sleep(0.05)
-            raise RuntimeError(f"TLS redis-server on port {self.port} did not start")
-        finally:
-            client.close()
+        wait_until_answers(client, f"TLS redis-server on port {self.port}")
 
     def kill(self) -> None:
         if self.process is not None:

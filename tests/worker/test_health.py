@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from relay.core.heartbeat import Heartbeat
+from tests.core.test_heartbeat import beat
 from worker.health import verdict
-
-
-def beat(**values: object) -> Heartbeat:
-    fields: dict[str, object] = {
-        "name": "h-1-abc",
-        "host": "h",
-        "pid": 1,
-        "started_ms": 1000,
-        "beat_ms": 50_000,
-    }
-    fields.update(values)
-    return Heartbeat(**fields)  # type: ignore[arg-type]
 
 
 def test_health_wants_a_fresh_beat_from_this_host() -> None:
