@@ -175,10 +175,17 @@ class ResilientArqRedis(ArqRedis):
     """
 
     claims: Claims
+    backoff: StoppableBackoff | None = None
+    """Set by `worker_redis`: the backoff of every retry of this client's connections."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.claims = Claims()
+
+    def stop_retrying(self) -> None:
+        """From now on, retry failed commands without waiting (the worker is stopping)."""
+        if self.backoff is not None:
+            self.backoff.stopping = True
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> ResilientPipeline:
         pipeline = ResilientPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
@@ -253,14 +260,29 @@ async def _nothing_to_undo(_error: Exception) -> None:
     already taken back and disconnected the connection whose handshake failed."""
 
 
-def connection_options() -> dict[str, Any]:
+class StoppableBackoff(ExponentialBackoff):
+    """The retries' backoff, cut to nothing once the worker is stopping: arq's shutdown then fails
+    fast on a Redis that is gone instead of retrying for ~30 s after SIGTERM."""
+
+    stopping = False
+
+    def compute(self, failures: int) -> float:
+        return 0.0 if self.stopping else super().compute(failures)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> StoppableBackoff:
+        # redis-py deep-copies the Retry into every connection; all must see one `stopping` flag.
+        # Sharing is safe: this backoff keeps no state of its own but that flag.
+        return self
+
+
+def connection_options(backoff: StoppableBackoff | None = None) -> dict[str, Any]:
     """The worker's redis-py options, riding out short Redis outages (~30 s) by retrying.
 
     Every command, and every connect, is retried 20 times with a backoff capped at 2 s. A longer
     outage ends the worker process (non-zero exit) for its supervisor to restart.
     """
     return {
-        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
+        "retry": Retry(backoff or StoppableBackoff(cap=2.0, base=0.05), retries=20),
         # OSError: a connect refused while Redis restarts surfaces as ConnectionRefusedError, which
         # redis-py retries only when told to; without it, the first command needing a new connection
         # failed at once and ended arq's poll loop.
@@ -281,15 +303,17 @@ def worker_redis(
     Nothing connects until the worker's first command, inside its event loop. With `wait_at_start`,
     that first command waits for Redis (`worker.startup`) instead of failing after ~30 s of silence.
     """
+    backoff = StoppableBackoff(cap=2.0, base=0.05)
     pool = async_pool(
         settings,
         pool_class=RetryingConnectionPool,
         sentinel_pool_class=RetryingSentinelPool,
-        **connection_options(),
+        **connection_options(backoff),
     )
     if wait_at_start:
         assert isinstance(pool, _RetryingGet)
         pool.startup = StartupWait(settings)
     client = ResilientArqRedis(pool, default_queue_name=queue, expires_extra_ms=expires_extra_ms)
+    client.backoff = backoff
     client.auto_close_connection_pool = True  # as redis-py's `from_pool`: the pool is the client's alone
     return client

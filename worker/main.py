@@ -39,7 +39,7 @@ from relay.core.exposition import MetricsServer
 from relay.core.logs import configure_logging
 from relay.core.settings import Settings, load_settings
 from worker.bridge import Bridge, BridgeOptions, consumer_name
-from worker.connection import worker_redis
+from worker.connection import ResilientArqRedis, worker_redis
 from worker.heartbeat import HeartbeatWriter, InFlight
 from worker.jobs import (
     ARQ_MAX_TRIES,
@@ -196,13 +196,26 @@ class Lifecycle:
             self.bridge = Bridge(ctx["redis"], self.registry, self.settings, options=self.options.bridge)
             self.metrics.bridge = self.bridge
             self._bridge_task = asyncio.create_task(self.bridge.run(), name="relay-bridge")
-            if not chain_stop_signals(self.bridge.stop):
+            if not chain_stop_signals(self._stopping(ctx, self.bridge)):
                 log.warning("could not hook SIGTERM: the bridge will stop only when the worker shuts down")
             log.info("handlers: %s", ", ".join(h.name for h in self.registry))
         # The heartbeat's name is the bridge's consumer name, so `relay stats` can tell the two apart.
         name = self.bridge.consumer if self.bridge is not None else consumer_name()
         self.heartbeat = HeartbeatWriter(ctx["redis"], name, self.in_flight)
         self._heartbeat_task = asyncio.create_task(self.heartbeat.run(), name="relay-heartbeat")
+
+    @staticmethod
+    def _stopping(ctx: dict[str, Any], bridge: Bridge) -> Callable[[], None]:
+        """What SIGTERM does before arq's own handler: the bridge takes no more entries, and Redis
+        failures stop waiting between retries (a Redis that is gone cannot hold up the shutdown)."""
+        redis = ctx["redis"]
+
+        def stop() -> None:
+            bridge.stop()
+            if isinstance(redis, ResilientArqRedis):
+                redis.stop_retrying()
+
+        return stop
 
     async def on_shutdown(self, ctx: dict[str, Any]) -> None:
         if self.bridge is not None and self._bridge_task is not None:
