@@ -3,6 +3,7 @@ connection failed, told apart on real failures (wrong password, wrong CA, nothin
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.core.redis import async_client, check, describe, failure, sync_client
 from relay.core.settings import Settings, load_settings
-from tests.support.redis_server import free_port
+from tests.support.redis_server import free_port, redis_server_binary, wait_until_answers
 from tests.support.tls_redis import PASSWORD, TlsRedisServer, make_ca
 
 SECRET = "k7Qm2vX9pL4rT8wZ3nB6yH1c"
@@ -137,3 +138,32 @@ def test_sentinels_cannot_go_with_a_unix_socket() -> None:
 def test_sentinels_parse_as_host_port_pairs() -> None:
     parsed = settings("redis://x/0", redis_sentinels=" 10.0.0.5:26379, [::1]:26380 ,")
     assert parsed.redis_sentinels == [("10.0.0.5", 26379), ("::1", 26380)]
+
+
+def test_a_unix_socket_url_reaches_redis_with_its_db(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    args = [
+        redis_server_binary(),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path),
+        "--save",
+        "",
+        "--dir",
+        str(tmp_path),
+    ]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"unix://{socket_path}?db=2"
+        wait_until_answers(sync_client(settings(url)), "redis-server on a unix socket")
+        client = sync_client(settings(url))
+        try:
+            client.set("relay:test:unix", b"yes")
+            assert client.connection_pool.connection_kwargs["db"] == 2
+            assert client.connection_pool.connection_kwargs["path"] == str(socket_path)
+        finally:
+            client.close()
+    finally:
+        server.kill()
+        server.wait()
