@@ -79,16 +79,28 @@ async def test_too_few_replicas_is_unavailable_yet_the_event_is_on_the_primary_a
         assert errors == ["replicas"]
         [(stored_id, _)] = await client.xrange(EVENTS_STREAM)  # the primary has it
 
-        replica = attach_replica(primary, tmp_path / "replica")
-        try:
-            is_new, entry_id = await writer.write("delivery-1", "VOTE_ADD", b"{}", 1)  # Sphere's redelivery
-            assert (is_new, entry_id) == (False, stored_id)
-            is_new, _ = await writer.write("delivery-2", "VOTE_ADD", b"{}", 2)
-            assert is_new
-            assert errors == ["replicas"]  # nothing refused once a replica confirms
-        finally:
-            replica.kill()
     finally:
+        await writer.close()
+
+    # Once a replica is there, the same settings but a timeout a loaded machine cannot miss: WAIT
+    # returns as soon as the replica confirms, so the bound only matters when it never does.
+    writer = IngestWriter(
+        client,
+        dedupe_seconds=60,
+        timeout=10.0,
+        min_replicas=1,
+        replica_timeout=5.0,
+        on_redis_error=errors.append,
+    )
+    replica = attach_replica(primary, tmp_path / "replica")
+    try:
+        is_new, entry_id = await writer.write("delivery-1", "VOTE_ADD", b"{}", 1)  # Sphere's redelivery
+        assert (is_new, entry_id) == (False, stored_id)
+        is_new, _ = await writer.write("delivery-2", "VOTE_ADD", b"{}", 2)
+        assert is_new
+        assert errors == ["replicas"]  # nothing refused once a replica confirms
+    finally:
+        replica.kill()
         await writer.close()
 
 
