@@ -43,6 +43,7 @@ from types import FrameType
 import redis
 from pydantic import ValidationError
 
+from relay.core.redis import check, describe
 from relay.core.settings import Settings, describe_errors
 
 DEFAULT_PORT = 3266
@@ -272,8 +273,14 @@ def supervise(children: list[Child], stopper: Stopper) -> int:
 
 def choose_redis(args: argparse.Namespace, settings: Settings, started: list[Child]) -> str | None:
     """The RELAY_REDIS_URL the children get, or None when the user set it; may start our own Redis."""
-    if "redis_url" in settings.model_fields_set:
-        print("devrun: using RELAY_REDIS_URL", flush=True)
+    if "redis_url" in settings.model_fields_set or settings.redis_sentinels:
+        why = check(settings)  # before anything starts: a worker would wait, the edge answer 503
+        if why is not None:
+            raise DevrunError(
+                f"Redis at {describe(settings)} (RELAY_REDIS_URL) does not answer: {why.reason}; "
+                f"{why.advice()}. Nothing was started."
+            )
+        print(f"devrun: using Redis at {describe(settings)}", flush=True)
         return None
     if redis_answers(args.redis_port):
         print(f"devrun: using the Redis that answers on localhost:{args.redis_port}", flush=True)

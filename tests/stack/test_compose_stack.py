@@ -30,10 +30,12 @@ import pytest
 from relay.core.keys import EVENTS_STREAM
 from tests.support.redis_server import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 TASKS = Path(__file__).with_name("compose_tasks.py")
 RUNS = "compose-test:runs"
-"""`compose_tasks.RUNS`, which is not imported here: importing it would register its handlers."""
+"""The hash `compose_tasks.py` counts runs in. Not imported from there: importing it would register its
+handlers in this test process's registry, beside worker.tasks's of the same names."""
+
+ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 120.0  # seconds for any one thing to happen; generous, never a measure of speed
 HANDLERS = {"VOTE_ADD": ("reward_voter", "audit"), "REVIEW_ADD": ("log_review", "audit")}
 
@@ -136,7 +138,6 @@ def review(n: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    assert f'RUNS = "{RUNS}"' in TASKS.read_text()
     override = tmp_path_factory.mktemp("compose") / "override.yml"
     override.write_text(
         f"services:\n  worker:\n    volumes:\n      - {TASKS}:/srv/relay/compose_tasks.py:ro\n"
@@ -204,3 +205,7 @@ def test_events_survive_a_redis_restart(stack: Stack) -> None:
     assert stack.runs() == runs_before
     after = {stack.post(vote(300)): "VOTE_ADD"}
     stack.wait_handled(after, exactly_once=True)
+
+
+def test_the_tasks_module_counts_in_the_hash_this_test_reads() -> None:
+    assert f'RUNS = "{RUNS}"' in TASKS.read_text()

@@ -25,16 +25,16 @@ from worker.connection import (
     ResilientArqRedis,
     ResilientPipeline,
     RetryingConnectionPool,
+    connection_options,
     unsupported_reason,
     worker_redis,
 )
-from worker.main import redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 def client(server: RedisServer) -> ResilientArqRedis:
-    return worker_redis(redis_settings(make_settings(server.url)), queue="q", expires_extra_ms=1000)
+    return worker_redis(make_settings(server.url), queue="q", expires_extra_ms=1000)
 
 
 async def test_a_watch_lost_with_its_connection_fails_at_execute_and_the_reads_reconnect(
@@ -67,8 +67,8 @@ async def test_a_watch_lost_with_its_connection_fails_at_execute_and_the_reads_r
 async def test_redis_pys_own_pipeline_raises_from_the_read_which_is_what_ended_arqs_loop(
     own_redis: RedisServer,
 ) -> None:
-    settings = redis_settings(make_settings(own_redis.url))
-    redis = Redis.from_url(own_redis.url, retry=settings.retry, retry_on_error=settings.retry_on_error)
+    options = connection_options()
+    redis = Redis.from_url(own_redis.url, retry=options["retry"], retry_on_error=options["retry_on_error"])
     try:
         async with redis.pipeline(transaction=True) as pipe:
             await pipe.watch("in-progress")
@@ -160,9 +160,7 @@ async def test_a_handshake_cut_off_by_a_dying_redis_is_retried(own_redis: RedisS
 
     relay = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = relay.sockets[0].getsockname()[1]
-    redis = worker_redis(
-        redis_settings(make_settings(f"redis://127.0.0.1:{port}/0")), queue="q", expires_extra_ms=1000
-    )
+    redis = worker_redis(make_settings(f"redis://127.0.0.1:{port}/0"), queue="q", expires_extra_ms=1000)
     try:
         assert await redis.ping()
         assert resets == 2  # both cut-off handshakes happened, and were retried
@@ -455,9 +453,10 @@ def test_a_redis_py_without_the_private_method_it_overrides_gets_plain_arq_pipel
     # is imported, in a process of its own.
     out = python_with_a_library_changed(
         "from redis.asyncio.client import Pipeline\ndel Pipeline._disconnect_reset_raise",
-        "from arq.connections import RedisSettings\n"
+        "from relay.core.settings import Settings\n"
         "from worker import connection\n"
-        "client = connection.worker_redis(RedisSettings(), queue='q', expires_extra_ms=0)\n"
+        "settings = Settings(secret='probe-secret-0123456789', redis_url='redis://127.0.0.1:1/0', _env_file=None)\n"
+        "client = connection.worker_redis(settings, queue='q', expires_extra_ms=0)\n"
         "print(type(client.pipeline()).__name__, connection.unsupported_reason())",
     )
 
