@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from relay.core.networks import Network, parse_network
@@ -21,6 +21,10 @@ SAMPLE_SECRETS = frozenset(
         "ВАШ_СЕКРЕТНЫЙ_КЛЮЧ",
     }
 )
+
+
+ADMIN_TOKEN_MIN_CHARS = 16
+"""The web page's token is typed once per browser: long enough that guessing it is hopeless."""
 
 
 def _refuse_weak(secret: SecretStr) -> SecretStr:
@@ -84,6 +88,13 @@ class Settings(BaseSettings):
     worker_metrics_ports: int = Field(default=16, ge=1, le=1000)
     """How many ports from ``worker_metrics`` on a worker tries, so that workers sharing a host each get one."""
 
+    # The operator's web page (`relay admin`, relay/admin/).
+    admin_address: str = "127.0.0.1:3267"
+    """``[host:]port`` where ``relay admin`` listens; this host only by default."""
+
+    admin_token: SecretStr | None = None
+    """The page's sign-in token (also ``Authorization: Bearer``); ``relay admin`` refuses to start without one."""
+
     @field_validator("secret")
     @classmethod
     def _secret_is_real(cls, value: SecretStr) -> SecretStr:
@@ -127,6 +138,27 @@ class Settings(BaseSettings):
             return value
         host, port = listen_address("127.0.0.1:9100" if value == "on" else value)
         return f"{host}:{port}"
+
+    @field_validator("admin_address")
+    @classmethod
+    def _admin_address(cls, value: str) -> str:
+        host, port = listen_address(value)
+        return f"{host}:{port}"
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_is_strong(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if len(token) < ADMIN_TOKEN_MIN_CHARS:
+            raise ValueError(
+                f"must be at least {ADMIN_TOKEN_MIN_CHARS} characters; make one with: openssl rand -hex 24"
+            )
+        secrets = [info.data.get("secret"), *info.data.get("previous_secrets", [])]
+        if any(isinstance(s, SecretStr) and s.get_secret_value() == token for s in secrets):
+            raise ValueError("must differ from RELAY_SECRET: give the page a token of its own")
+        return SecretStr(token)
 
     def signing_keys(self) -> tuple[bytes, ...]:
         """The current secret, then the previous ones, as bytes for HMAC."""
