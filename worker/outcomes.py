@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from arq.utils import timestamp_ms
+from arq.worker import Retry
 from redis.exceptions import RedisError
 
 from relay.core.keys import minute_redis_key, outcome_redis_key
@@ -31,6 +32,10 @@ RECORD_SECONDS = 0.5
 MAX_ERROR_CHARS = 300
 MINUTE_KEEP_SECONDS = 2 * 3600
 """The overview charts the last hour; an hour more covers clocks a little apart."""
+
+RETRY_KNOWS_ITS_DELAY = getattr(Retry(defer=1), "defer_score", None) == 1000
+"""arq's `Retry` keeps its delay in ms as ``defer_score``, undocumented (docs/INTERNALS.md): checked
+once at import; without it an outcome says "retrying" without the time."""
 
 # How `worker.jobs` names a run's end, and the state it leaves the handler in.
 _STATES: dict[str, State] = {"ok": "done", "retry": "retrying", "dead": "dead", "skipped": "waiting"}
@@ -90,7 +95,8 @@ def outcome_of(
         cause = retry.__cause__
         if cause is not None:
             error = _clip(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
-        retry_at_ms = now_ms + int(getattr(retry, "defer_score", 0) or 0)
+        defer_ms = getattr(retry, "defer_score", None) if RETRY_KNOWS_ITS_DELAY else None
+        retry_at_ms = now_ms + int(defer_ms) if isinstance(defer_ms, int | float) else 0
     dead_id = note.removeprefix(DEAD_NOTE) if state == "dead" and note else ""
     return Outcome(state, now_ms, attempt, error, retry_at_ms, dead_id)
 
