@@ -42,6 +42,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 from relay.core.exposition import MetricsServer
 from relay.core.logs import configure_logging
 from relay.core.settings import Settings, load_settings
+from worker import outcomes
 from worker.bridge import Bridge, BridgeOptions
 from worker.connection import worker_redis
 from worker.jobs import (
@@ -213,6 +214,7 @@ class Lifecycle:
             await self.bridge.close()
         if self.hooks.shutdown is not None:
             await _call(self.hooks.shutdown, ctx)
+        await outcomes.flush(ctx["redis"])  # the last runs' outcomes, before arq closes the pool
         if self.metrics_server is not None:
             await self.metrics_server.close()
             self.metrics_server = None

@@ -6,8 +6,10 @@ that has the handler), and counts the run in its minute's ``relay:minute:<minute
 overview's chart. Memory stays bounded: an outcome hash expires with its event (the retention), each
 field is a small JSON object with a clipped error, and a minute's counters expire after two hours.
 
-Recording is best effort: one pipelined round trip, given at most `RECORD_SECONDS`; a failure is
-logged and never fails the job.
+Recording costs a run an append: a worker's outcomes are written together every `FLUSH_SECONDS`
+(`OutcomeBuffer`), each batch in one script call given at most `RECORD_SECONDS`. It is best effort: a
+failure is logged and never fails a job; a worker killed with -9 loses at most its last fraction of
+a second of outcomes (the page then says "queued" for runs that ended).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import asdict, dataclass
+import weakref
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from arq.utils import timestamp_ms
@@ -23,6 +27,7 @@ from arq.worker import Retry
 from redis.exceptions import RedisError
 
 from relay.core.keys import minute_redis_key, outcome_redis_key
+from worker.scripts import Script, ScriptArg
 
 log = logging.getLogger("worker.outcomes")
 
@@ -36,6 +41,102 @@ MINUTE_KEEP_SECONDS = 2 * 3600
 RETRY_KNOWS_ITS_DELAY = getattr(Retry(defer=1), "defer_score", None) == 1000
 """arq's `Retry` keeps its delay in ms as ``defer_score``, undocumented (docs/INTERNALS.md): checked
 once at import; without it an outcome says "retrying" without the time."""
+
+RECORD_SCRIPT = Script("""
+for i = 1, #KEYS / 2 do
+  local a = (i - 1) * 5
+  redis.call('HSET', KEYS[2 * i - 1], ARGV[a + 1], ARGV[a + 2])
+  redis.call('PEXPIRE', KEYS[2 * i - 1], ARGV[a + 3])
+  if ARGV[a + 4] ~= '' then
+    redis.call('HINCRBY', KEYS[2 * i], ARGV[a + 4], 1)
+    redis.call('EXPIRE', KEYS[2 * i], ARGV[a + 5])
+  end
+end
+""")
+"""Write a batch of outcomes. KEYS: per outcome, its hash and its minute's hash. ARGV: per outcome,
+the handler, the outcome JSON, keep ms, the minute's field (``handled``, ``failed`` or empty), the
+minute's expiry in seconds."""
+
+FLUSH_SECONDS = 0.1
+"""Outcomes are written this long after the first of a batch: the page lags the workers by as much."""
+MAX_BATCH = 500
+MAX_BUFFERED = 20_000
+"""Outcomes waiting at most (Redis slow or away); past it the oldest are dropped, and logged."""
+
+Record = tuple[list[str], list[ScriptArg]]
+
+
+class OutcomeBuffer:
+    """Gathers a worker's outcomes and writes them every `FLUSH_SECONDS` in one script call.
+
+    A Redis call per run would weigh on a worker next to arq's own work for a short job; batched, a
+    run costs an append. The flusher task lives only while outcomes wait; the worker's shutdown
+    flushes (`flush`), and a flusher cancelled at the loop's end still writes what it holds.
+    """
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.waiting: deque[Record] = deque()
+        self.dropped = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, record: Record) -> None:
+        if len(self.waiting) >= MAX_BUFFERED:
+            self.waiting.popleft()
+            self.dropped += 1
+        self.waiting.append(record)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(FLUSH_SECONDS)
+        except asyncio.CancelledError:  # the worker is stopping: these are its last outcomes
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # else redis-py's calls below would be cancelled too
+            await self.flush()
+            raise
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write every waiting outcome now. Never raises: a failed batch is logged and dropped."""
+        while self.waiting:
+            batch = [self.waiting.popleft() for _ in range(min(MAX_BATCH, len(self.waiting)))]
+            keys = [key for k, _ in batch for key in k]
+            args = [arg for _, a in batch for arg in a]
+            try:
+                async with asyncio.timeout(RECORD_SECONDS):
+                    await RECORD_SCRIPT(self.redis, keys, args)
+            except (TimeoutError, RedisError, OSError) as exc:
+                log.warning("could not record %d handler outcome(s) for the admin page: %r", len(batch), exc)
+        if self.dropped:
+            log.warning("dropped %d handler outcome(s): Redis did not take them in time", self.dropped)
+            self.dropped = 0
+
+
+_buffers: weakref.WeakKeyDictionary[Any, OutcomeBuffer] = weakref.WeakKeyDictionary()
+
+
+def _buffer(redis: Any) -> OutcomeBuffer:
+    found = _buffers.get(redis)
+    if found is None:
+        found = _buffers[redis] = OutcomeBuffer(redis)
+    return found
+
+
+async def flush(redis: Any) -> None:
+    """Write the outcomes waiting for `redis` now: the worker's ``on_shutdown`` calls it."""
+    buffer = _buffers.get(redis)
+    if buffer is not None:
+        await buffer.flush()
+
+
+def _record(redis: Any, entry_id: str, handler: str, outcome: Outcome, keep_ms: int) -> None:
+    counted = {"done": "handled", "retrying": "failed", "dead": "failed"}.get(outcome.state, "")
+    keys = [outcome_redis_key(entry_id), minute_redis_key(outcome.at_ms // 60_000)]
+    _buffer(redis).add((keys, [handler, outcome.to_json(), keep_ms, counted, MINUTE_KEEP_SECONDS]))
+
 
 # How `worker.jobs` names a run's end, and the state it leaves the handler in.
 _STATES: dict[str, State] = {"ok": "done", "retry": "retrying", "dead": "dead", "skipped": "waiting"}
@@ -55,7 +156,15 @@ class Outcome:
     dead_id: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        fields = {
+            "state": self.state,
+            "at_ms": self.at_ms,
+            "attempt": self.attempt,
+            "error": self.error,
+            "retry_at_ms": self.retry_at_ms,
+            "dead_id": self.dead_id,
+        }
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Outcome | None:
@@ -116,29 +225,10 @@ async def record(
     outcome = outcome_of(run_end, now_ms=now_ms, attempt=int(ctx.get("attempt", 0)), note=note, retry=retry)
     if outcome is None:
         return
-    key, minute = outcome_redis_key(entry_id), minute_redis_key(now_ms // 60_000)
-    try:
-        async with asyncio.timeout(RECORD_SECONDS):
-            async with ctx["redis"].pipeline(transaction=False) as pipe:
-                pipe.hset(key, handler, outcome.to_json())
-                pipe.pexpire(key, keep_ms)
-                if outcome.state in ("done", "retrying", "dead"):
-                    pipe.hincrby(minute, "handled" if outcome.state == "done" else "failed", 1)
-                    pipe.expire(minute, MINUTE_KEEP_SECONDS)
-                await pipe.execute()
-    except (TimeoutError, RedisError, OSError) as exc:
-        log.warning("could not record the outcome of %s for %s: %r", handler, entry_id, exc)
+    _record(ctx["redis"], entry_id, handler, outcome, keep_ms)
 
 
 async def record_replay(redis: Any, entry_id: str, handler: str, *, dead_id: str, keep_ms: int) -> None:
     """A dead letter of `handler` for `entry_id` was replayed: its job is queued again. Never raises."""
-    outcome = Outcome("replayed", timestamp_ms(), dead_id=dead_id)
-    key = outcome_redis_key(entry_id)
-    try:
-        async with asyncio.timeout(RECORD_SECONDS):
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, handler, outcome.to_json())
-                pipe.pexpire(key, keep_ms)
-                await pipe.execute()
-    except (TimeoutError, RedisError, OSError) as exc:
-        log.warning("could not record the replay of %s for %s: %r", handler, entry_id, exc)
+    _record(redis, entry_id, handler, Outcome("replayed", timestamp_ms(), dead_id=dead_id), keep_ms)
+    await _buffer(redis).flush()  # the page that follows a replay shows it

@@ -47,7 +47,7 @@ async def test_runs_leave_done_and_dead_with_the_dead_letter_id(redis: Redis, se
     vote = await store(redis, vote_body())
     review = await store(redis, review_body())
     await bridge_all(Bridge(redis, handlers, settings))
-    await run_burst(settings, handlers)
+    await run_burst(settings, handlers)  # its shutdown writes the outcomes still waiting
 
     voted = await outcomes(redis, vote)
     assert {name: o.state for name, o in voted.items()} == {"fine": "done", "flaky": "done"}
