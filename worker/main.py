@@ -214,7 +214,7 @@ class Lifecycle:
             await self.bridge.close()
         if self.hooks.shutdown is not None:
             await _call(self.hooks.shutdown, ctx)
-        await outcomes.flush(ctx["redis"])  # the last runs' outcomes, before arq closes the pool
+        await outcomes.flush(ctx.get("redis"))  # the last runs' outcomes, before arq closes the pool
         if self.metrics_server is not None:
             await self.metrics_server.close()
             self.metrics_server = None

@@ -127,7 +127,7 @@ def _buffer(redis: Any) -> OutcomeBuffer:
 
 async def flush(redis: Any) -> None:
     """Write the outcomes waiting for `redis` now: the worker's ``on_shutdown`` calls it."""
-    buffer = _buffers.get(redis)
+    buffer = _buffers.get(redis) if redis is not None else None
     if buffer is not None:
         await buffer.flush()
 

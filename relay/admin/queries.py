@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import Redis
 
 from relay.admin.chart import Minute
 from relay.admin.forms import DeadFilter, Search
 from relay.cli.dlq import iter_dead
-from relay.cli.stats import Stats, collect
+from relay.cli.stats import Stats, _text, collect
 from relay.cli.timespec import id_ms
 from relay.core.events import InvalidBody, load_object
 from relay.core.keys import (
@@ -38,10 +37,6 @@ SEARCH_SCAN = 10_000
 """A search by user or server id looks at this many of the newest events."""
 SHOWN = 200
 RATE_WINDOW_MS = 5 * 60_000
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +186,10 @@ class HandlerState:
     state: str
     """queued, running, retrying, done, dead, waiting (for a worker with the handler), replayed."""
     at_ms: int = 0
-    error: str = ""
-    retry_at_ms: int = 0
-    dead_id: str = ""
+    outcome: Outcome | None = None
+    """What the handler's latest run recorded (`worker.outcomes`), if it has run."""
     dead_exists: bool = False
-    attempt: int = 0
+    """Whether the outcome's dead letter is still there to open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,18 +272,8 @@ def handler_states(
         elif outcome is None:
             states.append(HandlerState(name, "queued"))
         else:
-            states.append(
-                HandlerState(
-                    name,
-                    outcome.state,
-                    at_ms=outcome.at_ms,
-                    error=outcome.error,
-                    retry_at_ms=outcome.retry_at_ms,
-                    dead_id=outcome.dead_id,
-                    dead_exists=outcome.dead_id in dead_present,
-                    attempt=outcome.attempt,
-                )
-            )
+            dead_exists = outcome.dead_id in dead_present
+            states.append(HandlerState(name, outcome.state, outcome.at_ms, outcome, dead_exists))
     return states
 
 

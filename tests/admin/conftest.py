@@ -29,11 +29,15 @@ class Admin:
 
     def dead_review(self, user_id: str, **kwargs: str) -> str:
         """Store a hostile review as the edge does and let its handler fail for good; its entry id."""
+        [entry_id] = self.dead_reviews([user_id], **kwargs)
+        return entry_id
+
+    def dead_reviews(self, user_ids: list[str], **kwargs: str) -> list[str]:
         self.redis.set(BROKEN, 1)
-        entry_id = store_sync(self.redis, hostile_review(user_id, **kwargs))
+        entry_ids = [store_sync(self.redis, hostile_review(user_id, **kwargs)) for user_id in user_ids]
         handle_all(self.settings, self.registry)
         self.redis.delete(BROKEN)
-        return entry_id
+        return entry_ids
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_search_by_user_id_shows_the_event_escaped_and_its_handler_dead(admin: A
     assert [e["entry_id"] for e in data["events"]] == [entry_id]
     [state] = data["events"][0]["handlers"]
     assert state["handler"] == "moderate_review" and state["state"] == "dead" and state["dead_exists"]
-    assert f'href="/dead/{state["dead_id"]}"' in page.text
+    assert f'href="/dead/{state["outcome"]["dead_id"]}"' in page.text
     assert "\\u003cscript" in http_text(admin, "/events?user_id=400000000000000001")
 
 
@@ -133,7 +133,7 @@ def test_replay_one_from_the_page_runs_the_handler_with_the_same_event_id(admin:
         [state] = http.get("/events", params={"entry_id": entry_id}, headers=JSON).json()["events"][0][
             "handlers"
         ]
-        assert state["state"] == "replayed" and state["dead_id"] == dead_id
+        assert state["state"] == "replayed" and state["outcome"]["dead_id"] == dead_id
         run_jobs(admin.settings, admin.registry)
         [state] = http.get("/events", params={"entry_id": entry_id}, headers=JSON).json()["events"][0][
             "handlers"
@@ -254,4 +254,35 @@ def test_redis_down_is_a_clear_page_and_loses_nothing(own_redis: RedisServer) ->
         assert dead_ids(admin) == [dead_id]
         assert http.post(f"/dead/{dead_id}/replay").status_code == 303
     assert dead_ids(admin) == []
+    client.close()
+
+
+def test_redis_lost_during_replay_all_says_how_far_it_got_and_keeps_the_rest(own_redis: RedisServer) -> None:
+    settings = admin_settings(own_redis.url)
+    registry = admin_registry()
+    client = sync_redis.Redis.from_url(own_redis.url)
+    admin = Admin("", settings, registry, client)
+    admin.dead_reviews([f"40000000000000{i:04d}" for i in range(60)])  # 3 s of replays at 20 a second
+    with (
+        running_admin(settings, registry) as url,
+        httpx.Client(base_url=url, headers={**BEARER, **JSON}) as http,
+    ):
+        upto = http.get("/dead/confirm", params={"action": "replay"}).json()["upto"]
+        job = http.post("/dead/bulk", data={"action": "replay", "upto": upto}).json()
+        until(lambda: http.get(f"/dead/jobs/{job['id']}").json()["done"] >= 5, 30, "some replays")
+        own_redis.kill()  # appendonly, fsync always: every write acknowledged before is kept
+
+        def finished() -> dict[str, object] | None:
+            status = http.get(f"/dead/jobs/{job['id']}").json()
+            return status if status["finished"] else None
+
+        status = until(finished, 30, "the job to stop")
+        page = httpx.get(f"{url}/dead/jobs/{job['id']}", headers=BEARER).text
+    assert status["error"] and int(status["done"]) < 60  # type: ignore[call-overload]
+    assert "Stopped after" in page and "still dead letters, untouched" in page
+    own_redis.start()
+    left = client.xlen("relay:dead")
+    queued = client.zcard("relay:queue")
+    assert left + queued == 60, "each dead letter is either replayed (a job) or still there"
+    assert queued >= int(status["done"])  # type: ignore[call-overload]
     client.close()
