@@ -17,3 +17,14 @@ def test_admin_service_runs_relay_admin_published_on_loopback_only() -> None:
     assert admin["environment"]["RELAY_ADMIN_ADDRESS"] == "0.0.0.0:3267"
     assert admin["profiles"] == ["admin"], "started on request, with a token set"
     assert admin["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_the_wheel_ships_the_pages() -> None:
+    """The image installs a wheel: every template and static file must be package data."""
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = ROOT / "relay" / "admin"
+    shipped = {path for pattern in patterns["relay.admin"] for path in package.glob(pattern)}
+    needed = {p for p in [*package.glob("templates/*"), *package.glob("static/*")] if p.is_file()}
+    assert needed and needed <= shipped

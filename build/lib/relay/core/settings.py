@@ -1,0 +1,193 @@
+"""Typed settings shared by the edge, the workers and the `relay` command.
+
+Every value comes from the environment with the prefix ``RELAY_`` (or a ``.env`` file in the working
+directory). Settings are built when a process starts (`load_settings`), never at import time, so tests
+pass their own `Settings(...)`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from relay.core.networks import Network, parse_network
+
+#: Keys printed in Sphere's guide. Running with one of them means anybody can forge events.
+SAMPLE_SECRETS = frozenset(
+    {
+        "126f6954b62cd81a11bc0adf42e571ec129bb8883c3c34d82da1e42f84a27cab",
+        "ВАШ_СЕКРЕТНЫЙ_КЛЮЧ",
+    }
+)
+
+
+ADMIN_TOKEN_MIN_CHARS = 16
+"""The web page's token is typed once per browser: long enough that guessing it is hopeless."""
+
+
+def _refuse_weak(secret: SecretStr) -> SecretStr:
+    value = secret.get_secret_value().strip()
+    if not value:
+        raise ValueError("must not be empty; set it to the secret key of your Sphere listing")
+    if value in SAMPLE_SECRETS:
+        raise ValueError("must not be the sample key printed in Sphere's guide; use your listing's own")
+    return SecretStr(value)
+
+
+class Settings(BaseSettings):
+    """All knobs of the relay. Field names map to ``RELAY_<NAME>`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
+
+    secret: SecretStr
+    """The listing's webhook secret: signatures are checked against it first."""
+
+    previous_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """Comma-separated older secrets still accepted, so a secret can be rotated without downtime."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    max_body_bytes: int = Field(default=65536, gt=0)
+    dedupe_seconds: int = Field(default=3600, gt=0)
+    """How long a delivery is remembered; a byte-identical redelivery within it is dropped."""
+
+    redis_timeout: float = Field(default=2.0, gt=0)
+    """Seconds the edge waits for Redis before answering 503."""
+
+    body_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client may take to send a body that did not arrive at once; a slower one gets 408."""
+
+    allowed_sources: Annotated[list[Network], NoDecode] = Field(default_factory=list)
+    """Comma-separated networks (CIDR, IPv4 or IPv6) that may post webhooks; empty: any (`relay.edge.sources`)."""
+
+    trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
+    """Comma-separated networks of reverse proxies whose ``X-Forwarded-For`` the allow-list believes."""
+
+    retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    """How long acknowledged entries stay in ``relay:events`` for replay."""
+
+    tasks: str = "worker.tasks"
+    """The module whose ``@on`` handlers the workers run."""
+
+    claim_idle_seconds: float = Field(default=60.0, gt=0)
+    """A stream entry read but not acknowledged for this long (its worker died) is taken over by another."""
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    metrics: str = "on"
+    """Edge metrics: ``on`` (``GET /metrics`` on the edge's own port), ``off``, or ``[host:]port`` to serve
+    them on that address only."""
+
+    worker_metrics: str = "127.0.0.1:9100"
+    """Worker metrics: ``off``, or the ``[host:]port`` where a worker serves ``/metrics`` (the first it tries).
+    This host only by default (``on``); a bare port listens on every interface, as the compose file
+    asks so that Prometheus reaches each replica."""
+
+    worker_metrics_ports: int = Field(default=16, ge=1, le=1000)
+    """How many ports from ``worker_metrics`` on a worker tries, so that workers sharing a host each get one."""
+
+    # The operator's web page (`relay admin`, relay/admin/).
+    admin_address: str = "127.0.0.1:3267"
+    """``[host:]port`` where ``relay admin`` listens; this host only by default."""
+
+    admin_token: SecretStr | None = None
+    """The page's sign-in token (also ``Authorization: Bearer``); ``relay admin`` refuses to start without one."""
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_is_real(cls, value: SecretStr) -> SecretStr:
+        return _refuse_weak(value)
+
+    @field_validator("previous_secrets", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("previous_secrets")
+    @classmethod
+    def _previous_are_real(cls, values: list[SecretStr]) -> list[SecretStr]:
+        return [_refuse_weak(v) for v in values]
+
+    @field_validator("allowed_sources", "trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return [parse_network(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _edge_metrics(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("on", "off"):
+            return value
+        host, port = listen_address(value)
+        return f"{host}:{port}"
+
+    @field_validator("worker_metrics")
+    @classmethod
+    def _worker_metrics(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value == "off":
+            return value
+        host, port = listen_address("127.0.0.1:9100" if value == "on" else value)
+        return f"{host}:{port}"
+
+    @field_validator("admin_address")
+    @classmethod
+    def _admin_address(cls, value: str) -> str:
+        host, port = listen_address(value)
+        return f"{host}:{port}"
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_is_strong(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if len(token) < ADMIN_TOKEN_MIN_CHARS:
+            raise ValueError(
+                f"must be at least {ADMIN_TOKEN_MIN_CHARS} characters; make one with: openssl rand -hex 24"
+            )
+        secrets = [info.data.get("secret"), *info.data.get("previous_secrets", [])]
+        if any(isinstance(s, SecretStr) and s.get_secret_value() == token for s in secrets):
+            raise ValueError("must differ from RELAY_SECRET: give the page a token of its own")
+        return SecretStr(token)
+
+    def signing_keys(self) -> tuple[bytes, ...]:
+        """The current secret, then the previous ones, as bytes for HMAC."""
+        secrets = [self.secret, *self.previous_secrets]
+        return tuple(s.get_secret_value().encode() for s in secrets)
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``"9100"`` as ``("0.0.0.0", 9100)`` (every interface), ``"127.0.0.1:9100"`` as it says."""
+    host, _, port = value.strip().rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be on, off, a port, or host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per bad setting, naming the variable and never echoing its value."""
+    lines = []
+    for err in error.errors():
+        field = ".".join(str(part) for part in err["loc"] if not isinstance(part, int))
+        env = f"RELAY_{field.upper()}" if field else "RELAY_*"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {env}: {message}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, or exit with a clear message (no traceback)."""
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise SystemExit(f"sphere-relay: {describe_errors(error)}") from None

@@ -1,0 +1,273 @@
+"""The HTTP protocol the edge runs under uvicorn: httptools, plus a deadline and a size bound on
+every request head.
+
+How and why, with the uvicorn internals it stands on: docs/INTERNALS.md, "relay/edge/protocol.py".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from relay.edge.direct import DirectCycle, unsupported_reason
+from relay.edge.webhook import PATH, WebhookEndpoint
+
+log = logging.getLogger(__name__)
+
+_UNSUPPORTED = unsupported_reason()
+"""Why this uvicorn cannot take direct answers (see `relay.edge.direct.unsupported_reason`), or None."""
+_told = False
+
+HEAD_TIMEOUT = 10.0
+"""Seconds a client has to send a request's line and headers, counted from the connection's
+opening or from the first byte of the request. Sphere sends a whole request in one go."""
+
+PATH_BYTES = PATH.encode()
+
+MAX_HEAD_BYTES = 16384
+"""Bytes a request's line and headers may take (the limit uvicorn's h11 protocol applies too)."""
+
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: application/json\r\n"
+    b"content-length: 28\r\n"
+    b"connection: close\r\n\r\n"
+    b'{"error":"header_too_large"}'
+)
+
+
+def _tell_unsupported(reason: str) -> None:
+    global _told
+    if not _told:
+        _told = True
+        log.warning("every webhook goes through ASGI: this uvicorn does not fit the direct path (%s)", reason)
+
+
+class OneWriteTransport:
+    """A response's view of its connection: its head waits for the first write that follows it.
+
+    Only a final response's status line and headers are held (a ``1xx`` is interim and must reach
+    the client at once); the next write, `flush` or `close` sends them, joined to that write's data
+    if any. Everything else is the connection's own transport.
+    """
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head = b""
+
+    def write(self, data: bytes) -> None:
+        if self._head:
+            data, self._head = self._head + data, b""
+        elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 1"):
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head:
+            self._transport.write(self._head)
+            self._head = b""
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class EdgeHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline and a size bound on each request head.
+
+    Cheap per request, since the edge's CPU budget is tight: one timer per connection, not per
+    request (starting and cancelling a timer costs more than the rest of this class together).
+    A request only notes when the next head may begin (when the connection opens, and when the
+    previous request's body is complete); the timer, when it fires, closes the connection if that
+    head is overdue, and otherwise sleeps until it could be.
+    """
+
+    _direct: Callable[[Any], WebhookEndpoint | None] | None = None  # the app's `direct_endpoint`
+    _timer: asyncio.TimerHandle | None = None
+    _head_since: float | None = None  # loop time from which a head is awaited; None while in a body
+    _head_bytes = 0
+    _tail = b""  # the last bytes of the head so far: its end may straddle two reads
+    _in_body = False  # between the end of a head and the end of its body
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # Answering webhooks directly skips what uvicorn would do around the app: only when there
+        # is nothing to skip (access log off, no root path, and the app itself is the relay's, not
+        # wrapped in uvicorn's proxy-headers or message-logging middleware).
+        if not self.config.access_log and not self.root_path:
+            if _UNSUPPORTED is None:
+                self._direct = getattr(self.app, "direct_endpoint", None)
+            else:
+                _tell_unsupported(_UNSUPPORTED)
+        self._head_since = self.loop.time()
+        self._timer = self.loop.call_later(HEAD_TIMEOUT, self._check_deadline)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_body:  # a head arriving (a body's bytes are not counted)
+            size = self._head_bytes + len(data)
+            if size > MAX_HEAD_BYTES and self._head_ends_past_limit(data):
+                self._close(_TOO_LARGE)
+                return
+            self._head_bytes = size
+            self._tail = data[-3:]
+        super().data_received(data)  # may complete the head (and its body, and the next head...)
+        cycle: RequestResponseCycle | DirectCycle | None = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # A request in flight: no keep-alive timer meanwhile. A direct answer given during this
+            # read, to a request before it, may have started one (uvicorn starts it only from a
+            # task, after every read, and never while a pipelined request waits).
+            self._unset_keepalive_if_required()
+            if type(cycle) is DirectCycle:
+                self._direct_read_done(cycle)
+
+    def on_headers_complete(self) -> None:
+        self._head_since = None
+        self._in_body = True
+        if self._direct is not None and self.url == PATH_BYTES and self._start_direct():
+            return
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:  # the request's, just made
+            cycle.transport = OneWriteTransport(self.transport)  # type: ignore[assignment]
+
+    def on_response_complete(self) -> None:
+        # A response with no body to write (HEAD, or an empty one) ends here: its head goes now.
+        cycle = self.cycle
+        if cycle is not None and isinstance(cycle.transport, OneWriteTransport):
+            cycle.transport.flush()
+        super().on_response_complete()
+
+    def on_body(self, body: bytes) -> None:
+        cycle: RequestResponseCycle | DirectCycle | None = self.cycle
+        if type(cycle) is DirectCycle:
+            cycle.receive_body(body)
+        else:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        # The next head is awaited from now: pipelined right behind, or after the answer (an idle
+        # kept-alive connection is closed sooner by uvicorn's --timeout-keep-alive anyway).
+        self._in_body = False
+        self._head_since = self.loop.time()
+        self._head_bytes = 0
+        self._tail = b""
+        cycle: RequestResponseCycle | DirectCycle | None = self.cycle
+        if type(cycle) is DirectCycle:
+            cycle.body_complete()
+        else:
+            super().on_message_complete()
+
+    def _start_direct(self) -> bool:
+        """Take this ``POST /webhook`` as a `DirectCycle` if it is the simple case (`relay.edge.direct`)."""
+        parser = self.parser
+        if parser.get_method() != b"POST" or self.expect_100_continue or parser.should_upgrade():
+            return False
+        if self.cycle is not None and not self.cycle.response_complete:
+            return False  # pipelined behind a request in flight: uvicorn queues it
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            return False  # uvicorn answers 503
+        scope = self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = "POST"
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = PATH
+        scope["raw_path"] = PATH_BYTES
+        scope["query_string"] = b""
+        assert self._direct is not None
+        endpoint = self._direct(scope)
+        if endpoint is None:
+            return False
+        cycle = DirectCycle(
+            endpoint,
+            scope,
+            self.transport,
+            self.server_state.default_headers,
+            http_version != "1.0" and parser.should_keep_alive(),
+            self.on_response_complete,
+        )
+        self.cycle = cycle  # type: ignore[assignment]
+        cycle.start()
+        return True
+
+    def _direct_read_done(self, cycle: DirectCycle) -> None:
+        """A read ended with `cycle` unanswered: it waits for Redis, or its body is incomplete."""
+        if not self._in_body:
+            return  # waiting for its write
+        if self.transport.is_closing():
+            cycle.gone()  # the parser refused the rest (uvicorn answered 400 and closed)
+        else:
+            self._handover(cycle)
+
+    def _handover(self, direct: DirectCycle) -> None:
+        """Give a request whose body is still arriving to the ASGI endpoint, with what arrived.
+
+        From here it is an ordinary uvicorn request: the endpoint reads the rest within
+        ``RELAY_BODY_TIMEOUT`` (408), counting it against ``RELAY_MAX_BODY_BYTES`` (413).
+        """
+        cycle = RequestResponseCycle(
+            scope=direct.scope,
+            transport=OneWriteTransport(self.transport),  # type: ignore[arg-type]
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=direct.keep_alive,
+            on_response=self.on_response_complete,
+        )
+        if direct.body:
+            cycle.body += direct.body
+            cycle.message_event.set()
+        self.cycle = cycle
+        self._start_asgi_task(cycle, self.app)
+
+    def _head_ends_past_limit(self, data: bytes) -> bool:
+        # Only when a read takes the head so far past the limit, which a usual request (head and
+        # body in one read) does only when its body is large: then find where the head ends.
+        end = (self._tail + data).find(b"\r\n\r\n")
+        return end == -1 or self._head_bytes - len(self._tail) + end + 4 > MAX_HEAD_BYTES
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        since = self._head_since
+        if since is None and self._in_body and self.cycle is not None and self.cycle.response_complete:
+            # Answered before its body was read (a 405, a 413...): uvicorn still reads the rest to
+            # reach the next request. The rest gets as long as a head, or a drip would hold the
+            # connection for ever.
+            since = self._head_since = now
+        if since is not None and now - since >= HEAD_TIMEOUT:
+            # DEBUG only: a flood of stalled connections must not become a flood of log lines.
+            log.debug("closed a connection whose request did not arrive within %ss", HEAD_TIMEOUT)
+            self._close()
+            return
+        due = HEAD_TIMEOUT if since is None else since + HEAD_TIMEOUT - now
+        self._timer = self.loop.call_later(due, self._check_deadline)
+
+    def _close(self, answer: bytes = b"") -> None:
+        if not self.transport.is_closing():
+            if answer:
+                self.transport.write(answer)
+            self.transport.close()

@@ -1,0 +1,278 @@
+"""``POST /webhook``: the hot path, as a plain ASGI endpoint.
+
+Off FastAPI on purpose: routing, dependency injection and response classes cost more than the
+whole job (see the benchmarks issue). The steps, each refusing with the answer from
+`relay.edge.errors`:
+
+1. read the raw body, at most ``max_body_bytes`` (Content-Length checked first, then counted as
+   it arrives, so a chunked body is cut off too), within ``body_timeout`` if it trickles in;
+2. check ``X-Sphere-Signature`` over those exact bytes, before any parsing;
+3. parse and validate the event (`relay.core.events.parse`);
+4. dedupe and store it in one batched Redis round trip (`relay.edge.ingest.IngestWriter`).
+
+Exactly one log line and one count in `relay.core.metrics` per request tell how it ended.
+
+The steps are methods (`read_head`, `store`, `finish`) shared with `relay.edge.direct`, which runs them
+straight from the edge's HTTP protocol for the usual request; this ASGI endpoint serves the rest
+(bodies still arriving after their head, pipelined requests, other servers) with the same answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.types import Receive, Scope, Send
+
+from relay.core.events import Event, ReviewAdd, VoteAdd, dedupe_key, parse
+from relay.core.logs import RequestLog
+from relay.core.settings import Settings
+from relay.edge import signature
+from relay.edge.errors import (
+    INTERNAL_ERROR,
+    Answer,
+    BadSignature,
+    BodyTimeout,
+    BodyTooLarge,
+    RedisUnavailable,
+    answer_for,
+)
+from relay.edge.ingest import IngestWriter, Waiter, Written
+from relay.edge.metrics import EdgeMetrics
+from relay.edge.rejections import RejectionRecorder
+
+log = logging.getLogger(__name__)
+
+PATH = "/webhook"
+
+_SIGNATURE = signature.HEADER.lower().encode()
+_CONTENT_LENGTH = b"content-length"
+_JSON = (b"content-type", b"application/json")
+_QUEUED = b'{"status":"queued","id":"'
+_DUPLICATE = b'{"status":"duplicate","id":"'
+_END = b'"}'
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete: there is nobody to answer."""
+
+
+class WebhookEndpoint:
+    """The ASGI app behind ``POST /webhook``.
+
+    `writer` is attached by the application's lifespan once Redis is set up; until then (and after
+    shutdown) every event is answered 503, never accepted unstored.
+    """
+
+    def __init__(self, settings: Settings, metrics: EdgeMetrics | None = None) -> None:
+        self.metrics = metrics if metrics is not None else EdgeMetrics()
+        self._observe = self.metrics.observe
+        self._verify = signature.Verifier(settings.signing_keys())
+        self.max_body = settings.max_body_bytes
+        self._body_timeout = settings.body_timeout
+        self._too_large = f"body is over {settings.max_body_bytes} bytes"
+        self.writer: IngestWriter | None = None
+        self.rejections: RejectionRecorder | None = None
+        # Started and stopped by the application's lifespan, once logging is set up.
+        self.request_log = RequestLog(log)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        received_ms = time.time_ns() // 1_000_000
+        size = 0
+        body = b""
+        event_type: str | None = None
+        entry_id: bytes | None = None
+        try:
+            claimed, claims = self.read_head(scope["headers"])
+            body = await self._read_body(receive)
+            size = len(body)
+            stored: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
+            event_type = self.store(claimed, claims, body, received_ms, stored)
+            answer, entry_id = stored_answer(await stored)
+        except _ClientGone:
+            self.finish_gone(size, event_type, started)
+            return
+        except Exception as exc:
+            answer = refusal(exc)
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body})
+        self.finish(scope, answer, body, event_type, entry_id, started, received_ms)
+
+    # The steps, shared with `relay.edge.direct`, which runs them straight from the HTTP protocol.
+
+    def read_head(self, headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int]:
+        """``(signature, how many signature headers)``; `BodyTooLarge` by the declared length."""
+        claimed, claims, declared = _scan_headers(headers)
+        if declared > self.max_body:
+            raise BodyTooLarge(self._too_large)
+        return claimed, claims
+
+    def too_large(self) -> BodyTooLarge:
+        """What a body that grew past ``max_body_bytes`` as it arrived is refused with."""
+        return BodyTooLarge(self._too_large)
+
+    def store(self, claimed: str | None, claims: int, body: bytes, received_ms: int, waiter: Waiter) -> str:
+        """Check the signature over the raw `body`, parse it and hand it to the writer.
+
+        Returns the event's type; `waiter` is given the write's outcome. Raises what the request is
+        refused with (or `RedisUnavailable`).
+        """
+        if claims != 1 or not self._verify(body, claimed):
+            raise BadSignature
+        event = parse(body)
+        writer = self.writer
+        if writer is None:
+            raise RedisUnavailable("the edge is not started")
+        writer.submit(dedupe_key(event, body), event.event, body, received_ms, waiter)
+        return event.event
+
+    def finish(
+        self,
+        scope: Scope,
+        answer: Answer,
+        body: bytes,
+        event_type: str | None,
+        entry_id: bytes | None,
+        started: float,
+        received_ms: int,
+    ) -> None:
+        """After answering: the request's one count, its one log line, and a 4xx's record."""
+        elapsed = time.perf_counter() - started
+        self._observe(answer.code, elapsed)
+        self.request_log.write(answer.code, answer.status, len(body), event_type, entry_id, elapsed)
+        if 400 <= answer.status < 500 and self.rejections is not None:  # after answering: never delays it
+            self.rejections.record(scope, answer.status, answer.code, len(body), body, received_ms)
+
+    def finish_gone(self, size: int, event_type: str | None, started: float) -> None:
+        """The client left before its body was complete: counted and logged, nobody to answer."""
+        elapsed = time.perf_counter() - started
+        self._observe("client_gone", elapsed)
+        self.request_log.write("client_gone", 0, size, event_type, None, elapsed)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _ClientGone
+        body: bytes = message.get("body", b"")
+        if len(body) > self.max_body:
+            raise BodyTooLarge(self._too_large)
+        if not message.get("more_body", False):
+            return body  # the usual case: the whole body came in one piece
+        chunks = [body]
+        size = len(body)
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body:
+                        raise BodyTooLarge(self._too_large)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise BodyTimeout(f"body not received within {self._body_timeout}s") from None
+
+
+def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int, int]:
+    """``(signature, how many signature headers, declared length or -1)`` in one pass."""
+    claimed: str | None = None
+    claims = 0
+    declared = -1
+    for name, value in headers:
+        if name == _SIGNATURE:
+            claimed = value.decode("latin-1")
+            claims += 1
+        elif name == _CONTENT_LENGTH and value.isdigit():
+            declared = int(value)
+    return claimed, claims, declared
+
+
+def stored_answer(written: Written) -> tuple[Answer, bytes]:
+    """The answer for a stored event (202) or a redelivery (200), and the entry id it names."""
+    is_new, entry_id = written
+    # Entry ids are ASCII digits and a dash: no JSON escaping is needed.
+    if is_new:
+        body = _QUEUED + entry_id + _END
+        return Answer(202, (_JSON, (b"content-length", b"%d" % len(body))), body, "queued"), entry_id
+    body = _DUPLICATE + entry_id + _END
+    return Answer(200, (_JSON, (b"content-length", b"%d" % len(body))), body, "duplicate"), entry_id
+
+
+def refusal(exc: Exception) -> Answer:
+    """The answer for what a request raised; a bug is logged and answered 503, never 500."""
+    answer = answer_for(exc)
+    if answer is INTERNAL_ERROR:
+        log.exception("webhook failed unexpectedly; answered 503 so that Sphere retries", exc_info=exc)
+    return answer
+
+
+def openapi(schema: dict[str, Any]) -> None:
+    """Describe ``POST /webhook`` in an OpenAPI document built by FastAPI (which cannot see it)."""
+    models: list[type[BaseModel]] = [VoteAdd, ReviewAdd, Event]
+    keys, defs = models_json_schema(
+        [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(defs.get("$defs", {}))
+    components["WebhookError"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}, "detail": {}},
+    }
+    stored = {
+        "type": "object",
+        "required": ["status", "id"],
+        "properties": {"status": {"type": "string"}, "id": {"type": "string"}},
+    }
+
+    def error(description: str) -> dict[str, Any]:
+        content = {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookError"}}}
+        return {"description": description, "content": content}
+
+    unavailable = error("Redis is unavailable (or an unexpected failure): deliver again later")
+    unavailable["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    schema.setdefault("paths", {})[PATH] = {
+        "post": {
+            "summary": "Receive a signed Sphere event",
+            "operationId": "webhook",
+            "parameters": [
+                {
+                    "name": signature.HEADER,
+                    "in": "header",
+                    "required": True,
+                    "description": "Hex HMAC-SHA256 of the raw body under the listing's secret",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"anyOf": [keys[(model, "validation")] for model in models]}
+                    }
+                },
+            },
+            "responses": {
+                "202": {"description": "Stored", "content": {"application/json": {"schema": stored}}},
+                "200": {
+                    "description": "A redelivery within the dedupe window; `id` is the original entry",
+                    "content": {"application/json": {"schema": stored}},
+                },
+                "400": error("The body is not a JSON object"),
+                "401": error("Missing, malformed or wrong signature"),
+                "408": error("The body was not received in time"),
+                "413": error("The body is over the limit"),
+                "422": error("A known event type with invalid fields"),
+                "503": unavailable,
+            },
+        }
+    }

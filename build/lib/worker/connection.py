@@ -1,0 +1,269 @@
+"""The worker's Redis client: arq's own `ArqRedis`, with transactions that survive a dropped
+connection, and a claim that sends its reads along with its ``WATCH``.
+
+How and why, with the arq and redis-py internals it stands on: docs/INTERNALS.md,
+"worker/connection.py".
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
+from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import Connection, ConnectionPool
+from redis.exceptions import RedisError, ResponseError, WatchError
+
+from worker.claim import (
+    CLAIM_SCRIPT,
+    POLL_SCRIPT,
+    RETRY_KEY_SECONDS,
+    Claims,
+    claim_keys,
+    claimed_in_progress_ms,
+    run_reads_job,
+)
+
+Command = tuple[Any, ...]
+_NOT_FETCHED = object()
+
+
+class ResilientPipeline(Pipeline):
+    """A redis-py `Pipeline` that raises a lost ``WATCH`` from ``execute()``, not from the next read."""
+
+    _watch_lost = False
+    claim_queue: str | None = None
+    """The arq queue whose claims `watch` fetches ahead (set by `ResilientArqRedis.pipeline`)."""
+    _ahead: dict[Command, Any] | None = None
+    """Replies fetched with the ``WATCH``, by the command arq is about to send for them."""
+    owner: ResilientArqRedis | None = None
+    """The client this pipeline belongs to, which runs `CLAIM_SCRIPT` and keeps its `Claims`."""
+    _claiming: str | None = None
+    """The job whose claim `execute` sends as `CLAIM_SCRIPT` (see `worker.claim`)."""
+
+    async def watch(self, *names: Any) -> Any:  # type: ignore[override]
+        job_id = self._claimed_job(names)
+        if job_id is None or self.explicit_transaction:
+            return await super().watch(*names)
+        score = self.owner.claims.due.get(job_id) if self.owner is not None else None
+        if score is not None and not self.watching:
+            # A job arq's poll just listed: answer the reads now, check them in the claim itself.
+            self.watching = True  # what redis-py's WATCH sets: the reads come to us at once
+            self._claiming = job_id
+            self._ahead = {("EXISTS", names[0]): 0, ("ZSCORE", self.claim_queue, job_id): score}
+            return True
+        # arq's claim of `job_id`: WATCH, then EXISTS and ZSCORE, sent together (see the module docstring).
+        key = names[0]
+        reads: tuple[Command, Command] = (("EXISTS", key), ("ZSCORE", self.claim_queue, job_id))
+        conn = self.connection
+        if conn is None:
+            conn = self.connection = await self.connection_pool.get_connection()
+
+        async def send_and_read() -> list[Any]:
+            await conn.send_packed_command(conn.pack_commands([("WATCH", key), *reads]))
+            replies: list[Any] = []
+            for command in ("WATCH", "EXISTS", "ZSCORE"):
+                try:
+                    replies.append(await self.parse_response(conn, command))
+                except ResponseError as error:  # read every reply, so that none is left for later
+                    replies.append(error)
+            return replies
+
+        watched, *values = await conn.retry.call_with_retry(
+            send_and_read, lambda error: self._disconnect_reset_raise(conn, error)
+        )
+        if isinstance(watched, RedisError):
+            raise watched
+        self._ahead = dict(zip(reads, values, strict=True))  # an error reply is raised by its read
+        return watched
+
+    def _claimed_job(self, names: tuple[Any, ...]) -> str | None:
+        if self.claim_queue is None or len(names) != 1 or not isinstance(names[0], str):
+            return None
+        if not names[0].startswith(in_progress_key_prefix):
+            return None
+        return names[0][len(in_progress_key_prefix) :]
+
+    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and all(isinstance(arg, str | bytes | int | float) for arg in args):
+            reply = ahead.pop(args, _NOT_FETCHED)
+            if reply is not _NOT_FETCHED:
+                self._ahead = ahead or None  # the other read may still come; any other command ends it
+                if isinstance(reply, RedisError):
+                    raise reply
+                return reply
+        if self._claiming is not None:
+            # Not arq's claim after all: nothing was watched, so the claim must not be committed.
+            self._claiming, self.watching, self._watch_lost = None, False, True
+        return await super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+    async def _disconnect_reset_raise(self, conn: Connection, error: Exception) -> None:
+        # redis-py calls this when a command sent while watching (or WATCH itself) fails with a
+        # retryable error; its version raises WatchError here, before `execute`.
+        if not self.watching:
+            await super()._disconnect_reset_raise(conn, error)  # type: ignore[no-untyped-call]
+            return
+        await conn.disconnect()
+        self._watch_lost = True  # the new connection does not watch: the transaction must not commit
+        # Returning lets redis-py's retry send the command again, on a fresh connection.
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if self._watch_lost:
+            await self.reset()
+            raise WatchError("the connection was lost while watching: the transaction was not sent")
+        if self._claiming is not None:
+            return await self._claim(self._claiming)
+        if self.owner is not None and not self.watching:
+            job_id = run_reads_job(self.command_stack)
+            fetched = self.owner.claims.fetched.pop(job_id, None) if job_id is not None else None
+            if fetched is not None:  # read by the job's claim, a moment ago: send nothing
+                await self.reset()
+                return [*fetched, True]
+        return await super().execute(raise_on_error)
+
+    async def _claim(self, job_id: str) -> list[Any]:
+        """arq's claim of `job_id` as one `CLAIM_SCRIPT` call; a refused claim raises `WatchError`."""
+        owner, queue = self.owner, self.claim_queue
+        assert owner is not None and queue is not None  # set together with `_claiming`
+        keys = claim_keys(job_id, queue)
+        in_progress_ms = claimed_in_progress_ms(self.command_stack, keys[0])
+        try:
+            if in_progress_ms is None:
+                raise WatchError(f"not arq's claim of {job_id}: nothing was sent")
+            try:
+                found = await CLAIM_SCRIPT(
+                    owner, keys, [job_id, in_progress_ms, timestamp_ms(), RETRY_KEY_SECONDS]
+                )
+            except (RedisError, OSError) as error:
+                # As with a lost WATCH: arq skips the job, which stays queued (or, if the script ran
+                # before the connection failed, in progress until that expires, then runs).
+                raise WatchError(f"the claim of {job_id} failed: {error!r}") from error
+            if found is None:
+                raise WatchError(f"{job_id} is in progress, finished or not due: not claimed")
+            payload, job_try = found
+            owner.claims.fetched[job_id] = (payload, int(job_try))
+            owner.claims.queued([job_id])  # if it is retried, this worker tries it first
+            return [True]
+        finally:
+            await self.reset()
+
+    async def reset(self) -> None:
+        self._watch_lost = False
+        self._ahead = None
+        self._claiming = None
+        await super().reset()  # type: ignore[no-untyped-call]
+
+
+class ResilientArqRedis(ArqRedis):
+    """`ArqRedis` whose pipelines are `ResilientPipeline`, and whose workers spread their claims.
+
+    Every arq worker polls the head of the same queue (``ZRANGEBYSCORE`` from offset 0) and tries the
+    jobs in that order, so two workers race for the same job at every step: the loser pays for a
+    claim that fails. Here a poll lists only the due jobs not already in progress: this worker's own
+    (queued by its bridge, or retries of its runs) first, then other workers' jobs due for a second,
+    each part starting at a random place (`worker.claim`). Only which due job a worker tries when
+    changes, which arq never promised across workers anyway; every job is still run.
+    """
+
+    claims: Claims
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claims = Claims()
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> ResilientPipeline:
+        pipeline = ResilientPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipeline.claim_queue = self.default_queue_name
+        pipeline.owner = self
+        return pipeline
+
+    async def zrangebyscore(
+        self,
+        name: Any,
+        min: Any,
+        max: Any,
+        start: int | None = None,
+        num: int | None = None,
+        withscores: bool = False,
+        score_cast_func: Any = float,
+    ) -> Any:
+        # arq's poll, and nothing else: its queue, a slice (start and num), ids only.
+        if name != self.default_queue_name or num is None or withscores:
+            return await super().zrangebyscore(
+                name, min, max, start=start, num=num, withscores=withscores, score_cast_func=score_cast_func
+            )
+        args = [_score(min), _score(max), start or 0, num, in_progress_key_prefix]
+        now_ms = max if isinstance(max, int | float) else timestamp_ms()
+        return self.claims.polled(await POLL_SCRIPT(self, [name], args), now_ms, random.randrange)
+
+
+def _score(bound: Any) -> Any:
+    """A score bound as Redis spells it (arq passes ``float('-inf')``)."""
+    if isinstance(bound, float) and math.isinf(bound):
+        return "-inf" if bound < 0 else "+inf"
+    return bound
+
+
+class RetryingConnectionPool(ConnectionPool):
+    """A pool whose `get_connection` retries like the commands do.
+
+    redis-py takes a connection from the pool, and reconnects a stale one, *before* its retry loop:
+    when Redis dies just as that reconnect's handshake runs ("connection reset by peer"), the error
+    escapes every retry and ended arq's poll loop (seen in the chaos run). Nothing has been sent at
+    that point, so trying again is always safe. (A refused connect never gets here: the connection
+    retries its own connect; only a failed handshake on a connection already made does.)
+    """
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Connection:
+        take = super().get_connection
+        retry = self.connection_kwargs.get("retry")
+        if retry is None:
+            return await take(*args, **kwargs)  # type: ignore[no-any-return]
+        return await retry.call_with_retry(  # type: ignore[no-any-return]
+            lambda: take(*args, **kwargs), _nothing_to_undo
+        )
+
+
+async def _nothing_to_undo(_error: Exception) -> None:
+    """redis.asyncio's `Retry` awaits its failure callback: it must be a coroutine function (a plain
+    lambda raised TypeError from the retry itself, which ended arq's poll loop). The pool has
+    already taken back and disconnected the connection whose handshake failed."""
+
+
+def worker_redis(settings: RedisSettings, *, queue: str, expires_extra_ms: int) -> ResilientArqRedis:
+    """The client arq's ``Worker`` takes as ``redis_pool``, configured as arq's ``create_pool`` would.
+
+    Nothing connects until the worker's first command, inside its event loop.
+    """
+    client = ResilientArqRedis(
+        host=settings.host,
+        port=settings.port,
+        db=settings.database,
+        username=settings.username,
+        password=settings.password,
+        unix_socket_path=settings.unix_socket_path,
+        socket_connect_timeout=settings.conn_timeout,
+        ssl=settings.ssl,
+        ssl_keyfile=settings.ssl_keyfile,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_cert_reqs=settings.ssl_cert_reqs,
+        ssl_ca_certs=settings.ssl_ca_certs,
+        ssl_ca_data=settings.ssl_ca_data,
+        ssl_check_hostname=settings.ssl_check_hostname,
+        retry=settings.retry,
+        retry_on_timeout=settings.retry_on_timeout,
+        retry_on_error=settings.retry_on_error,
+        max_connections=settings.max_connections,
+        default_queue_name=queue,
+        expires_extra_ms=expires_extra_ms,
+    )
+    pool = client.connection_pool  # not connected yet: swapped before any connection exists
+    client.connection_pool = RetryingConnectionPool(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **pool.connection_kwargs
+    )
+    return client

@@ -1,0 +1,57 @@
+"""`Context`: what a handler's ``ctx`` holds, field by field.
+
+``ctx`` is arq's job context plus the relay's own fields. It is a fresh dict for every attempt, built
+from the worker's shared context, so values your ``startup(ctx)`` stores (a database pool, an HTTP
+client) are there in every handler. To type such values, extend it::
+
+    class TaskContext(Context, total=False):
+        http: httpx.AsyncClient
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypedDict
+
+from arq.connections import ArqRedis
+
+from relay.core.settings import Settings
+
+
+class Context(TypedDict):
+    """The ``ctx`` every handler receives."""
+
+    redis: ArqRedis
+    """The worker's Redis client (redis.asyncio, bytes responses). Async handlers only: a plain ``def``
+    handler runs in a thread and must not use it."""
+
+    event_id: str
+    """The stream entry id of the event, e.g. ``"1718000000000-0"``. It is the same on every attempt
+    and on a replay, so use it to make a handler idempotent (see `worker` module docs)."""
+
+    attempt: int
+    """1 on the first attempt, 2 on the first retry, and so on up to the handler's ``max_attempts``."""
+
+    handler: str
+    """The running handler's name, as it appears in dead letters."""
+
+    event_type: str
+    """The event's type name, e.g. ``"VOTE_ADD"``, also for types the relay does not know."""
+
+    received_ms: int
+    """When the edge accepted the delivery, in milliseconds since the Unix epoch."""
+
+    settings: Settings
+    """The relay's settings (``RELAY_*``)."""
+
+    job_id: str
+    """arq's job id: ``"<event_id>:<handler>"`` (a replay adds a suffix)."""
+
+    job_try: int
+    """arq's own run counter: ``attempt`` plus any runs skipped by workers that lacked the handler."""
+
+    enqueue_time: datetime
+    """When the bridge queued the job."""
+
+    score: int
+    """arq's queue score: the millisecond time the job was due to run."""

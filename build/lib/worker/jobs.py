@@ -1,0 +1,334 @@
+"""The arq job that runs one handler for one event, and decides what a failure means.
+
+Every handler job calls one arq function, `RUN_HANDLER`, with the handler's name as its first
+argument; a run skips a handler this worker lacks, dead-letters a poison pill, parses the event,
+runs the handler under its timeout, and retries or dead-letters a failure. Why it is built this way:
+docs/INTERNALS.md, "worker/jobs.py".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from arq.utils import timestamp_ms
+from arq.worker import Function, Retry, func
+from redis.exceptions import RedisError
+
+from relay.core.events import InvalidBody, InvalidEvent, parse
+from relay.core.keys import StoredEvent
+from relay.core.settings import Settings
+from worker import backoff, deadletter, outcomes
+from worker.deadletter import Failure
+from worker.enqueue import RUN_HANDLER
+from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, Permanent
+from worker.metrics import WorkerMetrics
+from worker.registry import Handler, Registry
+
+log = logging.getLogger("worker.jobs")
+
+T = TypeVar("T")
+
+MARGIN_SECONDS = 2.0
+"""arq's timeout for a job is the largest handler timeout plus this, so the wrapper, not arq, handles
+a timeout. A crashed attempt is re-run once arq's in-progress key expires: after the largest
+``timeout`` + this margin + arq's 10 s."""
+
+BOOKKEEPING_SECONDS = 1.0
+"""How long recording a failure or a dead letter may take before the job is left for its next run."""
+
+ARQ_MAX_TRIES = 1_000_000
+"""Far above any ``max_attempts``: the wrapper decides when a job ends, never arq's retry limit."""
+
+UNRECORDED_RETRY_SECONDS = 5.0
+"""Delay before the next run when Redis failed the wrapper's own bookkeeping (e.g. a dead letter)."""
+
+UNKNOWN_HANDLER_TRIES = 20
+"""Runs skipped for want of the handler before the event is dead-lettered as ``UnknownHandler``."""
+
+UNKNOWN_HANDLER_BACKOFF = 1.0
+"""Base seconds of the (capped, doubling) wait after each skipped run: with the defaults, the job
+keeps coming back for about a quarter of an hour, long enough for a rolling deploy to finish."""
+
+UNKNOWN_HANDLER_MAX_DEFER = 60.0
+
+
+def keep_result_seconds(settings: Settings) -> float:
+    """How long arq keeps a finished job's result, and so refuses the same job id again.
+
+    An entry is re-moved only when its reader died before acknowledging it, and another worker claims
+    it after ``claim_idle_seconds``; keeping results well past that turns such a re-move into no job
+    instead of a second run.
+    """
+    return max(600.0, 4 * settings.claim_idle_seconds)
+
+
+def job_timeout(registry: Registry) -> float:
+    """arq's timeout for every job: the largest handler timeout plus `MARGIN_SECONDS`."""
+    return max(handler.timeout for handler in registry) + MARGIN_SECONDS
+
+
+def arq_function(
+    registry: Registry,
+    settings: Settings,
+    *,
+    unknown_tries: int = UNKNOWN_HANDLER_TRIES,
+    unknown_backoff: float = UNKNOWN_HANDLER_BACKOFF,
+    metrics: WorkerMetrics | None = None,
+) -> Function:
+    """The one arq function, `RUN_HANDLER`, running whichever of `registry`'s handlers a job names.
+
+    A job naming a handler `registry` lacks is skipped and deferred (`skip_unknown`), `unknown_tries`
+    times with a doubling wait from `unknown_backoff` seconds, then dead-lettered. Every run is
+    counted in `metrics`, and a successful one logged (arq's own lines about jobs are dropped by
+    `ArqJobLines`: they carry no fields).
+    """
+    counted = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
+
+    async def run_handler(
+        ctx: dict[str, Any], handler: str, entry_id: str, event_type: str, body: bytes, received_ms: int
+    ) -> str | None:
+        event = StoredEvent(entry_id, event_type, bytes(body), received_ms, dedupe="")
+        found = registry.get(handler)
+        started = time.perf_counter()
+        outcome = "error"  # unless the run ends one of the ways below: a bug, or arq cancelled it
+        note: str | None = None
+        retried: Retry | None = None
+        try:
+            if found is None:
+                note = await skip_unknown(
+                    handler,
+                    settings,
+                    ctx,
+                    event,
+                    tries=unknown_tries,
+                    backoff_base=unknown_backoff,
+                    metrics=counted,
+                )
+            else:
+                note = await run_attempt(found, settings, ctx, event, metrics=counted)
+            outcome = "ok" if note is None else "dead"
+            return note
+        except Retry as retry:
+            outcome = "retry" if found is not None else "skipped"
+            retried = retry
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            counted.ran(handler, outcome, seconds)
+            if outcome != "error":  # for the admin page (worker/outcomes.py); bounded, never raises
+                keep_ms = settings.retention_seconds * 1000
+                await outcomes.record(
+                    ctx, handler, entry_id, outcome, note=note, retry=retried, keep_ms=keep_ms
+                )
+            if outcome == "ok":
+                fields = _log_fields(event, handler, int(ctx.get("attempt", 0)))
+                log.info(
+                    "%s handled %s",
+                    handler,
+                    entry_id,
+                    extra={**fields, "outcome": outcome, "ms": round(seconds * 1000, 2)},
+                )
+
+    return func(
+        run_handler,
+        name=RUN_HANDLER,
+        timeout=job_timeout(registry),
+        max_tries=ARQ_MAX_TRIES,
+        keep_result=keep_result_seconds(settings),
+    )
+
+
+def _log_fields(event: StoredEvent, handler: str, attempt: int) -> dict[str, object]:
+    return {"entry_id": event.entry_id, "event_type": event.type, "handler": handler, "attempt": attempt}
+
+
+async def _bookkeeping(what: str, call: Awaitable[T], extra: dict[str, object]) -> T:
+    """Await `call`, a Redis call the job cannot go on without, or leave the job queued for later."""
+    try:
+        async with asyncio.timeout(BOOKKEEPING_SECONDS):
+            return await call
+    except (TimeoutError, RedisError, OSError) as exc:
+        log.warning("could not %s, the job stays queued: %r", what, exc, extra=extra)
+        raise Retry(defer=UNRECORDED_RETRY_SECONDS) from exc
+
+
+async def skip_unknown(
+    name: str,
+    settings: Settings,
+    ctx: dict[str, Any],
+    event: StoredEvent,
+    *,
+    tries: int = UNKNOWN_HANDLER_TRIES,
+    backoff_base: float = UNKNOWN_HANDLER_BACKOFF,
+    metrics: WorkerMetrics | None = None,
+) -> str:
+    """A run of a job for handler `name`, which this worker lacks: defer it, or dead-letter it.
+
+    Raises `arq.Retry` (another worker may have the handler) until the job was skipped `tries` times,
+    then writes an ``UnknownHandler`` dead letter and returns its note. Never drops the job.
+    """
+    job_try = int(ctx["job_try"])
+    extra = _log_fields(event, name, 0)
+    skipped = await _bookkeeping(
+        "count a run skipped for want of its handler",
+        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_seconds * 1000),
+        extra,
+    )
+    if skipped < tries:
+        wait = backoff.ceiling(skipped, backoff_base, cap=UNKNOWN_HANDLER_MAX_DEFER)
+        log.warning(
+            "no handler named %r in this worker (another version may have it): job %s deferred %.1fs (%d of %d)",
+            name, ctx["job_id"], wait, skipped, tries, extra=extra,
+        )  # fmt: skip
+        raise Retry(defer=wait)
+    failure = Failure(
+        UNKNOWN_HANDLER,
+        f"no worker that took this job has a handler named {name!r} ({skipped} tries); "
+        "deploy it, then replay this dead letter",
+    )
+    # Attempts: runs on a worker that had the handler (usually none) and did not end the job.
+    return await _dead_letter(ctx, event, name, job_try - skipped, failure, extra, "unknown_handler", metrics)
+
+
+async def run_attempt(
+    handler: Handler,
+    settings: Settings,
+    ctx: dict[str, Any],
+    event: StoredEvent,
+    *,
+    metrics: WorkerMetrics | None = None,
+) -> str | None:
+    """Run one attempt of `handler` for `event`; raise `arq.Retry` to be run again later.
+
+    Returns None on success, or a short note naming the dead letter written.
+    """
+    job_try = int(ctx["job_try"])
+    attempt = job_try
+    if job_try > 1:  # a first run cannot follow a skipped one: no Redis call on the usual path
+        attempt -= await _bookkeeping(
+            "read the runs skipped for want of the handler",
+            deadletter.skipped_runs(ctx["redis"], ctx["job_id"]),
+            _log_fields(event, handler.name, job_try),
+        )
+    ctx.update(
+        event_id=event.entry_id,
+        attempt=attempt,
+        handler=handler.name,
+        event_type=event.type,
+        received_ms=event.received_ms,
+        settings=settings,
+    )
+    extra = _log_fields(event, handler.name, attempt)
+
+    if attempt > handler.max_attempts:
+        died = Failure(
+            WORKER_DIED,
+            f"attempt {attempt - 1} of {handler.max_attempts} never finished: the worker running it died "
+            "(killed, out of memory, os._exit), was stopped mid-run, or lost Redis before recording the outcome",
+        )
+        return await _dead_letter(ctx, event, handler.name, attempt - 1, died, extra, "worker_died", metrics)
+
+    try:
+        model = parse(event.body)
+    except (InvalidBody, InvalidEvent) as exc:  # retrying cannot fix the body; a replay after a fix can
+        failure = Failure.from_exception(exc)
+        return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "invalid_event", metrics)
+
+    try:
+        async with asyncio.timeout(handler.timeout) as deadline:
+            if handler.is_async:
+                await handler.func(ctx, model)
+            else:
+                # The thread cannot be stopped: on timeout it runs on while the attempt counts as failed.
+                await asyncio.to_thread(handler.func, ctx, model)
+    except Permanent as exc:
+        failure = Failure.from_exception(exc)
+        return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "permanent", metrics)
+    except Exception as exc:
+        message = f"ran longer than its timeout of {handler.timeout:g}s" if deadline.expired() else None
+        failure = Failure.from_exception(exc, message)
+        if attempt >= handler.max_attempts:
+            return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
+        wait = backoff.delay(attempt, handler.backoff)
+        log.warning(
+            "%s failed on %s (attempt %d of %d), retrying in %.2fs: %s: %s",
+            handler.name, event.entry_id, attempt, handler.max_attempts, wait,
+            failure.error_type, failure.message, extra=extra,
+        )  # fmt: skip
+        await _note_failure(ctx, settings, extra)
+        raise Retry(defer=wait) from exc
+
+    if job_try > 1:
+        await _forget_failures(ctx, extra)
+    return None
+
+
+async def _note_failure(ctx: dict[str, Any], settings: Settings, extra: dict[str, object]) -> None:
+    try:
+        async with asyncio.timeout(BOOKKEEPING_SECONDS):
+            await deadletter.record_failure(
+                ctx["redis"], ctx["job_id"], now_ms=timestamp_ms(), keep_ms=settings.retention_seconds * 1000
+            )
+    except (TimeoutError, RedisError, OSError) as exc:
+        # Only the dead letter's "first failure" time suffers; the retry itself goes ahead.
+        log.warning("could not record the first failure time: %r", exc, extra=extra)
+
+
+async def _forget_failures(ctx: dict[str, Any], extra: dict[str, object]) -> None:
+    try:
+        async with asyncio.timeout(BOOKKEEPING_SECONDS):
+            await deadletter.forget_failures(ctx["redis"], ctx["job_id"])
+    except (TimeoutError, RedisError, OSError) as exc:
+        log.warning("could not clear the failure record (it expires on its own): %r", exc, extra=extra)
+
+
+async def _dead_letter(
+    ctx: dict[str, Any],
+    event: StoredEvent,
+    handler: str,
+    attempts: int,
+    failure: Failure,
+    extra: dict[str, object],
+    reason: str,
+    metrics: WorkerMetrics | None,
+) -> str:
+    try:
+        async with asyncio.timeout(BOOKKEEPING_SECONDS):
+            dead_id = await deadletter.write(
+                ctx["redis"],
+                event,
+                handler=handler,
+                attempts=attempts,
+                failure=failure,
+                now_ms=timestamp_ms(),
+                job_id=ctx["job_id"],
+            )
+    except (TimeoutError, RedisError, OSError) as exc:
+        # Dropping the job now would lose the event: keep it queued; its next run writes the dead letter.
+        log.error("could not write the dead letter, the job stays queued: %r", exc, extra=extra)
+        raise Retry(defer=UNRECORDED_RETRY_SECONDS) from exc
+    if metrics is not None:
+        metrics.dead_lettered(handler, reason)
+    log.error(
+        "%s gave up on %s after %d attempt(s): %s: %s (dead letter %s)",
+        handler, event.entry_id, attempts, failure.error_type, failure.message, dead_id, extra=extra,
+    )  # fmt: skip
+    return f"dead letter {dead_id}"
+
+
+class ArqJobLines(logging.Filter):
+    """Drops arq's INFO lines about each job (started, finished, retrying).
+
+    The relay logs its own line for each run (`arq_function`), with the entry id, event type,
+    handler and attempt as fields; arq's carry them only inside the text.
+    """
+
+    FORMATS = frozenset({"%6.2fs → %s(%s)%s", "%6.2fs ← %s ● %s", "%6.2fs ↻ %s retrying job in %0.2fs"})
+    """arq 0.28's formats of those lines (a test checks they are still the ones arq uses)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.msg in self.FORMATS)

@@ -1,0 +1,307 @@
+"""``arq worker.main.WorkerSettings``: the worker process, started with arq's own CLI.
+
+``WorkerSettings`` is built when arq asks for it, not at import: the module-level ``__getattr__``
+(PEP 562) reads the ``RELAY_*`` settings, imports the tasks module (``RELAY_TASKS``, default
+``worker.tasks``) whose ``@on`` handlers register themselves, and returns the keyword arguments for
+arq's ``Worker`` as a dict (arq accepts a dict as well as a class). Tests call `build_worker_settings`
+with their own settings and `Registry`.
+
+What a worker process runs:
+
+- arq, with one function (``relay.run_handler``, `worker.jobs`) that runs whichever handler a job
+  names, tuned for short handlers: a 10 ms poll, up to 100 concurrent jobs;
+- the bridge (`worker.bridge`) as a background task started in ``on_startup``, feeding arq from
+  ``relay:events`` and trimming the stream;
+- the tasks module's ``startup(ctx)`` and ``shutdown(ctx)``, if it defines them;
+- its metrics (`worker.metrics`) on the first free port from ``RELAY_WORKER_METRICS`` (9100) on,
+  started in ``on_startup`` and closed in ``on_shutdown``.
+
+On SIGTERM (or SIGINT) the bridge stops taking entries at once, arq stops picking jobs, and running
+handlers get their timeout to finish (arq's ``job_completion_wait``); then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import math
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from arq.connections import RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
+
+from relay.core.exposition import MetricsServer
+from relay.core.logs import configure_logging
+from relay.core.settings import Settings, load_settings
+from worker import outcomes
+from worker.bridge import Bridge, BridgeOptions
+from worker.connection import worker_redis
+from worker.jobs import (
+    ARQ_MAX_TRIES,
+    UNKNOWN_HANDLER_BACKOFF,
+    UNKNOWN_HANDLER_TRIES,
+    ArqJobLines,
+    arq_function,
+    job_timeout,
+    keep_result_seconds,
+)
+from worker.keys import ARQ_QUEUE
+from worker.loop import install_event_loop
+from worker.metrics import WorkerMetrics, serve_worker_metrics
+from worker.registry import Registry, default_registry
+
+log = logging.getLogger("worker.main")
+
+Hook = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """The tasks module's optional ``startup(ctx)`` and ``shutdown(ctx)`` (async or plain functions)."""
+
+    startup: Hook | None = None
+    shutdown: Hook | None = None
+
+    @classmethod
+    def from_module(cls, module: ModuleType) -> Hooks:
+        return cls(startup=getattr(module, "startup", None), shutdown=getattr(module, "shutdown", None))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """Knobs of the worker process that are not user settings."""
+
+    max_jobs: int = 100
+    """Handlers running at once in one process."""
+    poll_delay: float = 0.01
+    """Seconds between arq's looks at its queue (arq's default of 0.5 s would add that much latency)."""
+    health_check_interval: int = 60
+    unknown_handler_tries: int = UNKNOWN_HANDLER_TRIES
+    """Runs of a job whose handler this worker lacks before it is dead-lettered (see `worker.jobs`)."""
+    unknown_handler_backoff: float = UNKNOWN_HANDLER_BACKOFF
+    bridge: BridgeOptions = field(default_factory=BridgeOptions)
+    run_bridge: bool = True
+    """Tests turn the background bridge off and step a `Bridge` themselves."""
+    configure_logging: bool = True
+    """Set up the relay's log format at start-up (tests keep pytest's)."""
+
+
+async def _call(hook: Hook, ctx: dict[str, Any]) -> None:
+    result = hook(ctx)
+    if inspect.isawaitable(result):
+        await result
+
+
+ARQ_LOGGERS = ("arq.worker", "arq.connections", "arq.jobs", "arq.utils")
+"""The loggers arq writes through, all children of ``arq``."""
+
+
+class ArqLines(ArqJobLines):
+    """On arq's loggers: arq's lines in the relay's format and at its level, without the per-job ones.
+
+    arq's CLI imports ``WorkerSettings``, then sets up logging its own way (a handler in its own format
+    on the ``arq`` logger, at INFO, and its children reset), then logs its first lines before
+    ``on_startup``. A logger's filters are the one thing that set-up leaves alone, so this one, added
+    when the relay configures logging, takes arq's handler off again before the first line is handled.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        arq_logger = logging.getLogger("arq")
+        if arq_logger.handlers:
+            arq_logger.handlers.clear()
+            arq_logger.propagate = True
+        if record.levelno < logging.getLogger().level:  # RELAY_LOG_LEVEL, not arq's INFO
+            return False
+        return super().filter(record)
+
+
+def _configure_logging(settings: Settings) -> None:
+    """The relay's log format (``RELAY_LOG_FORMAT``, ``RELAY_LOG_LEVEL``) for every line, arq's too.
+
+    Runs when ``WorkerSettings`` is built (before arq's CLI logs anything) and again at start-up.
+    Every line has one format, so JSON lines stay parseable, and none is printed twice.
+    """
+    configure_logging(settings)
+    logging.getLogger("arq").handlers.clear()
+    for name in ARQ_LOGGERS:
+        arq_logger = logging.getLogger(name)
+        if not any(isinstance(f, ArqLines) for f in arq_logger.filters):
+            arq_logger.addFilter(ArqLines())
+
+
+def chain_stop_signals(before: Callable[[], None]) -> bool:
+    """Make SIGTERM and SIGINT call `before` first, then the handler arq installed.
+
+    arq registers its shutdown handler with ``loop.add_signal_handler`` when the worker is built and
+    offers no hook of its own, so this reads arq's handler back from the loop's handler table
+    (``loop._signal_handlers``, a private attribute of asyncio's Unix loops) and installs a handler
+    that runs `before` and then arq's. Returns False, changing nothing, if no arq handler is found
+    (another event loop, or ``handle_signals=False``); the bridge then stops only at shutdown.
+    """
+    loop = asyncio.get_running_loop()
+    table = getattr(loop, "_signal_handlers", None)
+    chained = False
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        original = table.get(signum) if isinstance(table, dict) else None
+        if not isinstance(original, asyncio.Handle):
+            continue
+
+        def run_both(original: asyncio.Handle = original) -> None:
+            before()
+            original._run()
+
+        loop.add_signal_handler(signum, run_both)
+        chained = True
+    return chained
+
+
+class Lifecycle:
+    """arq's ``on_startup`` / ``on_shutdown``: the user's hooks, the bridge and the metrics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        hooks: Hooks,
+        options: WorkerOptions,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.hooks = hooks
+        self.options = options
+        self.metrics = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
+        self.metrics_server: MetricsServer | None = None
+        self.bridge: Bridge | None = None
+        self._bridge_task: asyncio.Task[None] | None = None
+
+    async def on_startup(self, ctx: dict[str, Any]) -> None:
+        if self.options.configure_logging:
+            _configure_logging(self.settings)
+        self.metrics_server = await serve_worker_metrics(self.settings, self.metrics)
+        if self.hooks.startup is not None:
+            await _call(self.hooks.startup, ctx)
+        if self.options.run_bridge:
+            self.bridge = Bridge(ctx["redis"], self.registry, self.settings, options=self.options.bridge)
+            self.metrics.bridge = self.bridge
+            self._bridge_task = asyncio.create_task(self.bridge.run(), name="relay-bridge")
+            if not chain_stop_signals(self.bridge.stop):
+                log.warning("could not hook SIGTERM: the bridge will stop only when the worker shuts down")
+            log.info("handlers: %s", ", ".join(h.name for h in self.registry))
+
+    async def on_shutdown(self, ctx: dict[str, Any]) -> None:
+        if self.bridge is not None and self._bridge_task is not None:
+            self.bridge.stop()
+            # The step in progress ends within block_ms; cancelling it could only leave entries
+            # pending (claimed later by another worker), never acknowledged without jobs.
+            try:
+                await asyncio.wait_for(self._bridge_task, self.options.bridge.block_ms / 1000 + 5)
+            except TimeoutError:
+                log.warning(
+                    "bridge did not stop in time; its unacknowledged entries will be claimed by another worker"
+                )
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bridge_task
+            await self.bridge.close()
+        if self.hooks.shutdown is not None:
+            await _call(self.hooks.shutdown, ctx)
+        await outcomes.flush(ctx.get("redis"))  # the last runs' outcomes, before arq closes the pool
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+            self.metrics_server = None
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's Redis settings from ``RELAY_REDIS_URL``, riding out short Redis outages (~30 s) by retrying.
+
+    Every command, and every connect, is retried 20 times with a backoff capped at 2 s. A longer
+    outage ends the worker process (non-zero exit) for its supervisor to restart.
+    """
+    result = RedisSettings.from_dsn(settings.redis_url)
+    result.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20)
+    # OSError: a connect refused while Redis restarts surfaces as ConnectionRefusedError, which
+    # redis-py retries only when told to; without it, the first command needing a new connection
+    # failed at once and ended arq's poll loop.
+    result.retry_on_error = [ConnectionError, TimeoutError, OSError]
+    return result
+
+
+def build_worker_settings(
+    settings: Settings,
+    registry: Registry,
+    hooks: Hooks | None = None,
+    options: WorkerOptions | None = None,
+    metrics: WorkerMetrics | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for arq's ``Worker`` running `registry`'s handlers; a fresh dict each call.
+
+    `metrics` (new ones by default) count the runs and are served by the worker's start-up.
+    """
+    if not len(registry):
+        raise ValueError(f"no handlers registered: decorate functions in {settings.tasks} with @on(...)")
+    options = options or WorkerOptions()
+    metrics = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
+    lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options, metrics)
+    longest = job_timeout(registry)
+    function = arq_function(
+        registry,
+        settings,
+        unknown_tries=options.unknown_handler_tries,
+        unknown_backoff=options.unknown_handler_backoff,
+        metrics=metrics,
+    )
+    return {
+        "functions": [function],
+        "queue_name": ARQ_QUEUE,
+        "redis_settings": redis_settings(settings),
+        # arq's own client, but a connection dropped mid-transaction cannot end its poll loop.
+        "redis_pool": worker_redis(
+            redis_settings(settings), queue=ARQ_QUEUE, expires_extra_ms=settings.retention_seconds * 1000
+        ),
+        "on_startup": lifecycle.on_startup,
+        "on_shutdown": lifecycle.on_shutdown,
+        "max_jobs": options.max_jobs,
+        "poll_delay": options.poll_delay,
+        "job_timeout": longest,
+        # SIGTERM: running handlers may use their whole timeout (plus the margin to record a failure).
+        "job_completion_wait": math.ceil(longest),
+        "keep_result": keep_result_seconds(settings),
+        "max_tries": ARQ_MAX_TRIES,
+        "expires_extra_ms": settings.retention_seconds * 1000,
+        "health_check_interval": options.health_check_interval,
+        "ctx": {"settings": settings},
+    }
+
+
+def load_worker_settings() -> dict[str, Any]:
+    """`build_worker_settings` from the environment and the ``RELAY_TASKS`` module; exits on bad config."""
+    settings = load_settings()
+    if not logging.getLogger().handlers:  # like logging.basicConfig: a program's own set-up stays
+        _configure_logging(settings)
+    try:
+        module = importlib.import_module(settings.tasks)
+    except ModuleNotFoundError as exc:
+        if exc.name and settings.tasks.startswith(exc.name):
+            raise SystemExit(f"sphere-relay: RELAY_TASKS={settings.tasks}: no such module") from None
+        raise
+    try:
+        worker_settings = build_worker_settings(settings, default_registry, Hooks.from_module(module))
+    except ValueError as exc:
+        raise SystemExit(f"sphere-relay: {exc}") from None
+    install_event_loop()  # arq builds its Worker next, on the thread's event loop: make that uvloop's
+    return worker_settings
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WorkerSettings":
+        return load_worker_settings()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

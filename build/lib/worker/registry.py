@@ -1,0 +1,145 @@
+"""The handler registry: ``@on("VOTE_ADD")`` records a function and the events it wants.
+
+Each handler becomes its own arq job per event, so handlers of one event retry independently. A
+handler's name (its function name, e.g. ``reward_voter``) names that job, appears in dead
+letters and is what ``relay dlq replay --handler`` selects, so it must be unique in a registry.
+Queued jobs carry the name: rename or remove a handler and its waiting jobs end as ``UnknownHandler``
+dead letters (after a grace period for workers of other versions), not silently.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from relay.core.events import Event
+
+WILDCARD = "*"
+"""Receives every event, including types this version of the relay does not know."""
+
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_BACKOFF = 1.0
+DEFAULT_TIMEOUT = 30.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """One registered handler and its options."""
+
+    name: str
+    func: Callable[..., Any]
+    event_types: tuple[str, ...]
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    """Attempts in all, the first included; then the event is dead-lettered."""
+    backoff: float = DEFAULT_BACKOFF
+    """Base seconds of the exponential backoff between attempts; 0 retries at once."""
+    timeout: float = DEFAULT_TIMEOUT
+    """Seconds one attempt may run; a longer one counts as failed."""
+
+    @property
+    def is_async(self) -> bool:
+        """``async def`` handlers run on the worker's loop; plain ``def`` ones in a thread."""
+        return inspect.iscoroutinefunction(self.func)
+
+
+def event_names(target: str | type[Event]) -> tuple[str, ...]:
+    """The event type names `target` stands for: a name, or a model class via its ``event`` Literal."""
+    if isinstance(target, str):
+        if not target:
+            raise ValueError("an event type name must not be empty")
+        return (target,)
+    if isinstance(target, type) and issubclass(target, Event):
+        field = target.model_fields["event"]
+        if typing.get_origin(field.annotation) is typing.Literal:
+            return tuple(str(name) for name in typing.get_args(field.annotation))
+        raise TypeError(f"{target.__name__} accepts any event type; register it as {WILDCARD!r}")
+    raise TypeError(f"expected an event type name or an Event model class, got {target!r}")
+
+
+def _check_options(max_attempts: int, backoff: float, timeout: float) -> None:
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    if not math.isfinite(backoff) or backoff < 0:
+        raise ValueError(f"backoff must be >= 0 seconds, got {backoff!r}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+
+
+class Registry:
+    """Handlers by name, and the handlers for each event type in registration order."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def on(
+        self,
+        *events: str | type[Event],
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff: float = DEFAULT_BACKOFF,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Callable[[F], F]:
+        """Register the decorated function for one or more event types (names or model classes).
+
+        ``"*"`` receives every event. The function is returned unchanged, so it stays callable in tests.
+        """
+        if not events:
+            raise TypeError('@on needs at least one event type, e.g. @on("VOTE_ADD")')
+        names = tuple(dict.fromkeys(name for target in events for name in event_names(target)))
+        _check_options(max_attempts, backoff, timeout)
+
+        def register(func: F) -> F:
+            name = getattr(func, "__name__", None)
+            if not callable(func) or not isinstance(name, str):
+                raise TypeError(f"@on decorates a function, got {func!r}")
+            self.add(
+                Handler(
+                    name=name,
+                    func=func,
+                    event_types=names,
+                    max_attempts=max_attempts,
+                    backoff=float(backoff),
+                    timeout=float(timeout),
+                )
+            )
+            return func
+
+        return register
+
+    def add(self, handler: Handler) -> None:
+        """Register `handler`; a second handler with the same name is refused."""
+        existing = self._handlers.get(handler.name)
+        if existing is not None:
+            if existing == handler:
+                return  # the same module imported twice
+            raise ValueError(
+                f"a handler named {handler.name!r} is already registered; "
+                "give each handler its own name, and list several types in one @on(...)"
+            )
+        self._handlers[handler.name] = handler
+
+    def for_type(self, event_type: str) -> list[Handler]:
+        """The handlers an event of `event_type` goes to (its own and the ``"*"`` ones), in registration order."""
+        return [
+            h for h in self._handlers.values() if event_type in h.event_types or WILDCARD in h.event_types
+        ]
+
+    def get(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def __iter__(self) -> Iterator[Handler]:
+        return iter(list(self._handlers.values()))
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+default_registry = Registry()
+"""The registry ``worker.on`` writes to and ``arq worker.main.WorkerSettings`` runs."""
+
+on = default_registry.on
