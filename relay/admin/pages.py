@@ -142,7 +142,9 @@ async def events(request: Request, who: Signed) -> Response:
         "scan": queries.SEARCH_SCAN,
         "now_ms": now_ms,
     }
-    return answer(request, "events.html", context, document, refresh=EVENTS_REFRESH if found else None)
+    # Refresh while a handler is still on its way, so that a replay is seen through to its end.
+    moving = any(h.state not in ("done", "dead") for view in found for h in view.handlers)
+    return answer(request, "events.html", context, document, refresh=EVENTS_REFRESH if moving else None)
 
 
 def _dead_filter(params: dict[str, str]) -> DeadFilter:
