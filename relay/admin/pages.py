@@ -159,8 +159,8 @@ async def dead(request: Request, who: Signed) -> Response:
     admin = state(request)
     flt = _dead_filter(dict(request.query_params))
     now_ms = await redis_now_ms(admin.redis)
-    letters = await queries.matching_dead(admin.redis, flt, now_ms)
-    handlers, errors = await queries.dead_facets(admin.redis)
+    scan = await queries.scan_dead(admin.redis, flt, now_ms)
+    letters = scan.matching
     shown = list(reversed(letters[-queries.SHOWN :]))
     document = {
         "filter": flt.query(),
@@ -171,8 +171,8 @@ async def dead(request: Request, who: Signed) -> Response:
         "filter": flt,
         "letters": shown,
         "matching": len(letters),
-        "handlers": handlers,
-        "errors": errors,
+        "handlers": scan.handlers,
+        "errors": scan.error_types,
         "now_ms": now_ms,
     }
     return answer(request, "dead.html", context, document)
@@ -187,7 +187,7 @@ async def confirm(request: Request, who: Signed) -> Response:
         raise BadRequest("action must be replay or delete")
     flt = _dead_filter(params)
     now_ms = await redis_now_ms(admin.redis)
-    letters = await queries.matching_dead(admin.redis, flt, now_ms)
+    letters = (await queries.scan_dead(admin.redis, flt, now_ms)).matching
     upto = letters[-1].id if letters else ""
     document = {"action": action, "filter": flt.query(), "count": len(letters), "upto": upto}
     context = {"action": action, "filter": flt, "count": len(letters), "upto": upto}
@@ -204,7 +204,7 @@ async def bulk(request: Request, form: Form) -> Response:
     if flt.upto is None:
         raise BadRequest("upto is missing: confirm the action from its confirmation page")
     now_ms = await redis_now_ms(admin.redis)
-    letters = await queries.matching_dead(admin.redis, flt, now_ms)
+    letters = (await queries.scan_dead(admin.redis, flt, now_ms)).matching
     expires_ms = admin.settings.retention_seconds * 1000
 
     async def work(job: BulkJob) -> None:

@@ -324,17 +324,21 @@ def dead_matches(letter: DeadLetter, flt: DeadFilter, now_ms: int) -> bool:
     )
 
 
-async def matching_dead(redis: Redis, flt: DeadFilter, now_ms: int) -> list[DeadLetter]:
-    """Every dead letter `flt` selects, oldest first (up to `flt.upto` when set)."""
-    return [
-        letter async for letter in iter_dead(redis, end=flt.upto or "+") if dead_matches(letter, flt, now_ms)
-    ]
+@dataclass(frozen=True, slots=True)
+class DeadScan:
+    matching: list[DeadLetter]
+    """Oldest first."""
+    handlers: list[str]
+    """Every handler among all the dead letters, for the filter's choices; likewise `error_types`."""
+    error_types: list[str]
 
 
-async def dead_facets(redis: Redis) -> tuple[list[str], list[str]]:
-    """The handlers and error types among the dead letters, for the filter's choices."""
-    handlers, errors = set(), set()
-    async for letter in iter_dead(redis):
+async def scan_dead(redis: Redis, flt: DeadFilter, now_ms: int) -> DeadScan:
+    """One pass over the dead letters (up to `flt.upto` when set): those `flt` selects, and the choices."""
+    matching, handlers, errors = [], set(), set()
+    async for letter in iter_dead(redis, end=flt.upto or "+"):
         handlers.add(letter.handler)
         errors.add(letter.error_type)
-    return sorted(h for h in handlers if h), sorted(e for e in errors if e)
+        if dead_matches(letter, flt, now_ms):
+            matching.append(letter)
+    return DeadScan(matching, sorted(h for h in handlers if h), sorted(e for e in errors if e))
