@@ -25,6 +25,7 @@ from worker import backoff, deadletter, outcomes
 from worker.deadletter import Failure
 from worker.enqueue import RUN_HANDLER
 from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, Permanent
+from worker.heartbeat import InFlight
 from worker.metrics import WorkerMetrics
 from worker.registry import Handler, Registry
 
@@ -78,6 +79,7 @@ def arq_function(
     unknown_tries: int = UNKNOWN_HANDLER_TRIES,
     unknown_backoff: float = UNKNOWN_HANDLER_BACKOFF,
     metrics: WorkerMetrics | None = None,
+    in_flight: InFlight | None = None,
 ) -> Function:
     """The one arq function, `RUN_HANDLER`, running whichever of `registry`'s handlers a job names.
 
@@ -87,6 +89,7 @@ def arq_function(
     `ArqJobLines`: they carry no fields).
     """
     counted = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
+    tracked = in_flight if in_flight is not None else InFlight()  # the heartbeat shows what runs
 
     async def run_handler(
         ctx: dict[str, Any], handler: str, entry_id: str, event_type: str, body: bytes, received_ms: int
@@ -98,18 +101,8 @@ def arq_function(
         note: str | None = None
         retried: Retry | None = None
         try:
-            if found is None:
-                note = await skip_unknown(
-                    handler,
-                    settings,
-                    ctx,
-                    event,
-                    tries=unknown_tries,
-                    backoff_base=unknown_backoff,
-                    metrics=counted,
-                )
-            else:
-                note = await run_attempt(found, settings, ctx, event, metrics=counted)
+            with tracked.track(handler, entry_id):
+                note = await _run(found, handler, ctx, event)
             outcome = "ok" if note is None else "dead"
             return note
         except Retry as retry:
@@ -132,6 +125,21 @@ def arq_function(
                     entry_id,
                     extra={**fields, "outcome": outcome, "ms": round(seconds * 1000, 2)},
                 )
+
+    async def _run(
+        found: Handler | None, handler: str, ctx: dict[str, Any], event: StoredEvent
+    ) -> str | None:
+        if found is None:
+            return await skip_unknown(
+                handler,
+                settings,
+                ctx,
+                event,
+                tries=unknown_tries,
+                backoff_base=unknown_backoff,
+                metrics=counted,
+            )
+        return await run_attempt(found, settings, ctx, event, metrics=counted)
 
     return func(
         run_handler,

@@ -15,7 +15,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,7 +31,7 @@ from relay.admin.web import (
     wants_json,
 )
 from relay.cli.common import redis_failure
-from relay.core.logs import redact_url
+from relay.core.redis import async_client, describe
 from relay.core.settings import Settings
 from worker.registry import Registry
 
@@ -46,17 +45,17 @@ def create_admin_app(
     if settings.admin_token is None:
         raise ValueError("RELAY_ADMIN_TOKEN is required")
     token = settings.admin_token.get_secret_value()
-    redis_name = redact_url(settings.redis_url)
+    redis_name = describe(settings)
 
-    def describe(exc: Exception) -> str:
+    def explain(exc: Exception) -> str:
         if isinstance(exc, RedisError):
             return redis_failure(exc, redis_name).format_message()
         return f"cannot reach Redis at {redis_name}: {exc}"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
-        jobs = Jobs(describe)
+        redis = async_client(settings, socket_connect_timeout=2, socket_timeout=5)
+        jobs = Jobs(explain)
         app.state.admin = AdminState(
             settings=settings,
             registry=registry,
@@ -111,7 +110,7 @@ def create_admin_app(
     @app.exception_handler(RedisError)
     @app.exception_handler(OSError)
     async def redis_down(request: Request, exc: Exception) -> Response:
-        message = f"{describe(exc)}. Nothing was changed; try again once Redis is back."
+        message = f"{explain(exc)}. Nothing was changed; try again once Redis is back."
         return error_page(request, 503, "Redis is unavailable", message)
 
     @app.exception_handler(StarletteHTTPException)

@@ -14,14 +14,15 @@ from redis.asyncio import Redis
 
 from relay.admin.chart import Minute
 from relay.admin.forms import DeadFilter, Search
+from relay.cli.common import redis_now_ms
 from relay.cli.dlq import iter_dead
-from relay.cli.stats import Stats, _text, collect
+from relay.cli.stats import Stats, _heartbeats, _text, collect
 from relay.cli.timespec import id_ms
 from relay.core.events import InvalidBody, load_object
+from relay.core.heartbeat import Heartbeat
 from relay.core.keys import (
     CONSUMER_GROUP,
     EVENTS_STREAM,
-    WORKER_HEARTBEAT_PREFIX,
     EntryFields,
     minute_redis_key,
     outcome_redis_key,
@@ -40,69 +41,10 @@ RATE_WINDOW_MS = 5 * 60_000
 
 
 @dataclass(frozen=True, slots=True)
-class Running:
-    handler: str
-    entry_id: str
-    since_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class Worker:
-    """A live worker, from its heartbeat hash."""
-
-    name: str
-    host: str
-    pid: str
-    started_ms: int
-    beat_ms: int
-    jobs_done: int
-    running: list[Running]
-
-
-def parse_worker(fields: dict[bytes, bytes]) -> Worker:
-    read = EntryFields(fields)
-    running: list[Running] = []
-    try:
-        items = json.loads(read.text("running") or "[]")
-    except ValueError:
-        items = []
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict):
-            since = item.get("since_ms")
-            running.append(
-                Running(
-                    str(item.get("handler", "")),
-                    str(item.get("entry_id", "")),
-                    since if isinstance(since, int) else 0,
-                )
-            )
-    return Worker(
-        name=read.text("name"),
-        host=read.text("host"),
-        pid=read.text("pid"),
-        started_ms=read.number("started_ms"),
-        beat_ms=read.number("beat_ms"),
-        jobs_done=read.number("jobs_done"),
-        running=running,
-    )
-
-
-async def live_workers(redis: Redis) -> list[Worker]:
-    """Every worker whose heartbeat has not expired, by name."""
-    keys = [key async for key in redis.scan_iter(match=WORKER_HEARTBEAT_PREFIX + "*", count=200)]
-    pipe = redis.pipeline(transaction=False)
-    for key in keys:
-        pipe.hgetall(key)
-    found = [parse_worker(fields) for fields in await pipe.execute() if fields]
-    return sorted(found, key=lambda w: w.name)
-
-
-@dataclass(frozen=True, slots=True)
 class Overview:
     stats: Stats
     oldest_unhandled_ms: int | None
     """When the oldest event not yet handed to jobs arrived (pending or unread), or None."""
-    workers: list[Worker]
     minutes: list[Minute]
     chart_complete: bool
     received_per_s: float
@@ -170,7 +112,6 @@ async def overview(redis: Redis, redis_name: str) -> Overview:
     return Overview(
         stats=stats,
         oldest_unhandled_ms=await _oldest_unhandled(redis, stats),
-        workers=await live_workers(redis),
         minutes=minutes,
         chart_complete=complete,
         received_per_s=per_second(minutes, stats.time_ms, "received"),
@@ -248,7 +189,7 @@ async def _find(redis: Redis, search: Search) -> tuple[list[tuple[str, dict[byte
     return found[:SHOWN], seen
 
 
-def running_jobs(workers: Sequence[Worker]) -> dict[tuple[str, str], int]:
+def running_jobs(workers: Sequence[Heartbeat]) -> dict[tuple[str, str], int]:
     """(entry id, handler) -> since when a live worker runs it."""
     return {(r.entry_id, r.handler): r.since_ms for w in workers for r in w.running}
 
@@ -280,7 +221,7 @@ def handler_states(
 async def search_events(redis: Redis, search: Search, registry: Registry) -> tuple[list[EventView], int]:
     """The events `search` finds, each with its handlers' states; and how many events were looked at."""
     found, seen = await _find(redis, search)
-    running = running_jobs(await live_workers(redis))
+    running = running_jobs(await _heartbeats(redis, await redis_now_ms(redis)))
     pipe = redis.pipeline(transaction=False)
     for entry_id, _ in found:
         pipe.hgetall(outcome_redis_key(entry_id))

@@ -24,6 +24,15 @@ REJECTED_COUNT = "relay:rejected:count"
 CONSUMER_GROUP = "relay:workers"
 """The consumer group the workers' bridge reads `EVENTS_STREAM` with."""
 
+WORKER_HEARTBEAT_PREFIX = "relay:worker:"
+"""``relay:worker:<consumer name>``: a hash each worker process rewrites every few seconds, with an
+expiry, and deletes when it stops cleanly (`relay.core.heartbeat`)."""
+
+
+def worker_heartbeat_key(name: str) -> str:
+    return WORKER_HEARTBEAT_PREFIX + name
+
+
 DEDUPE_PREFIX = "relay:dedupe:"
 """``relay:dedupe:<dedupe key>`` holds the entry id of the first delivery, for the dedupe window."""
 
@@ -31,10 +40,6 @@ DEDUPE_PREFIX = "relay:dedupe:"
 def dedupe_redis_key(dedupe_key: str) -> str:
     return DEDUPE_PREFIX + dedupe_key
 
-
-WORKER_HEARTBEAT_PREFIX = "relay:worker:"
-"""``relay:worker:<worker name>``: a hash each live worker rewrites every few seconds (name, host, pid,
-started_ms, beat_ms, running as a JSON list, jobs_done), expiring when the worker stops beating."""
 
 OUTCOME_PREFIX = "relay:outcome:"
 """``relay:outcome:<entry id>``: per handler, the latest outcome of the event's job (`worker.outcomes`)."""

@@ -81,8 +81,8 @@ def test_a_stored_event_not_yet_run_is_queued_and_a_heartbeat_shows_it_running(a
         [state] = http.get("/events", params={"entry_id": vote}).json()["events"][0]["handlers"]
         assert state["state"] == "running"
         overview = http.get("/").json()
-    assert [(w["name"], w["jobs_done"]) for w in overview["workers"]] == [("w-1", 7)]
-    assert overview["workers"][0]["running"][0]["entry_id"] == vote
+    assert [(w["name"], w["jobs_done"]) for w in overview["stats"]["workers"]] == [("w-1", 7)]
+    assert overview["stats"]["workers"][0]["running"][0]["entry_id"] == vote
 
 
 def test_malformed_search_is_400_with_the_reason(admin: Admin) -> None:
