@@ -10,12 +10,16 @@ from relay.cli.common import App, ConfigError, pass_app
 from relay.core.settings import Settings, describe_errors, listen_address
 
 
-def admin_settings() -> Settings:
-    """The services' settings, with the admin token required; a bad one is a one-line usage error."""
+def admin_settings(redis_url: str | None = None) -> Settings:
+    """The services' settings (`redis_url`: ``relay --redis-url``), with the admin token required;
+    a bad one is a one-line usage error."""
     try:
-        settings = Settings()  # type: ignore[call-arg]
+        settings = Settings() if redis_url is None else Settings(redis_url=redis_url)  # type: ignore[call-arg]
     except ValidationError as error:
-        raise ConfigError(describe_errors(error).replace("\n", " ")) from None
+        message = describe_errors(error).replace("\n", " ")
+        if redis_url is not None:  # the flag's value, not the variable's, was refused
+            message = message.replace("RELAY_REDIS_URL", "--redis-url")
+        raise ConfigError(message) from None
     if settings.admin_token is None:
         raise ConfigError(
             "RELAY_ADMIN_TOKEN is required: set it to a token of 16+ characters of its own "
@@ -40,7 +44,7 @@ def admin(app: App) -> None:
     # Imported here: relay.admin builds on relay.cli's modules, and only this command needs the page.
     from relay.admin.app import create_admin_app
 
-    settings = admin_settings()
+    settings = admin_settings(app.redis_url)
     registry = app.handlers()
     host, port = listen_address(settings.admin_address)
     click.echo(f"relay admin: serving on http://{host}:{port}/ (sign in with RELAY_ADMIN_TOKEN)", err=True)

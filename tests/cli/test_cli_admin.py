@@ -45,13 +45,16 @@ def test_admin_refuses_to_start_without_a_good_token(
     assert SECRET not in done.stderr
 
 
-def test_admin_serves_the_page_on_its_address(redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("by_flag", [False, True], ids=["RELAY_REDIS_URL", "--redis-url"])
+def test_admin_serves_the_page_on_its_address(redis_url: str, tmp_path: Path, by_flag: bool) -> None:
     port = free_port()
     env = environment(redis_url, ADMIN_TOKEN=TOKEN, ADMIN_ADDRESS=f"127.0.0.1:{port}")
+    command = [str(RELAY), "admin"]
+    if by_flag:
+        env["RELAY_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there: the flag must win
+        command = [str(RELAY), "--redis-url", redis_url, "admin"]
     with (tmp_path / "admin.log").open("wb") as log:
-        process = subprocess.Popen(
-            [str(RELAY), "admin"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:
