@@ -25,7 +25,9 @@ $(BIN)/python:
 # Installs only when pyproject.toml or the lock changed since the last install (the stamp's time).
 $(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
 	$(PIP) install --require-hashes --no-deps -r $(LOCK)
-	$(PIP) install --no-deps --no-build-isolation -e .
+	@# setuptools warns on every editable install that a folder named like the package may shadow it:
+	@# that folder IS the package here, so the banner says nothing to act on.
+	PYTHONWARNINGS=ignore $(PIP) install --no-deps --no-build-isolation -e .
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the locked dev tools, then the relay (editable)
