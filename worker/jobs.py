@@ -9,6 +9,7 @@ docs/INTERNALS.md, "worker/jobs.py".
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable
@@ -24,7 +25,7 @@ from relay.core.settings import Settings
 from worker import backoff, deadletter
 from worker.deadletter import Failure
 from worker.enqueue import RUN_HANDLER
-from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, Permanent
+from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, NotAwaited, Permanent
 from worker.metrics import WorkerMetrics
 from worker.registry import Handler, Registry
 
@@ -234,13 +235,28 @@ async def run_attempt(
     try:
         async with asyncio.timeout(handler.timeout) as deadline:
             if handler.is_async:
-                await handler.func(ctx, model)
+                result = await handler.func(ctx, model)
             else:
                 # The thread cannot be stopped: on timeout it runs on while the attempt counts as failed.
-                await asyncio.to_thread(handler.func, ctx, model)
+                result = await asyncio.to_thread(handler.func, ctx, model)
+            refuse_awaitable(handler, result)
     except Permanent as exc:
         failure = Failure.from_exception(exc)
         return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "permanent", metrics)
+    except Retry as exc:  # arq's own way to ask for a retry: after the delay the handler chose
+        wait = (exc.defer_score or 0) / 1000
+        if attempt >= handler.max_attempts:
+            failure = Failure(
+                "Retry",
+                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts})",
+            )
+            return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
+        log.warning(
+            "%s asked to retry %s (attempt %d of %d) in %.2fs",
+            handler.name, event.entry_id, attempt, handler.max_attempts, wait, extra=extra,
+        )  # fmt: skip
+        await _note_failure(ctx, settings, extra)
+        raise Retry(defer=wait) from exc
     except Exception as exc:
         message = f"ran longer than its timeout of {handler.timeout:g}s" if deadline.expired() else None
         failure = Failure.from_exception(exc, message)
@@ -258,6 +274,19 @@ async def run_attempt(
     if job_try > 1:
         await _forget_failures(ctx, extra)
     return None
+
+
+def refuse_awaitable(handler: Handler, result: object) -> None:
+    """A handler that returned an awaitable did not do its work: fail the run, and say how to fix it."""
+    if not inspect.isawaitable(result):
+        return
+    if inspect.iscoroutine(result):
+        result.close()  # no "never awaited" RuntimeWarning on top of the clear error
+    fix = "`await` that call" if handler.is_async else "declare it `async def` and `await` that call"
+    raise NotAwaited(
+        f"handler {handler.name} returned a {type(result).__name__} it never awaited, so that work "
+        f"never ran; {fix}"
+    )
 
 
 async def _note_failure(ctx: dict[str, Any], settings: Settings, extra: dict[str, object]) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import inspect
 import logging
 import math
@@ -43,6 +42,7 @@ from relay.core.exposition import MetricsServer
 from relay.core.logs import configure_logging
 from relay.core.settings import Settings, load_settings
 from worker.bridge import Bridge, BridgeOptions
+from worker.checks import TasksError, check_registry, import_tasks
 from worker.connection import worker_redis
 from worker.jobs import (
     ARQ_MAX_TRIES,
@@ -245,7 +245,10 @@ def build_worker_settings(
     `metrics` (new ones by default) count the runs and are served by the worker's start-up.
     """
     if not len(registry):
-        raise ValueError(f"no handlers registered: decorate functions in {settings.tasks} with @on(...)")
+        raise TasksError([f"no handlers registered: decorate functions in {settings.tasks} with @on(...)"])
+    problems = check_registry(registry)
+    if problems:
+        raise TasksError(problems)
     options = options or WorkerOptions()
     metrics = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
     lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options, metrics)
@@ -286,15 +289,10 @@ def load_worker_settings() -> dict[str, Any]:
     if not logging.getLogger().handlers:  # like logging.basicConfig: a program's own set-up stays
         _configure_logging(settings)
     try:
-        module = importlib.import_module(settings.tasks)
-    except ModuleNotFoundError as exc:
-        if exc.name and settings.tasks.startswith(exc.name):
-            raise SystemExit(f"sphere-relay: RELAY_TASKS={settings.tasks}: no such module") from None
-        raise
-    try:
+        module = import_tasks(settings.tasks)
         worker_settings = build_worker_settings(settings, default_registry, Hooks.from_module(module))
-    except ValueError as exc:
-        raise SystemExit(f"sphere-relay: {exc}") from None
+    except TasksError as exc:  # one line per problem, and no work taken
+        raise SystemExit("\n".join(f"sphere-relay: {line}" for line in exc.lines)) from None
     install_event_loop()  # arq builds its Worker next, on the thread's event loop: make that uvloop's
     return worker_settings
 

@@ -1,16 +1,18 @@
 """The handler registry: ``@on("VOTE_ADD")`` records a function and the events it wants.
 
 Each handler becomes its own arq job per event, so handlers of one event retry independently. A
-handler's name (its function name, e.g. ``reward_voter``) names that job, appears in dead
-letters and is what ``relay dlq replay --handler`` selects, so it must be unique in a registry.
-Queued jobs carry the name: rename or remove a handler and its waiting jobs end as ``UnknownHandler``
-dead letters (after a grace period for workers of other versions), not silently.
+handler's name (``name=``, else its function name) names that job, appears in dead letters and is
+what ``relay dlq replay --handler`` selects, so it must be unique in a registry. Queued jobs carry
+the name: give ``name="stable-name"`` to rename the function freely; a handler whose name changes
+or goes leaves its waiting jobs as ``UnknownHandler`` dead letters (after a grace period for workers
+of other versions), never silently. `worker.checks` refuses handlers that cannot work at start-up.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +29,9 @@ DEFAULT_TIMEOUT = 30.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+"""A handler name: letters, digits, ``_``, ``.`` and ``-`` (it goes into job ids and metric labels)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Handler:
@@ -41,11 +46,14 @@ class Handler:
     """Base seconds of the exponential backoff between attempts; 0 retries at once."""
     timeout: float = DEFAULT_TIMEOUT
     """Seconds one attempt may run; a longer one counts as failed."""
+    future: bool = False
+    """Event type names this relay does not know are accepted (types Sphere will send later)."""
 
     @property
     def is_async(self) -> bool:
         """``async def`` handlers run on the worker's loop; plain ``def`` ones in a thread."""
-        return inspect.iscoroutinefunction(self.func)
+        call = getattr(self.func, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+        return inspect.iscoroutinefunction(self.func) or inspect.iscoroutinefunction(call)
 
 
 def event_names(target: str | type[Event]) -> tuple[str, ...]:
@@ -83,28 +91,37 @@ class Registry:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff: float = DEFAULT_BACKOFF,
         timeout: float = DEFAULT_TIMEOUT,
+        name: str | None = None,
+        future: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated function for one or more event types (names or model classes).
 
-        ``"*"`` receives every event. The function is returned unchanged, so it stays callable in tests.
+        ``"*"`` receives every event. A type name the relay does not know is refused at start-up
+        unless ``future=True``. `name` (default: the function's name) is the handler's name in job
+        ids and dead letters. The function is returned unchanged, so it stays callable in tests.
         """
         if not events:
             raise TypeError('@on needs at least one event type, e.g. @on("VOTE_ADD")')
-        names = tuple(dict.fromkeys(name for target in events for name in event_names(target)))
+        names = tuple(dict.fromkeys(n for target in events for n in event_names(target)))
         _check_options(max_attempts, backoff, timeout)
+        if name is not None and not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
+            raise ValueError(
+                f"name must be 1-100 letters, digits, '_', '.' or '-' (not starting with '.' or '-'), got {name!r}"
+            )
 
         def register(func: F) -> F:
-            name = getattr(func, "__name__", None)
-            if not callable(func) or not isinstance(name, str):
+            handler_name = name if name is not None else getattr(func, "__name__", None)
+            if not callable(func) or not isinstance(handler_name, str):
                 raise TypeError(f"@on decorates a function, got {func!r}")
             self.add(
                 Handler(
-                    name=name,
+                    name=handler_name,
                     func=func,
                     event_types=names,
                     max_attempts=max_attempts,
                     backoff=float(backoff),
                     timeout=float(timeout),
+                    future=future,
                 )
             )
             return func
