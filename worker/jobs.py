@@ -262,7 +262,7 @@ async def run_attempt(
         failure = Failure.from_exception(exc, message)
         if attempt >= handler.max_attempts:
             return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
-        wait = backoff.delay(attempt, handler.backoff)
+        wait = backoff.delay(attempt, handler.backoff, cap=handler.max_backoff)
         log.warning(
             "%s failed on %s (attempt %d of %d), retrying in %.2fs: %s: %s",
             handler.name, event.entry_id, attempt, handler.max_attempts, wait,

@@ -19,12 +19,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from relay.core.events import Event
+from worker.backoff import MAX_DELAY_SECONDS
 
 WILDCARD = "*"
 """Receives every event, including types this version of the relay does not know."""
 
-DEFAULT_MAX_ATTEMPTS = 5
-DEFAULT_BACKOFF = 1.0
+DEFAULT_MAX_ATTEMPTS = 12
+"""With the default backoff and cap: 1 h 39 min to 2 h 12 min from the first attempt to the dead
+letter (docs/handlers.md has the table), past the ordinary outages of the services handlers call."""
+DEFAULT_BACKOFF = 10.0
+DEFAULT_MAX_BACKOFF = MAX_DELAY_SECONDS
 DEFAULT_TIMEOUT = 30.0
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,6 +48,8 @@ class Handler:
     """Attempts in all, the first included; then the event is dead-lettered."""
     backoff: float = DEFAULT_BACKOFF
     """Base seconds of the exponential backoff between attempts; 0 retries at once."""
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    """The longest wait between two attempts (the backoff's cap)."""
     timeout: float = DEFAULT_TIMEOUT
     """Seconds one attempt may run; a longer one counts as failed."""
     future: bool = False
@@ -70,11 +76,13 @@ def event_names(target: str | type[Event]) -> tuple[str, ...]:
     raise TypeError(f"expected an event type name or an Event model class, got {target!r}")
 
 
-def _check_options(max_attempts: int, backoff: float, timeout: float) -> None:
+def _check_options(max_attempts: int, backoff: float, max_backoff: float, timeout: float) -> None:
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
         raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
     if not math.isfinite(backoff) or backoff < 0:
         raise ValueError(f"backoff must be >= 0 seconds, got {backoff!r}")
+    if not math.isfinite(max_backoff) or max_backoff < 0:
+        raise ValueError(f"max_backoff must be >= 0 seconds, got {max_backoff!r}")
     if not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
 
@@ -90,6 +98,7 @@ class Registry:
         *events: str | type[Event],
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff: float = DEFAULT_BACKOFF,
+        max_backoff: float = DEFAULT_MAX_BACKOFF,
         timeout: float = DEFAULT_TIMEOUT,
         name: str | None = None,
         future: bool = False,
@@ -103,7 +112,7 @@ class Registry:
         if not events:
             raise TypeError('@on needs at least one event type, e.g. @on("VOTE_ADD")')
         names = tuple(dict.fromkeys(n for target in events for n in event_names(target)))
-        _check_options(max_attempts, backoff, timeout)
+        _check_options(max_attempts, backoff, max_backoff, timeout)
         if name is not None and not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
             raise ValueError(
                 f"name must be 1-100 letters, digits, '_', '.' or '-' (not starting with '.' or '-'), got {name!r}"
@@ -120,6 +129,7 @@ class Registry:
                     event_types=names,
                     max_attempts=max_attempts,
                     backoff=float(backoff),
+                    max_backoff=float(max_backoff),
                     timeout=float(timeout),
                     future=future,
                 )
