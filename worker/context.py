@@ -16,6 +16,7 @@ from typing import TypedDict
 from arq.connections import ArqRedis
 
 from relay.core.settings import Settings
+from worker.once import Once
 
 
 class Context(TypedDict):
@@ -43,6 +44,16 @@ class Context(TypedDict):
 
     settings: Settings
     """The relay's settings (``RELAY_*``)."""
+
+    once: Once
+    """Do a side effect once per event, however often the handler runs (async handlers only)::
+
+        async with ctx["once"]("grant-role") as first:
+            if first:
+                await grant_role(...)
+
+    The block's success is recorded in Redis; a block that raises runs again on the next attempt.
+    Replays keep the record (the effect is not redone) unless run with ``--rerun-effects``."""
 
     job_id: str
     """arq's job id: ``"<event_id>:<handler>"`` (a replay adds a suffix)."""

@@ -27,6 +27,7 @@ from worker.deadletter import Failure
 from worker.enqueue import RUN_HANDLER
 from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, NotAwaited, Permanent
 from worker.metrics import WorkerMetrics
+from worker.once import Once
 from worker.registry import Handler, Registry
 
 log = logging.getLogger("worker.jobs")
@@ -215,6 +216,7 @@ async def run_attempt(
         event_type=event.type,
         received_ms=event.received_ms,
         settings=settings,
+        once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_seconds * 1000),
     )
     extra = _log_fields(event, handler.name, attempt)
 

@@ -233,3 +233,12 @@ def rate_option(function: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Jobs enqueued per second at most (0: no limit), to spare your handlers and the APIs they call.",
     )(function)
+
+
+def rerun_effects_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--rerun-effects``: forget what ``ctx["once"]`` recorded, so the replay does it again."""
+    return click.option(
+        "--rerun-effects",
+        is_flag=True,
+        help='Do again the side effects the handler wrapped in ctx["once"] (by default a replay skips those already done).',
+    )(function)
