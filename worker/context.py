@@ -16,6 +16,7 @@ from typing import TypedDict
 from arq.connections import ArqRedis
 
 from relay.core.settings import Settings
+from worker.later import Later
 from worker.once import Once
 
 
@@ -54,6 +55,10 @@ class Context(TypedDict):
 
     The block's success is recorded in Redis; a block that raises runs again on the next attempt.
     Replays keep the record (the effect is not redone) unless run with ``--rerun-effects``."""
+
+    later: Later
+    """Run another handler for this event after a delay: ``await ctx["later"]("remove-role", 3600)``.
+    A job in Redis (it survives restarts); scheduling it twice for one event queues it once."""
 
     job_id: str
     """arq's job id: ``"<event_id>:<handler>"`` (a replay adds a suffix)."""

@@ -26,6 +26,7 @@ from worker import backoff, deadletter
 from worker.deadletter import Failure
 from worker.enqueue import RUN_HANDLER
 from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, NotAwaited, Permanent
+from worker.later import Later
 from worker.metrics import WorkerMetrics
 from worker.once import Once
 from worker.registry import Handler, Registry
@@ -110,7 +111,7 @@ def arq_function(
                     metrics=counted,
                 )
             else:
-                note = await run_attempt(found, settings, ctx, event, metrics=counted)
+                note = await run_attempt(found, settings, ctx, event, metrics=counted, registry=registry)
             outcome = "ok" if note is None else "dead"
             return note
         except Retry:
@@ -196,8 +197,11 @@ async def run_attempt(
     event: StoredEvent,
     *,
     metrics: WorkerMetrics | None = None,
+    registry: Registry | None = None,
 ) -> str | None:
     """Run one attempt of `handler` for `event`; raise `arq.Retry` to be run again later.
+
+    `registry` (default: `handler` alone) is what ``ctx["later"]`` may schedule.
 
     Returns None on success, or a short note naming the dead letter written.
     """
@@ -217,6 +221,7 @@ async def run_attempt(
         received_ms=event.received_ms,
         settings=settings,
         once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_seconds * 1000),
+        later=Later(ctx["redis"], registry or _alone(handler), event, settings.retention_seconds * 1000),
     )
     extra = _log_fields(event, handler.name, attempt)
 
@@ -276,6 +281,12 @@ async def run_attempt(
     if job_try > 1:
         await _forget_failures(ctx, extra)
     return None
+
+
+def _alone(handler: Handler) -> Registry:
+    registry = Registry()
+    registry.add(handler)
+    return registry
 
 
 def refuse_awaitable(handler: Handler, result: object) -> None:

@@ -54,6 +54,8 @@ class Handler:
     """Seconds one attempt may run; a longer one counts as failed."""
     future: bool = False
     """Event type names this relay does not know are accepted (types Sphere will send later)."""
+    scheduled: bool = False
+    """Never queued for new events: it runs only when another handler schedules it (``ctx["later"]``)."""
 
     @property
     def is_async(self) -> bool:
@@ -102,12 +104,15 @@ class Registry:
         timeout: float = DEFAULT_TIMEOUT,
         name: str | None = None,
         future: bool = False,
+        scheduled: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated function for one or more event types (names or model classes).
 
         ``"*"`` receives every event. A type name the relay does not know is refused at start-up
         unless ``future=True``. `name` (default: the function's name) is the handler's name in job
-        ids and dead letters. The function is returned unchanged, so it stays callable in tests.
+        ids and dead letters. A ``scheduled=True`` handler gets no job of its own for new events: another
+        handler schedules it with ``ctx["later"]``. The function is returned unchanged, so it stays
+        callable in tests.
         """
         if not events:
             raise TypeError('@on needs at least one event type, e.g. @on("VOTE_ADD")')
@@ -132,6 +137,7 @@ class Registry:
                     max_backoff=float(max_backoff),
                     timeout=float(timeout),
                     future=future,
+                    scheduled=scheduled,
                 )
             )
             return func
@@ -151,9 +157,12 @@ class Registry:
         self._handlers[handler.name] = handler
 
     def for_type(self, event_type: str) -> list[Handler]:
-        """The handlers an event of `event_type` goes to (its own and the ``"*"`` ones), in registration order."""
+        """The handlers an event of `event_type` goes to (its own and the ``"*"`` ones), in registration
+        order; ``scheduled`` handlers only run when scheduled, so they are left out."""
         return [
-            h for h in self._handlers.values() if event_type in h.event_types or WILDCARD in h.event_types
+            h
+            for h in self._handlers.values()
+            if not h.scheduled and (event_type in h.event_types or WILDCARD in h.event_types)
         ]
 
     def get(self, name: str) -> Handler | None:
