@@ -30,6 +30,8 @@ from worker.later import Later
 from worker.metrics import WorkerMetrics
 from worker.once import Once
 from worker.registry import Handler, Registry
+from worker.slots import SLOT_WAIT_SECONDS, NoSlot, Slots
+from worker.slots import defer_seconds as slot_defer_seconds
 
 log = logging.getLogger("worker.jobs")
 
@@ -70,8 +72,10 @@ def keep_result_seconds(settings: Settings) -> float:
 
 
 def job_timeout(registry: Registry) -> float:
-    """arq's timeout for every job: the largest handler timeout plus `MARGIN_SECONDS`."""
-    return max(handler.timeout for handler in registry) + MARGIN_SECONDS
+    """arq's timeout for every job: the largest handler timeout plus `MARGIN_SECONDS` (plus the wait
+    for a slot when a handler has a ``concurrency`` limit)."""
+    wait = SLOT_WAIT_SECONDS if any(handler.concurrency for handler in registry) else 0.0
+    return max(handler.timeout for handler in registry) + MARGIN_SECONDS + wait
 
 
 def arq_function(
@@ -90,6 +94,7 @@ def arq_function(
     `ArqJobLines`: they carry no fields).
     """
     counted = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
+    slots = Slots(registry)
 
     async def run_handler(
         ctx: dict[str, Any], handler: str, entry_id: str, event_type: str, body: bytes, received_ms: int
@@ -111,7 +116,14 @@ def arq_function(
                     metrics=counted,
                 )
             else:
-                note = await run_attempt(found, settings, ctx, event, metrics=counted, registry=registry)
+                try:
+                    async with slots.hold(found):
+                        note = await run_attempt(
+                            found, settings, ctx, event, metrics=counted, registry=registry
+                        )
+                except NoSlot:
+                    found = None  # counted as skipped: not an attempt
+                    await skip_for_slot(handler, settings, ctx, event)
             outcome = "ok" if note is None else "dead"
             return note
         except Retry:
@@ -188,6 +200,16 @@ async def skip_unknown(
     )
     # Attempts: runs on a worker that had the handler (usually none) and did not end the job.
     return await _dead_letter(ctx, event, name, job_try - skipped, failure, extra, "unknown_handler", metrics)
+
+
+async def skip_for_slot(name: str, settings: Settings, ctx: dict[str, Any], event: StoredEvent) -> None:
+    """Every slot of handler `name` is busy in this process: defer the run, counted as skipped."""
+    await _bookkeeping(
+        "count a run deferred for want of a slot",
+        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_seconds * 1000),
+        _log_fields(event, name, 0),
+    )
+    raise Retry(defer=slot_defer_seconds())
 
 
 async def run_attempt(

@@ -13,7 +13,8 @@ FAILING_PREFIX = "relay:failing:"
 
 SKIPPED_PREFIX = "relay:skipped:"
 """``relay:skipped:<job id>`` counts the runs of a job that met a worker without its handler (another
-version's, during a rolling deploy): they are not attempts. Gone once the job ends."""
+version's, during a rolling deploy) or without a free slot of it (``concurrency``): they are not
+attempts. Gone once the job ends."""
 
 
 def failing_redis_key(job_id: str) -> str:

@@ -79,8 +79,8 @@ class Hooks:
 class WorkerOptions:
     """Knobs of the worker process that are not user settings."""
 
-    max_jobs: int = 100
-    """Handlers running at once in one process."""
+    max_jobs: int | None = None
+    """Handlers running at once in one process; default ``RELAY_WORKER_CONCURRENCY``."""
     poll_delay: float = 0.01
     """Seconds between arq's looks at its queue (arq's default of 0.5 s would add that much latency)."""
     health_check_interval: int = 60
@@ -270,7 +270,7 @@ def build_worker_settings(
         ),
         "on_startup": lifecycle.on_startup,
         "on_shutdown": lifecycle.on_shutdown,
-        "max_jobs": options.max_jobs,
+        "max_jobs": options.max_jobs or settings.worker_concurrency,
         "poll_delay": options.poll_delay,
         "job_timeout": longest,
         # SIGTERM: running handlers may use their whole timeout (plus the margin to record a failure).

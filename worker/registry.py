@@ -56,6 +56,8 @@ class Handler:
     """Event type names this relay does not know are accepted (types Sphere will send later)."""
     scheduled: bool = False
     """Never queued for new events: it runs only when another handler schedules it (``ctx["later"]``)."""
+    concurrency: int | None = None
+    """Runs of this handler at once in one worker process (None: only ``RELAY_WORKER_CONCURRENCY``)."""
 
     @property
     def is_async(self) -> bool:
@@ -105,19 +107,24 @@ class Registry:
         name: str | None = None,
         future: bool = False,
         scheduled: bool = False,
+        concurrency: int | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function for one or more event types (names or model classes).
 
         ``"*"`` receives every event. A type name the relay does not know is refused at start-up
         unless ``future=True``. `name` (default: the function's name) is the handler's name in job
         ids and dead letters. A ``scheduled=True`` handler gets no job of its own for new events: another
-        handler schedules it with ``ctx["later"]``. The function is returned unchanged, so it stays
-        callable in tests.
+        handler schedules it with ``ctx["later"]``. `concurrency` caps this handler's runs at once per
+        worker process. The function is returned unchanged, so it stays callable in tests.
         """
         if not events:
             raise TypeError('@on needs at least one event type, e.g. @on("VOTE_ADD")')
         names = tuple(dict.fromkeys(n for target in events for n in event_names(target)))
         _check_options(max_attempts, backoff, max_backoff, timeout)
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise ValueError(f"concurrency must be an integer >= 1 or None, got {concurrency!r}")
         if name is not None and not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
             raise ValueError(
                 f"name must be 1-100 letters, digits, '_', '.' or '-' (not starting with '.' or '-'), got {name!r}"
@@ -138,6 +145,7 @@ class Registry:
                     timeout=float(timeout),
                     future=future,
                     scheduled=scheduled,
+                    concurrency=concurrency,
                 )
             )
             return func

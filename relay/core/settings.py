@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     worker_metrics_ports: int = Field(default=16, ge=1, le=1000)
     """How many ports from ``worker_metrics`` on a worker tries, so that workers sharing a host each get one."""
 
+    # -- worker concurrency (issue 13) --
+    worker_concurrency: int = Field(default=100, ge=1, le=10_000)
+    """Handler jobs one worker process runs at once (arq's ``max_jobs``); ``@on(..., concurrency=N)``
+    limits one handler further."""
+
     @field_validator("secret")
     @classmethod
     def _secret_is_real(cls, value: SecretStr) -> SecretStr:
