@@ -9,7 +9,8 @@ with their own settings and `Registry`.
 What a worker process runs:
 
 - arq, with one function (``relay.run_handler``, `worker.jobs`) that runs whichever handler a job
-  names, tuned for short handlers: a 10 ms poll, up to 100 concurrent jobs;
+  names, tuned for short handlers: a 10 ms poll while there is work, backing off to 1 s while idle
+  (`worker.idle`), up to ``RELAY_WORKER_CONCURRENCY`` (100) concurrent jobs;
 - the bridge (`worker.bridge`) as a background task started in ``on_startup``, feeding arq from
   ``relay:events`` and trimming the stream;
 - the tasks module's ``startup(ctx)`` and ``shutdown(ctx)``, if it defines them;
@@ -82,7 +83,8 @@ class WorkerOptions:
     max_jobs: int | None = None
     """Handlers running at once in one process; default ``RELAY_WORKER_CONCURRENCY``."""
     poll_delay: float = 0.01
-    """Seconds between arq's looks at its queue (arq's default of 0.5 s would add that much latency)."""
+    """Seconds between arq's looks at its queue while there is work (arq's default of 0.5 s would add
+    that much latency); an idle worker's client spaces them out (`worker.idle`)."""
     health_check_interval: int = 60
     unknown_handler_tries: int = UNKNOWN_HANDLER_TRIES
     """Runs of a job whose handler this worker lacks before it is dead-lettered (see `worker.jobs`)."""
@@ -197,6 +199,12 @@ class Lifecycle:
                 log.warning("could not hook SIGTERM: the bridge will stop only when the worker shuts down")
             log.info("handlers: %s", ", ".join(h.name for h in self.registry))
 
+    async def after_job_end(self, ctx: dict[str, Any]) -> None:
+        """A job ended (a retry or a later job may now wait in the queue): arq's poll looks again."""
+        pacer = getattr(ctx.get("redis"), "pacer", None)
+        if pacer is not None:
+            pacer.wake()
+
     async def on_shutdown(self, ctx: dict[str, Any]) -> None:
         if self.bridge is not None and self._bridge_task is not None:
             self.bridge.stop()
@@ -270,6 +278,7 @@ def build_worker_settings(
         ),
         "on_startup": lifecycle.on_startup,
         "on_shutdown": lifecycle.on_shutdown,
+        "after_job_end": lifecycle.after_job_end,
         "max_jobs": options.max_jobs or settings.worker_concurrency,
         "poll_delay": options.poll_delay,
         "job_timeout": longest,
