@@ -117,19 +117,25 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["discord"].http.aclose()
 
 
-@on(VoteAdd, name="thank-voter")
-async def thank_voter(ctx: TaskContext, event: VoteAdd) -> None:
+async def post_once(ctx: TaskContext, payload: dict[str, Any]) -> None:
+    """Post `payload` to the channel once per event, however often the handler runs."""
     discord = ctx["discord"]
     if not discord.settings.webhook_url:
         return
     async with ctx["once"]("post") as first:
         if first:
-            await discord.post(
-                {
-                    "content": f"Thank you for voting for our server, <@{event.user_id}>!",
-                    "allowed_mentions": {"users": [event.user_id]},
-                }
-            )
+            await discord.post(payload)
+
+
+@on(VoteAdd, name="thank-voter")
+async def thank_voter(ctx: TaskContext, event: VoteAdd) -> None:
+    await post_once(
+        ctx,
+        {
+            "content": f"Thank you for voting for our server, <@{event.user_id}>!",
+            "allowed_mentions": {"users": [event.user_id]},
+        },
+    )
 
 
 @on(VoteAdd, name="voter-role")
@@ -151,12 +157,7 @@ async def remove_voter_role(ctx: TaskContext, event: VoteAdd) -> None:
 
 @on(ReviewAdd, name="post-review")
 async def post_review(ctx: TaskContext, event: ReviewAdd) -> None:
-    discord = ctx["discord"]
-    if not discord.settings.webhook_url:
-        return
-    async with ctx["once"]("post") as first:
-        if first:
-            await discord.post({"embeds": [review_embed(event)], "allowed_mentions": {"parse": []}})
+    await post_once(ctx, {"embeds": [review_embed(event)], "allowed_mentions": {"parse": []}})
 
 
 def review_embed(event: ReviewAdd) -> dict[str, Any]:

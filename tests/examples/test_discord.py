@@ -10,23 +10,22 @@ from redis.asyncio import Redis
 from examples import discord as example
 from relay.core.settings import Settings
 from tests.support.fake_discord import BOT_TOKEN, FakeDiscord, fake_discord
-from tests.worker.helpers import bridge_all, dead_letters, review_body, run_burst, store, vote_body
+from tests.worker.helpers import (
+    dead_letters,
+    handle_with,
+    registry_of,
+    review_body,
+    vote_body,
+)
 from worker import Registry
-from worker.bridge import Bridge
 from worker.checks import check_registry
-from worker.main import Hooks
-from worker.registry import default_registry
 
 pytestmark = pytest.mark.anyio
 ROLE_ID = "987654321098765432"
 
 
 def handlers() -> Registry:
-    registry = Registry()
-    for handler in default_registry:
-        if handler.func.__module__ == example.__name__:
-            registry.add(handler)
-    return registry
+    return registry_of(example)
 
 
 @pytest.fixture
@@ -41,10 +40,7 @@ def discord(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDiscord]:
 
 
 async def handle(redis: Redis, settings: Settings, *bodies: bytes) -> list[str]:
-    ids = [await store(redis, body) for body in bodies]
-    await bridge_all(Bridge(redis, handlers(), settings))
-    await run_burst(settings, handlers(), Hooks.from_module(example))
-    return ids
+    return await handle_with(redis, settings, example, *bodies)
 
 
 def test_the_example_passes_the_start_up_checks() -> None:

@@ -11,12 +11,15 @@ from redis.asyncio import Redis
 from relay.core.events import ReviewAdd, parse
 from relay.core.settings import Settings
 from tests.support.fake_discord import FakeDiscord, fake_discord
-from tests.worker.helpers import bridge_all, dead_letters, review_body, run_burst, store, vote_body
+from tests.worker.helpers import (
+    dead_letters,
+    handle_with,
+    registry_of,
+    review_body,
+    vote_body,
+)
 from worker import Registry, tasks
-from worker.bridge import Bridge
 from worker.checks import check_registry
-from worker.main import Hooks
-from worker.registry import default_registry
 
 pytestmark = pytest.mark.anyio
 
@@ -28,18 +31,11 @@ def discord() -> Iterator[FakeDiscord]:
 
 
 def shipped() -> Registry:
-    registry = Registry()
-    for handler in default_registry:
-        if handler.func.__module__ == tasks.__name__:
-            registry.add(handler)
-    return registry
+    return registry_of(tasks)
 
 
 async def handle(redis: Redis, settings: Settings, *bodies: bytes) -> list[str]:
-    ids = [await store(redis, body) for body in bodies]
-    await bridge_all(Bridge(redis, shipped(), settings))
-    await run_burst(settings, shipped(), Hooks.from_module(tasks))
-    return ids
+    return await handle_with(redis, settings, tasks, *bodies)
 
 
 def test_the_examples_are_registered_and_pass_the_start_up_checks() -> None:
