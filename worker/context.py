@@ -29,7 +29,7 @@ class Context(TypedDict):
 
     event_id: str
     """The stream entry id of the event, e.g. ``"1718000000000-0"``. It is the same on every attempt
-    and on a replay, so use it to make a handler idempotent (see `worker` module docs)."""
+    and on a replay: an idempotency key for the services you call (see also `once`)."""
 
     attempt: int
     """1 on the first attempt, 2 on the first retry, and so on up to the handler's ``max_attempts``."""
