@@ -89,7 +89,8 @@ def check(response: httpx.Response) -> None:
         try:
             wait = float(response.json()["retry_after"])  # seconds, more precise than the header
         except (ValueError, KeyError, TypeError):
-            wait = float(response.headers.get("Retry-After", 5))
+            header = response.headers.get("Retry-After", "")
+            wait = float(header) if header.replace(".", "", 1).isdigit() else 5.0
         raise Retry(defer=wait)
     if 400 <= response.status_code < 500:
         raise Permanent(

@@ -74,7 +74,8 @@ async def log_review(ctx: Context, event: ReviewAdd) -> None:
 def raise_for_discord(response: httpx.Response) -> None:
     """429: retry when Discord says; another 4xx: `Permanent` (retrying cannot fix it); 5xx: retry."""
     if response.status_code == 429:
-        raise Retry(defer=float(response.headers.get("Retry-After", 5)))
+        wait = response.headers.get("Retry-After", "")
+        raise Retry(defer=float(wait) if wait.replace(".", "", 1).isdigit() else 5.0)
     if 400 <= response.status_code < 500:
         raise Permanent(f"Discord refused the message: HTTP {response.status_code}")
     response.raise_for_status()
