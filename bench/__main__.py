@@ -46,7 +46,9 @@ def _counts(text: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--servers", default="ceiling,baseline,relay", help="edge servers to measure, in order; '' for none"
+        "--servers",
+        default="ceiling,baseline,relay,relay-httptools",
+        help="edge servers to measure, in order; '' for none",
     )
     parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
     parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")

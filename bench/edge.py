@@ -22,6 +22,7 @@ from bench.load import Requests, WrkResult, run_wrk
 from bench.pipeline import median_by, percentile
 from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn
 from bench.store import Store
+from relay.cli.devrun import EDGE_LIMITS
 from relay.core.keys import EVENTS_STREAM
 
 
@@ -32,12 +33,21 @@ class Server:
     stream: str | None
     """The stream each 2xx must have added an entry to; None when the server stores nothing."""
     about: str
+    http: tuple[str, ...] = ("--http", "httptools")
+    """uvicorn's HTTP flags for it."""
 
 
 CEILING = Server("ceiling", "bench.ceiling_app:app", None, "bare Starlette route, returns 200")
 BASELINE = Server("baseline", "bench.baseline_app:app", BASELINE_STREAM, "naive FastAPI receiver")
-RELAY = Server("relay", RELAY_APP, EVENTS_STREAM, "the relay edge")
-SERVERS = {server.name: server for server in (CEILING, BASELINE, RELAY)}
+RELAY = Server("relay", RELAY_APP, EVENTS_STREAM, "the relay edge, as shipped", EDGE_LIMITS)
+RELAY_HTTPTOOLS = Server(
+    "relay-httptools",
+    RELAY_APP,
+    EVENTS_STREAM,
+    "the relay edge under uvicorn's own --http httptools, the same limits otherwise",
+    ("--http", "httptools", *EDGE_LIMITS[2:]),
+)
+SERVERS = {server.name: server for server in (CEILING, BASELINE, RELAY, RELAY_HTTPTOOLS)}
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,7 @@ def measure_server(
     round: int = 1,
 ) -> list[EdgeRun]:
     """Start `server`, warm it up, run wrk once per connection count, stop it."""
-    process, port = start_uvicorn(group, server.name, server.app, env)
+    process, port = start_uvicorn(group, server.name, server.app, env, http=server.http)
     url = f"http://127.0.0.1:{port}/webhook"
     client = Store(store.url)
     runs = []

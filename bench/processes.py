@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -172,15 +172,21 @@ def start_redis(group: ProcessGroup) -> Redis:
 
 
 def start_uvicorn(
-    group: ProcessGroup, name: str, app: str, env: Mapping[str, str] | None = None
+    group: ProcessGroup,
+    name: str,
+    app: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    http: Sequence[str] | None = None,
 ) -> tuple[Process, int]:
     """One uvicorn process with production settings: uvloop, httptools, no access log.
 
-    The relay's edge runs exactly as compose and `make run` start it: its own httptools protocol
-    (bounded request heads) and uvicorn limits, `relay.cli.devrun.EDGE_LIMITS`.
+    The relay's edge runs exactly as compose and `make run` start it, unless `http` says otherwise:
+    its own httptools protocol (bounded request heads) and uvicorn limits, `relay.cli.devrun.EDGE_LIMITS`.
     """
     port = free_port()
-    http = list(EDGE_LIMITS) if app == RELAY_APP else ["--http", "httptools"]
+    if http is None:
+        http = EDGE_LIMITS if app == RELAY_APP else ("--http", "httptools")
     args = [
         sys.executable, "-m", "uvicorn", app,
         "--host", "127.0.0.1",

@@ -275,6 +275,13 @@ def ratios(results: Results) -> str:
             parts.append(f"relay / ceiling {ratio(runs['relay'], runs['ceiling']):.2f}")
         if "baseline" in runs and "ceiling" in runs:
             parts.append(f"baseline / ceiling {ratio(runs['baseline'], runs['ceiling']):.2f}")
+        cpu = {
+            r.server: r.server_us_per_request for r in results.edge_medians() if r.wrk.connections == conns
+        }
+        if "relay" in cpu and "relay-httptools" in cpu:
+            parts.append(
+                f"relay / relay-httptools CPU µs per request {ratio(cpu['relay'], cpu['relay-httptools']):.2f}"
+            )
         if parts:
             lines.append(f"- {conns} connection(s): " + ", ".join(parts))
     return "\n".join(lines)

@@ -25,14 +25,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from relay.core.exposition import MetricsServer, render, serve
-from relay.core.logs import configure_logging, redact_url
+from relay.core.logs import configure_logging
 from relay.core.networks import Address
+from relay.core.redis import async_client, check, describe
 from relay.core.settings import Settings, listen_address, load_settings
 from relay.edge import probes, webhook
 from relay.edge.errors import error_answer, http_error_answer, to_response
@@ -127,15 +127,18 @@ def create_app(settings: Settings) -> EdgeApp:
         metrics_server = await _serve_metrics(settings, metrics)  # first: nothing to undo if it fails
         # No socket_timeout: the writer and the probe bound every call themselves, once per
         # batch, where redis-py would start a timer for every reply.
-        client = Redis.from_url(settings.redis_url, socket_connect_timeout=settings.redis_timeout)
+        client = async_client(settings, socket_connect_timeout=settings.redis_timeout)
         writer = IngestWriter(
             client,
             dedupe_seconds=settings.dedupe_seconds,
             timeout=settings.redis_timeout,
             on_redis_error=metrics.redis_error,
+            min_replicas=settings.min_replicas,
+            replica_timeout=settings.replica_timeout,
         )
         api.state.redis = client
         api.state.redis_timeout = settings.redis_timeout
+        api.state.min_replicas = settings.min_replicas
         endpoint.writer = writer
         endpoint.rejections = rejections = RejectionRecorder(client, timeout=settings.redis_timeout)
         # Everything alive now lives until shutdown: keep it out of the collector's scans, which
@@ -145,7 +148,8 @@ def create_app(settings: Settings) -> EdgeApp:
         log.info(
             "edge ready",
             extra={
-                "redis": redact_url(settings.redis_url),
+                "redis": describe(settings),
+                "min_replicas": settings.min_replicas,
                 "max_body_bytes": settings.max_body_bytes,
                 "dedupe_seconds": settings.dedupe_seconds,
                 "previous_secrets": len(settings.previous_secrets),
@@ -167,7 +171,15 @@ def create_app(settings: Settings) -> EdgeApp:
             await client.aclose()
             gc.unfreeze()
 
-    api = _EdgeAPI(title="Sphere Relay", version="0.1.0", lifespan=lifespan)
+    api = _EdgeAPI(
+        title="Sphere Relay",
+        version="0.1.0",
+        lifespan=lifespan,
+        # Off on the public port unless RELAY_OPENAPI asks: the schema is only for humans and tests.
+        docs_url="/docs" if settings.openapi else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.openapi else None,
+    )
     api.include_router(probes.router)
     # The same endpoint as a route, so that FastAPI answers 405 for other methods on the path.
     api.router.routes.append(Route(webhook.PATH, endpoint, methods=["POST"], include_in_schema=False))
@@ -212,5 +224,21 @@ def __getattr__(name: str) -> EdgeApp:
     if _app is None:
         settings = load_settings()
         configure_logging(settings)
+        _check_redis(settings)
         _app = create_app(settings)
     return _app
+
+
+def _check_redis(settings: Settings) -> None:
+    """Before serving: a password or certificate Redis refuses stops the edge with one line (waiting
+    cannot cure it); an unreachable Redis is only reported, the edge answers 503 until it comes."""
+    why = check(settings, timeout=settings.redis_timeout)
+    if why is None:
+        return
+    where = describe(settings)
+    if why.fatal:
+        raise SystemExit(f"sphere-relay: cannot use Redis at {where}: {why.reason}; {why.advice()}")
+    log.warning(
+        "cannot reach Redis at %s: %s; answering 503 until it does",
+        where, why.reason, extra={"redis": where, "reason": why.kind},
+    )  # fmt: skip

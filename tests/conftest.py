@@ -13,7 +13,7 @@ from relay.core.settings import Settings
 from tests.support.redis_server import RedisServer
 
 SECRET = "test-secret-5d1c0a7e"
-PREVIOUS_SECRET = "old-secret-91f3"
+PREVIOUS_SECRET = "old-secret-91f3c8a6"
 
 
 @pytest.fixture(scope="session")

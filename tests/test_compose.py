@@ -151,7 +151,8 @@ def test_edge_publishes_its_port_and_checks_healthz_without_curl() -> None:
     published = [
         str(p) if not isinstance(p, dict) else f"{p['published']}:{p['target']}" for p in edge["ports"]
     ]
-    assert f"{EDGE_PORT}:{EDGE_PORT}" in published
+    # This host only unless EDGE_PUBLISH says otherwise: a reverse proxy terminates TLS in front.
+    assert f"${{EDGE_PUBLISH:-127.0.0.1:{EDGE_PORT}}}:{EDGE_PORT}" in published
 
     test = edge["healthcheck"]["test"]
     assert test[:2] == ["CMD", "python"]
@@ -168,7 +169,7 @@ def test_worker_command_resolves_to_worker_settings_arq_accepts(tmp_path: Path) 
     worker = inspect_in_container_like_process(WORKER_PROBE, target, tmp_path)
 
     assert target == "worker.main.WorkerSettings"
-    assert "redis_settings" in worker["kwargs"]
+    assert "redis_pool" in worker["kwargs"]
     assert worker["functions"] > 0, "arq refuses to start a worker without functions"
     # get_kwargs silently drops what Worker() does not take: a typo there is a setting ignored.
     assert worker["ignored"] == [], "WorkerSettings attributes that arq ignores"
@@ -230,3 +231,44 @@ def test_image_installs_the_package_without_baking_in_a_secret() -> None:
     assert not re.search(r"pip install[^\n]*\s-e\s", DOCKERFILE), "the image installs the package, not a link"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".git", "data"} <= set(ignored)
+
+
+def test_worker_healthcheck_runs_the_health_command_which_fails_without_a_worker(tmp_path: Path) -> None:
+    test = SERVICES["worker"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env["RELAY_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens: the check must say unhealthy
+    done = subprocess.run(
+        [sys.executable, *test[2:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("unhealthy: cannot read heartbeats from Redis")
+
+
+HA: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.ha.yml").read_text())["services"]
+
+
+def test_the_ha_example_has_a_primary_replicas_three_sentinels_and_points_the_relay_at_them() -> None:
+    sentinels = sorted(name for name in HA if name.startswith("sentinel-"))
+    replicas = [name for name in HA if name.startswith("redis-replica-")]
+    assert len(sentinels) == 3 and replicas and "redis-primary" in HA
+    for name in replicas:
+        assert HA[name]["command"][-3:] == ["--replicaof", "redis-primary", "6379"]
+    for service in ("edge", "worker"):
+        env = HA[service]["environment"]
+        assert sorted(env["RELAY_REDIS_SENTINELS"].split(",")) == [f"{name}:26379" for name in sentinels]
+        assert (
+            env["RELAY_MIN_REPLICAS"] == "${RELAY_MIN_REPLICAS:-1}"
+        )  # an acknowledgement waits for a replica
+        missing = {f"RELAY_{name.upper()}" for name in Settings.model_fields} - set(env)
+        assert not missing, f"add {sorted(missing)} to x-relay-env in docker-compose.ha.yml"
+    assert HA["edge"]["command"] == command("edge")  # the same production flags as the main file
+    assert HA["worker"]["command"] == command("worker")
+    assert HA["worker"]["healthcheck"]["test"] == SERVICES["worker"]["healthcheck"]["test"]
+
+
+def test_each_sentinel_watches_the_primary_with_a_quorum_of_two() -> None:
+    for name in (n for n in HA if n.startswith("sentinel-")):
+        script = HA[name]["command"][-1]
+        assert "sentinel monitor mymaster redis-primary 6379 2" in script
+        assert "--sentinel" in script

@@ -202,15 +202,22 @@ def scrape_job(name: str) -> dict[str, Any]:
     return job
 
 
-def test_prometheus_scrapes_the_edge_on_its_compose_port() -> None:
+def test_prometheus_scrapes_the_edge_on_its_compose_metrics_port() -> None:
     job = scrape_job("relay-edge")
     [target] = [t for config in job["static_configs"] for t in config["targets"]]
     host, port = target.split(":")
+    given = SERVICES["edge"]["environment"]["RELAY_METRICS"]
+    default = re.fullmatch(r"\$\{RELAY_METRICS:-(.+)\}", given)
+    assert default, f"the edge service should default RELAY_METRICS, not {given!r}"
+    metrics_host, metrics_port = listen_address(
+        make_settings("redis://127.0.0.1:1/0", metrics=default[1]).metrics
+    )
     edge_command = SERVICES["edge"]["command"]
 
     assert host == "edge" and host in SERVICES
-    assert edge_command[edge_command.index("--port") + 1] == port
-    assert Settings.model_fields["metrics"].default == "on"  # served on the edge's own port
+    assert int(port) == metrics_port
+    assert metrics_host == "0.0.0.0"  # reachable from the prometheus container
+    assert edge_command[edge_command.index("--port") + 1] != port  # not on the public webhook port
     assert job.get("metrics_path", "/metrics") == "/metrics"
 
 

@@ -11,13 +11,16 @@ import math
 import random
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, ConnectionPool
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError, WatchError
 
+from relay.core.redis import RedisTarget, SentinelPool, async_pool
 from worker.claim import (
     CLAIM_SCRIPT,
     POLL_SCRIPT,
@@ -28,6 +31,7 @@ from worker.claim import (
     run_reads_job,
 )
 from worker.idle import IdlePacer
+from worker.startup import StartupWait
 
 Command = tuple[Any, ...]
 _NOT_FETCHED = object()
@@ -174,11 +178,18 @@ class ResilientArqRedis(ArqRedis):
     claims: Claims
     pacer: IdlePacer
     """Spaces arq's polls out while the queue is idle (`worker.idle`)."""
+    backoff: StoppableBackoff | None = None
+    """Set by `worker_redis`: the backoff of every retry of this client's connections."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.claims = Claims()
         self.pacer = IdlePacer()
+
+    def stop_retrying(self) -> None:
+        """From now on, retry failed commands without waiting (the worker is stopping)."""
+        if self.backoff is not None:
+            self.backoff.stopping = True
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> ResilientPipeline:
         pipeline = ResilientPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
@@ -222,8 +233,8 @@ def _score(bound: Any) -> Any:
     return bound
 
 
-class RetryingConnectionPool(ConnectionPool):
-    """A pool whose `get_connection` retries like the commands do.
+class _RetryingGet:
+    """A pool whose `get_connection` retries like the commands do, and waits for Redis the first time.
 
     redis-py takes a connection from the pool, and reconnects a stale one, *before* its retry loop:
     when Redis dies just as that reconnect's handshake runs ("connection reset by peer"), the error
@@ -232,8 +243,14 @@ class RetryingConnectionPool(ConnectionPool):
     retries its own connect; only a failed handshake on a connection already made does.)
     """
 
+    connection_kwargs: dict[str, Any]
+    startup: StartupWait | None = None
+    """Set by `worker_redis`: the first connection waits for Redis, saying why each try failed."""
+
     async def get_connection(self, *args: Any, **kwargs: Any) -> Connection:
-        take = super().get_connection
+        if self.startup is not None:
+            await self.startup.passed()
+        take = super().get_connection  # type: ignore[misc]
         retry = self.connection_kwargs.get("retry")
         if retry is None:
             return await take(*args, **kwargs)  # type: ignore[no-any-return]
@@ -242,41 +259,74 @@ class RetryingConnectionPool(ConnectionPool):
         )
 
 
+class RetryingConnectionPool(_RetryingGet, ConnectionPool):
+    """`_RetryingGet` on redis-py's pool: RELAY_REDIS_URL's one server."""
+
+
+class RetryingSentinelPool(_RetryingGet, SentinelPool):
+    """`_RetryingGet` on the Sentinel pool: the primary, found anew on every connect."""
+
+
 async def _nothing_to_undo(_error: Exception) -> None:
     """redis.asyncio's `Retry` awaits its failure callback: it must be a coroutine function (a plain
     lambda raised TypeError from the retry itself, which ended arq's poll loop). The pool has
     already taken back and disconnected the connection whose handshake failed."""
 
 
-def worker_redis(settings: RedisSettings, *, queue: str, expires_extra_ms: int) -> ResilientArqRedis:
-    """The client arq's ``Worker`` takes as ``redis_pool``, configured as arq's ``create_pool`` would.
+class StoppableBackoff(ExponentialBackoff):
+    """The retries' backoff, cut to nothing once the worker is stopping: arq's shutdown then fails
+    fast on a Redis that is gone instead of retrying for ~30 s after SIGTERM."""
 
-    Nothing connects until the worker's first command, inside its event loop.
+    stopping = False
+
+    def compute(self, failures: int) -> float:
+        return 0.0 if self.stopping else super().compute(failures)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> StoppableBackoff:
+        # redis-py deep-copies the Retry into every connection; all must see one `stopping` flag.
+        # Sharing is safe: this backoff keeps no state of its own but that flag.
+        return self
+
+
+def connection_options(backoff: StoppableBackoff | None = None) -> dict[str, Any]:
+    """The worker's redis-py options, riding out short Redis outages (~30 s) by retrying.
+
+    Every command, and every connect, is retried 20 times with a backoff capped at 2 s. A longer
+    outage ends the worker process (non-zero exit) for its supervisor to restart.
     """
-    client = ResilientArqRedis(
-        host=settings.host,
-        port=settings.port,
-        db=settings.database,
-        username=settings.username,
-        password=settings.password,
-        unix_socket_path=settings.unix_socket_path,
-        socket_connect_timeout=settings.conn_timeout,
-        ssl=settings.ssl,
-        ssl_keyfile=settings.ssl_keyfile,
-        ssl_certfile=settings.ssl_certfile,
-        ssl_cert_reqs=settings.ssl_cert_reqs,
-        ssl_ca_certs=settings.ssl_ca_certs,
-        ssl_ca_data=settings.ssl_ca_data,
-        ssl_check_hostname=settings.ssl_check_hostname,
-        retry=settings.retry,
-        retry_on_timeout=settings.retry_on_timeout,
-        retry_on_error=settings.retry_on_error,
-        max_connections=settings.max_connections,
-        default_queue_name=queue,
-        expires_extra_ms=expires_extra_ms,
+    return {
+        "retry": Retry(backoff or StoppableBackoff(cap=2.0, base=0.05), retries=20),
+        # OSError: a connect refused while Redis restarts surfaces as ConnectionRefusedError, which
+        # redis-py retries only when told to; without it, the first command needing a new connection
+        # failed at once and ended arq's poll loop.
+        "retry_on_error": [ConnectionError, TimeoutError, OSError],
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+    }
+
+
+CONNECT_TIMEOUT = 1.0
+"""Seconds a connect may take (arq's own default)."""
+
+
+def worker_redis(
+    settings: RedisTarget, *, queue: str, expires_extra_ms: int, wait_at_start: bool = False
+) -> ResilientArqRedis:
+    """The client arq's ``Worker`` takes as ``redis_pool``, from the one factory (`relay.core.redis`).
+
+    Nothing connects until the worker's first command, inside its event loop. With `wait_at_start`,
+    that first command waits for Redis (`worker.startup`) instead of failing after ~30 s of silence.
+    """
+    backoff = StoppableBackoff(cap=2.0, base=0.05)
+    pool = async_pool(
+        settings,
+        pool_class=RetryingConnectionPool,
+        sentinel_pool_class=RetryingSentinelPool,
+        **connection_options(backoff),
     )
-    pool = client.connection_pool  # not connected yet: swapped before any connection exists
-    client.connection_pool = RetryingConnectionPool(
-        connection_class=pool.connection_class, max_connections=pool.max_connections, **pool.connection_kwargs
-    )
+    if wait_at_start:
+        assert isinstance(pool, _RetryingGet)
+        pool.startup = StartupWait(settings)
+    client = ResilientArqRedis(pool, default_queue_name=queue, expires_extra_ms=expires_extra_ms)
+    client.backoff = backoff
+    client.auto_close_connection_pool = True  # as redis-py's `from_pool`: the pool is the client's alone
     return client

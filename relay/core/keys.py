@@ -24,6 +24,15 @@ REJECTED_COUNT = "relay:rejected:count"
 CONSUMER_GROUP = "relay:workers"
 """The consumer group the workers' bridge reads `EVENTS_STREAM` with."""
 
+WORKER_HEARTBEAT_PREFIX = "relay:worker:"
+"""``relay:worker:<consumer name>``: a hash each worker process rewrites every few seconds, with an
+expiry, and deletes when it stops cleanly (`relay.core.heartbeat`)."""
+
+
+def worker_heartbeat_key(name: str) -> str:
+    return WORKER_HEARTBEAT_PREFIX + name
+
+
 DEDUPE_PREFIX = "relay:dedupe:"
 """``relay:dedupe:<dedupe key>`` holds the entry id of the first delivery, for the dedupe window."""
 

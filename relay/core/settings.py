@@ -7,10 +7,12 @@ pass their own `Settings(...)`.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from redis.connection import parse_url
 
 from relay.core.networks import Network, parse_network
 
@@ -22,17 +24,102 @@ SAMPLE_SECRETS = frozenset(
     }
 )
 
+MIN_SECRET_LENGTH = 16
+"""Shorter keys are refused: a real listing's key is far longer, a short one is a stand-in or guessable."""
+
+_PLACEHOLDER = re.compile(r"[<>]|change[-_ ]?me|your.*(secret|key)|secret[-_ ]?key[-_ ]?here", re.IGNORECASE)
+"""Text a person writes in place of a key: ``<your listing's secret key>``, ``changeme``, ``your-secret``."""
+
+_WHERE = "copy your listing's secret key from Sphere (the listing's webhook settings, beside its URL)"
+
 
 def _refuse_weak(secret: SecretStr) -> SecretStr:
     value = secret.get_secret_value().strip()
     if not value:
-        raise ValueError("must not be empty; set it to the secret key of your Sphere listing")
+        raise ValueError(f"must not be empty; {_WHERE}")
     if value in SAMPLE_SECRETS:
-        raise ValueError("must not be the sample key printed in Sphere's guide; use your listing's own")
+        raise ValueError(f"must not be the sample key printed in Sphere's guide; {_WHERE}")
+    if _PLACEHOLDER.search(value):
+        raise ValueError(f"is a placeholder, not a key; {_WHERE}")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"is shorter than {MIN_SECRET_LENGTH} characters; {_WHERE}")
     return SecretStr(value)
 
 
-class Settings(BaseSettings):
+def weak_secret_reason(secret: str) -> str | None:
+    """Why `secret` would be refused at start-up, or None: for tools that sign with it (``relay send``)."""
+    try:
+        _refuse_weak(SecretStr(secret))
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+# --- Redis: where it is, how to reach it, how many replicas an acknowledgement waits for (issue 14) ---
+
+
+class RedisAccess(BaseSettings):
+    """How every process reaches Redis (`relay.core.redis` builds the clients); shared by `Settings`
+    and the ``relay`` command's own settings."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    """What redis-py's ``from_url`` takes: ``redis://``, ``rediss://`` (with ``?ssl_ca_certs=`` and the
+    other ``ssl_*`` options), ``user:password@``, ``unix://``, the db. With Sentinel, its host and port
+    are ignored and the rest still applies."""
+
+    redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = Field(default_factory=list)
+    """Comma-separated ``host:port`` of Redis Sentinels; when set, the primary is found through them."""
+
+    redis_sentinel_master: str = Field(default="mymaster", min_length=1)
+    """The name the Sentinels monitor the primary under."""
+
+    redis_sentinel_password: SecretStr | None = None
+    """The Sentinels' own password (``requirepass`` in sentinel.conf), when they have one."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        check_redis_url(value)
+        return value
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinels(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [parse_host_port(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_need_tcp(cls, value: list[tuple[str, int]], info: ValidationInfo) -> list[tuple[str, int]]:
+        if value and str(info.data.get("redis_url", "")).startswith("unix:"):
+            raise ValueError("cannot be used with a unix:// RELAY_REDIS_URL; use redis:// or rediss://")
+        return value
+
+
+def check_redis_url(value: str) -> None:
+    """Refuse what redis-py's ``from_url`` would refuse (its own parser decides), with a message that
+    never holds the URL: it may carry a password."""
+    try:
+        parse_url(value)  # type: ignore[no-untyped-call]
+    except ValueError as error:
+        reason = "an option has a bad value" if "Invalid value" in str(error) else "not a Redis URL"
+        raise ValueError(
+            f"{reason}; expected redis://[user:password@]host:port/db, rediss://... "
+            "(?ssl_ca_certs=/path/ca.crt ...) or unix:///path/redis.sock"
+        ) from None
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``"10.0.0.5:26379"`` as ``("10.0.0.5", 26379)``; ``[::1]:26379`` for IPv6."""
+    host, _, port = value.strip().rpartition(":")
+    host = host.strip().strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("each sentinel must be host:port (comma-separated), e.g. 10.0.0.5:26379")
+    return host, int(port)
+
+
+class Settings(RedisAccess):
     """All knobs of the relay. Field names map to ``RELAY_<NAME>`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
@@ -43,7 +130,6 @@ class Settings(BaseSettings):
     previous_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     """Comma-separated older secrets still accepted, so a secret can be rotated without downtime."""
 
-    redis_url: str = "redis://localhost:6379/0"
     max_body_bytes: int = Field(default=65536, gt=0)
     dedupe_seconds: int = Field(default=3600, gt=0)
     """How long a delivery is remembered; a byte-identical redelivery within it is dropped."""
@@ -83,6 +169,17 @@ class Settings(BaseSettings):
 
     worker_metrics_ports: int = Field(default=16, ge=1, le=1000)
     """How many ports from ``worker_metrics`` on a worker tries, so that workers sharing a host each get one."""
+
+    openapi: bool = False
+    """Serve ``/docs`` and ``/openapi.json`` on the edge's port. Off by default: that port is the public
+    one Sphere posts to, and the document tells a scanner what runs there."""
+
+    # --- Replicas an acknowledgement waits for (issue 14) ---
+    min_replicas: int = Field(default=0, ge=0)
+    """Replicas that must confirm (Redis ``WAIT``) an event before the edge answers 2xx; 0: don't wait."""
+
+    replica_timeout: float = Field(default=0.5, gt=0)
+    """Seconds the edge waits for ``min_replicas`` confirmations before answering 503."""
 
     # -- worker concurrency (issue 13) --
     worker_concurrency: int = Field(default=100, ge=1, le=10_000)
@@ -148,14 +245,14 @@ def listen_address(value: str) -> tuple[str, int]:
 
 
 def describe_errors(error: ValidationError) -> str:
-    """One line per bad setting, naming the variable and never echoing its value."""
+    """One line naming each bad setting's variable and what to do, never echoing a value."""
     lines = []
     for err in error.errors():
         field = ".".join(str(part) for part in err["loc"] if not isinstance(part, int))
         env = f"RELAY_{field.upper()}" if field else "RELAY_*"
         message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {env}: {message}")
-    return "invalid settings:\n" + "\n".join(lines)
+        lines.append(f"{env}: {message}")
+    return "invalid settings: " + "; ".join(lines)
 
 
 def load_settings() -> Settings:

@@ -59,6 +59,10 @@ class Waiter(Protocol):
     def set_exception(self, exception: BaseException, /) -> None: ...
 
 
+class Unconfirmed(RedisUnavailable):
+    """Stored on the primary, but fewer than ``RELAY_MIN_REPLICAS`` replicas confirmed it in time."""
+
+
 # (the packed EVALSHA command, when it was queued (loop time), the request's waiter)
 _Pending = tuple[bytes, float, Waiter]
 
@@ -82,8 +86,20 @@ class IngestWriter:
         timeout: float,
         max_flushes: int = MAX_FLUSHES,
         on_redis_error: Callable[[str], None] | None = None,
+        min_replicas: int = 0,
+        replica_timeout: float = 0.5,
     ) -> None:
         self._client = client
+        # With replicas to wait for, every batch ends with WAIT in the same write: its reply says how
+        # many replicas have everything this connection wrote, the batch included.
+        self._min_replicas = min_replicas
+        self._replica_timeout = replica_timeout
+        self._wait = (
+            b"*3\r\n"
+            + b"".join(_bulk(v) for v in (b"WAIT", b"%d" % min_replicas, b"%d" % (replica_timeout * 1000)))
+            if min_replicas > 0
+            else b""
+        )
         # Told the kind of each failed round trip ("timeout", "connection", "other") and of each
         # write Redis refused ("refused"): the edge counts them in its metrics.
         self._on_redis_error = on_redis_error or _ignore
@@ -190,37 +206,58 @@ class IngestWriter:
             for (_, _, waiter), reply in zip(batch, replies, strict=True):
                 if waiter.done():  # its request was cancelled
                     continue
-                if isinstance(reply, RedisUnavailable):
+                if isinstance(reply, RedisUnavailable) and not isinstance(reply, Unconfirmed):
                     self._on_redis_error("refused")
                 _settle(waiter, reply)
 
     async def _send(self, commands: list[bytes]) -> list[Written | Exception]:
-        replies = await self._round_trip(commands)
+        replies, replicas = await self._round_trip(commands)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             # Redis restarted (or someone ran SCRIPT FLUSH): the script cache is empty. Those
             # calls did not run, so sending them again cannot store anything twice.
             await self._client.script_load(INGEST_SCRIPT)
-            retried = await self._round_trip([commands[i] for i in missing])
+            retried, replicas_again = await self._round_trip([commands[i] for i in missing])
             for i, reply in zip(missing, retried, strict=True):
                 replies[i] = reply
-        return [_written(reply) for reply in replies]
+            replicas = min(replicas, replicas_again)  # each WAIT vouches for its own connection's writes
+        written = [_written(reply) for reply in replies]
+        if replicas < self._min_replicas:
+            # Stored on the primary, not confirmed elsewhere: 503, and Sphere's redelivery is answered
+            # as a duplicate once the write has reached the replicas (or stored again after a failover).
+            self._on_redis_error("replicas")
+            reason = (
+                f"{replicas} of {self._min_replicas} replica(s) confirmed the write "
+                f"within {self._replica_timeout}s"
+            )
+            log.warning(
+                "too few replicas, %d event(s) refused with 503", len(written), extra={"reason": reason}
+            )
+            written = [reply if isinstance(reply, Exception) else Unconfirmed(reason) for reply in written]
+        return written
 
-    async def _round_trip(self, commands: list[bytes]) -> list[object]:
-        """Send `commands` in one write on a pooled connection; one reply (or error) for each."""
+    async def _round_trip(self, commands: list[bytes]) -> tuple[list[object], int]:
+        """Send `commands` (and the WAIT, if any) in one write on a pooled connection; one reply (or
+        error) for each, and how many replicas the WAIT counted (`_min_replicas` when there is none)."""
         pool = self._client.connection_pool
         connection = await pool.get_connection()
         try:
             # On any failure (or cancellation) redis-py closes the connection before raising, so
             # a half-read batch can never leave stale replies for the next user.
-            await connection.send_packed_command(b"".join(commands), check_health=False)
+            await connection.send_packed_command(b"".join(commands) + self._wait, check_health=False)
             replies: list[object] = []
             for _ in commands:
                 try:
                     replies.append(await connection.read_response())
                 except ResponseError as error:  # a whole error reply: the connection is still in step
                     replies.append(error)
-            return replies
+            if not self._wait:
+                return replies, self._min_replicas
+            try:
+                replicas = await connection.read_response()
+            except ResponseError:  # e.g. WAIT sent to a replica: nothing is confirmed
+                replicas = 0
+            return replies, int(replicas) if isinstance(replicas, int) else 0
         finally:
             await pool.release(connection)
 

@@ -8,7 +8,8 @@ Exported by the edge (``GET /metrics``, see ``RELAY_METRICS``):
   ``client_gone`` when the client left before its body was complete, and ``method_not_allowed``;
 - ``relay_webhook_duration_seconds{outcome}``: how long each took, from its first byte to its answer;
 - ``relay_redis_errors_total{kind}``: failed ingest round trips (``timeout``, ``connection``,
-  ``other``), and single writes Redis refused (``refused``: OOM, READONLY, ...);
+  ``other``), single writes Redis refused (``refused``: OOM, READONLY, ...), and batches fewer than
+  ``RELAY_MIN_REPLICAS`` replicas confirmed (``replicas``);
 - prometheus-client's ``process_*`` and ``python_*`` metrics.
 
 Why not prometheus-client's own `Counter` and `Histogram` on the hot path: each update takes a
@@ -51,7 +52,7 @@ OUTCOMES = (
 )
 """Every outcome the edge reports, so that each series exists (at 0) before its first request."""
 
-REDIS_ERROR_KINDS = ("timeout", "connection", "refused", "other")
+REDIS_ERROR_KINDS = ("timeout", "connection", "refused", "replicas", "other")
 
 
 class EdgeMetrics:

@@ -7,7 +7,9 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from redis.asyncio import Redis
 
+from relay.core.redis import failure
 from relay.edge.errors import REDIS_UNAVAILABLE, to_response
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ async def healthz() -> Response:
 
 @router.get(
     "/readyz",
-    summary="Redis answers PING within the timeout",
+    summary="Redis answers within the timeout (and has RELAY_MIN_REPLICAS replicas connected)",
     responses={503: {"description": "Redis is unavailable"}},
 )
 async def readyz(request: Request) -> Response:
@@ -35,8 +37,24 @@ async def readyz(request: Request) -> Response:
         if client is None:
             raise ConnectionError("the edge is not started")
         async with asyncio.timeout(state.redis_timeout):
-            await client.ping()
+            if state.min_replicas > 0:
+                await _enough_replicas(client, state.min_replicas)
+            else:
+                await client.ping()
     except Exception as exc:  # any failure means "not ready", never a 500
-        log.warning("not ready: %s", type(exc).__name__)
+        log.warning("not ready: %s", failure(exc).reason)
         return to_response(REDIS_UNAVAILABLE)
     return Response(_READY, media_type="application/json")
+
+
+class TooFewReplicas(Exception):
+    """The primary has fewer replicas connected than an acknowledgement waits for."""
+
+
+async def _enough_replicas(client: Redis, needed: int) -> None:
+    info = await client.info("replication")
+    connected = int(info.get("connected_slaves", 0))
+    if info.get("role") != "master" or connected < needed:
+        raise TooFewReplicas(
+            f"{connected} replica(s) connected to a {info.get('role')}, RELAY_MIN_REPLICAS={needed}"
+        )

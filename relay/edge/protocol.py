@@ -22,6 +22,24 @@ _UNSUPPORTED = unsupported_reason()
 """Why this uvicorn cannot take direct answers (see `relay.edge.direct.unsupported_reason`), or None."""
 _told = False
 
+_BOUNDS_METHODS = (
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+)
+"""uvicorn's protocol methods `EdgeHttpProtocol` extends to bound request heads (docs/INTERNALS.md)."""
+
+
+def bounds_unsupported_reason() -> str | None:
+    """Why the installed uvicorn's httptools protocol cannot take the head bounds, or None."""
+    missing = [name for name in _BOUNDS_METHODS if not callable(getattr(HttpToolsProtocol, name, None))]
+    return f"HttpToolsProtocol has no {', '.join(missing)}" if missing else None
+
+
 HEAD_TIMEOUT = 10.0
 """Seconds a client has to send a request's line and headers, counted from the connection's
 opening or from the first byte of the request. Sphere sends a whole request in one go."""
@@ -128,7 +146,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._tail = data[-3:]
         super().data_received(data)  # may complete the head (and its body, and the next head...)
         cycle: RequestResponseCycle | DirectCycle | None = self.cycle
-        if cycle is not None and not cycle.response_complete:
+        if self._direct is not None and cycle is not None and not cycle.response_complete:
             # A request in flight: no keep-alive timer meanwhile. A direct answer given during this
             # read, to a request before it, may have started one (uvicorn starts it only from a
             # task, after every read, and never while a pipelined request waits).
@@ -271,3 +289,23 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             if answer:
                 self.transport.write(answer)
             self.transport.close()
+
+
+class _PlainHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's own httptools protocol, for a uvicorn that no longer fits `EdgeHttpProtocol`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        global _told
+        if not _told:
+            _told = True
+            log.warning(
+                "request heads are not bounded and every webhook goes through ASGI: this uvicorn does "
+                "not fit relay.edge.protocol (%s); install the uvicorn pyproject.toml allows",
+                _BOUNDS_UNSUPPORTED,
+            )
+        super().connection_made(transport)
+
+
+_BOUNDS_UNSUPPORTED = bounds_unsupported_reason()
+if _BOUNDS_UNSUPPORTED is not None:  # the start-up check's fallback: run as plain uvicorn, and say so
+    EdgeHttpProtocol = _PlainHttpToolsProtocol  # type: ignore[misc,assignment]

@@ -78,12 +78,12 @@ def test_the_signature_is_sphere_s(tmp_path: Path) -> None:
             pass
 
     with serving(Receiver) as url:
-        result = invoke(["send", "review", "--url", url, "--secret", "s3cret", "--count", "2"])
+        result = invoke(["send", "review", "--url", url, "--secret", "s3cret-for-signing", "--count", "2"])
 
     assert result.exit_code == 0, result.output
     assert len(seen) == 2
     for body, header in seen:
-        assert hmac.compare_digest(header, hmac_hex(body, "s3cret"))
+        assert hmac.compare_digest(header, hmac_hex(body, "s3cret-for-signing"))
         assert isinstance(parse(body), ReviewAdd)
 
 
@@ -166,11 +166,42 @@ def test_no_secret_is_a_usage_error() -> None:
 
     assert result.exit_code == 2
     assert "no secret" in result.output
+    assert "RELAY_SECRET" in result.output
+
+
+@pytest.mark.parametrize("where", ["env", "flag"])
+@pytest.mark.parametrize("weak", ["<your listing's secret key>", "changeme-changeme-1", "short-but-real"])
+def test_a_secret_the_relay_would_refuse_sends_nothing(
+    weak: str, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bytes] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Recorder) as url:
+        if where == "env":
+            monkeypatch.setenv("RELAY_SECRET", weak)
+            result = invoke(["send", "vote", "--url", url])
+        else:
+            result = invoke(["send", "vote", "--url", url, "--secret", weak])
+
+    assert result.exit_code == 2, result.output
+    assert ("RELAY_SECRET" if where == "env" else "--secret") in result.output
+    assert "Sphere" in result.output
+    assert weak not in result.output
+    assert seen == []
 
 
 def test_an_unreachable_edge_exits_3_with_one_line() -> None:
     url = f"http://127.0.0.1:{free_port()}/webhook"
-    result = invoke(["send", "vote", "--url", url, "--secret", "x"])
+    result = invoke(["send", "vote", "--url", url, "--secret", SECRET])
 
     assert result.exit_code == 3
     assert result.output.startswith(f"relay: cannot reach the edge at {url}: ")
@@ -178,7 +209,17 @@ def test_an_unreachable_edge_exits_3_with_one_line() -> None:
 
 
 def test_a_url_that_is_not_http_is_a_usage_error() -> None:
-    result = invoke(["send", "vote", "--url", "ftp://example.invalid/webhook", "--secret", "x"])
+    result = invoke(["send", "vote", "--url", "ftp://example.invalid/webhook", "--secret", SECRET])
 
     assert result.exit_code == 2
     assert "is not an http(s) URL" in result.output
+
+
+def test_the_url_comes_from_relay_webhook_url(edge_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_SECRET", SECRET)
+    monkeypatch.setenv("RELAY_WEBHOOK_URL", edge_url)  # as compose sets it inside the containers
+
+    result = invoke(["send", "vote"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("202 queued ")

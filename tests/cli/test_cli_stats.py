@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from tests.worker.helpers import store, vote_body
 from worker.bridge import Bridge
 from worker.deadletter import Failure, write
 from worker.enqueue import JobSpec, enqueue
+from worker.heartbeat import HeartbeatWriter, InFlight
 from worker.registry import Registry
 
 pytestmark = pytest.mark.usefixtures(cli_env.__name__)
@@ -35,10 +37,11 @@ def test_an_empty_relay(redis_url: str) -> None:
 
 
 async def _busy_relay(redis: Redis, settings: Settings) -> list[str]:
-    """Three events; a worker that read two and died before passing them on; one queued job, one
+    """Three events; a live worker; a worker that read two and died before passing them on; one queued job, one
     dead letter, and two refused requests."""
     ids = [await store(redis, vote_body()) for _ in range(3)]
     await Bridge(redis, Registry(), settings, consumer="worker-a").ensure_group()
+    await HeartbeatWriter(redis, "worker-a", InFlight()).beat()  # worker-a lives; worker-b died
     await redis.xreadgroup(CONSUMER_GROUP, "worker-b", {EVENTS_STREAM: ">"}, count=2)  # never acknowledged
     stored = await redis.xrange(EVENTS_STREAM)
     event = StoredEvent.from_entry(*stored[0])
@@ -71,13 +74,23 @@ def test_the_numbers(redis_url: str, settings: Settings) -> None:
     assert consumers["worker-a"]["pending"] == 0 and consumers["worker-a"]["oldest_pending_id"] is None
     assert consumers["worker-b"]["pending"] == 2 and consumers["worker-b"]["oldest_pending_id"] == ids[0]
     assert consumers["worker-b"]["oldest_pending_idle_ms"] >= 0
+    assert (consumers["worker-a"]["live"], consumers["worker-b"]["live"]) == (True, False)
+    [worker] = stats["workers"]
+    assert (worker["name"], worker["pid"], worker["running"], worker["jobs_done"]) == (
+        "worker-a",
+        os.getpid(),
+        [],
+        0,
+    )
     assert (stats["queue_jobs"], stats["queue_due"]) == (1, 1)
     assert stats["dead_letters"] == 1
     assert (stats["refused"], stats["refused_recorded"]) == (2, 2)
 
     text = invoke(["stats"]).output
     assert f"group {CONSUMER_GROUP}: lag 1, pending 2, 2 consumer(s)" in text
-    assert f"worker-b: pending 2 (oldest {ids[0]} waiting" in text
+    assert f"worker-b: STOPPED (no heartbeat), pending 2 (oldest {ids[0]} waiting" in text
+    assert "worker-a: live, pending 0" in text
+    assert "relay:worker:*  1 live" in text
     assert "1 jobs: 1 due or running, 0 waiting to retry" in text
     assert "1 dead letters  (relay dlq ls)" in text
     assert "2 requests refused, 2 recorded" in text
@@ -123,7 +136,7 @@ def test_a_url_that_is_not_redis_is_a_usage_error(monkeypatch: pytest.MonkeyPatc
     result = invoke(["stats"])
 
     assert result.exit_code == 2
-    assert "RELAY_REDIS_URL is not a Redis URL" in result.output
+    assert "RELAY_REDIS_URL: not a Redis URL" in result.output
     assert "hunter2" not in result.output
 
 
@@ -133,4 +146,22 @@ def test_a_bad_setting_is_named_not_echoed(monkeypatch: pytest.MonkeyPatch) -> N
 
     assert result.exit_code == 2
     assert "RELAY_RETENTION_SECONDS" in result.output
+    assert "hunter2" not in result.output
+
+
+def test_redis_url_flag_overrides_the_setting(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_redis(redis_url, lambda client: client.xadd(EVENTS_STREAM, {"probe": "1"}))
+    monkeypatch.setenv("RELAY_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing answers there
+
+    result = invoke(["--redis-url", redis_url, "stats", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["events"] == 1
+
+
+def test_a_redis_url_flag_that_is_not_redis_names_the_flag() -> None:
+    result = invoke(["--redis-url", "http://user:hunter2@localhost/", "stats"])
+
+    assert result.exit_code == 2
+    assert "--redis-url: not a Redis URL" in result.output
     assert "hunter2" not in result.output

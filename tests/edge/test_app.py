@@ -55,8 +55,20 @@ def test_without_redis_the_edge_is_alive_but_not_ready() -> None:
     assert ready.headers["retry-after"]
 
 
-def test_openapi_documents_the_webhook(edge_url: str) -> None:
-    schema = httpx.get(f"{edge_url}/openapi.json").json()
+def test_docs_and_openapi_are_off_the_public_port_by_default(edge_url: str) -> None:
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        response = httpx.get(f"{edge_url}{path}")
+
+        assert response.status_code == 404, path
+        assert "openapi" not in response.text.lower()
+
+
+def test_openapi_documents_the_webhook(redis_url: str) -> None:
+    with running_edge(make_settings(redis_url, openapi=True)) as url:
+        docs = httpx.get(f"{url}/docs")
+        schema = httpx.get(f"{url}/openapi.json").json()
+
+    assert docs.status_code == 200
 
     operation = schema["paths"]["/webhook"]["post"]
     assert [p["name"] for p in operation["parameters"]] == ["X-Sphere-Signature"]

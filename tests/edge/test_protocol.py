@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from relay.edge.protocol import OneWriteTransport
+from relay.edge.protocol import EdgeHttpProtocol, OneWriteTransport, bounds_unsupported_reason
 from tests.conftest import make_settings
 from tests.security.rawhttp import connect, post_request, read_answer, read_response, signature
 from tests.support.edge_server import running_edge
@@ -143,3 +145,25 @@ def test_expect_100_continue_gets_the_interim_answer_before_the_body_is_sent(edg
         head, answer = read_response(sock)
     assert head.startswith(b"HTTP/1.1 202 ")
     assert json.loads(answer)["status"] == "queued"
+
+
+def test_the_installed_uvicorn_fits_the_head_bounds() -> None:
+    assert bounds_unsupported_reason() is None
+    assert EdgeHttpProtocol.__name__ == "EdgeHttpProtocol"
+
+
+def test_a_uvicorn_without_the_methods_it_extends_gets_plain_httptools_with_a_warning() -> None:
+    # A uvicorn release that changed its httptools protocol, made here by removing one method
+    # before relay.edge.protocol is imported, in a process of its own.
+    probe = (
+        "import logging, sys\n"
+        "logging.basicConfig(stream=sys.stdout)\n"
+        "from uvicorn.protocols.http import httptools_impl\n"
+        "del httptools_impl.HttpToolsProtocol.on_body\n"
+        "from relay.edge import protocol\n"
+        "print(protocol.EdgeHttpProtocol.__name__, protocol.bounds_unsupported_reason())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("_PlainHttpToolsProtocol HttpToolsProtocol has no on_body"), done.stdout

@@ -5,7 +5,7 @@ before Redis went and after it came back. Evidence of handling is written to fil
 (`tests.reliability.tasks_files`), outside the Redis being killed.
 
 Redis is held down for a set time: that sleep is the fault's duration, not a wait for work. Every
-Redis command of a worker retries for about 30 s (`worker.main.redis_settings`), so outages shorter
+Redis command of a worker retries for about 30 s (`worker.connection.connection_options`), so outages shorter
 than that are ridden out in-process; a longer one ends the process (non-zero), for its supervisor
 (compose's ``restart:``) to start it again.
 """

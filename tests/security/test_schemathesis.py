@@ -34,7 +34,7 @@ MAX_EXAMPLES = 40
 
 @pytest.fixture(scope="module")
 def edge_url(shared_redis: RedisServer) -> Iterator[str]:
-    with running_edge(make_settings(shared_redis.url, max_body_bytes=16384)) as url:
+    with running_edge(make_settings(shared_redis.url, max_body_bytes=16384, openapi=True)) as url:
         yield url
 
 

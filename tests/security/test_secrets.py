@@ -88,6 +88,7 @@ def environment(redis_url: str, secret: str, previous: str, log_format: str) -> 
             "RELAY_MAX_BODY_BYTES": "2048",
             "RELAY_TASKS": "tests.security.tasks_secrets",
             "RELAY_METRICS": "on",
+            "RELAY_OPENAPI": "true",  # /docs and /openapi.json too, to search them for the secret
             "RELAY_WORKER_METRICS": "off",
             "PYTHONPATH": str(ROOT),
         }

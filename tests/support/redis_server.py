@@ -36,6 +36,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_answers(client: redis.Redis, what: str, timeout: float = 10.0) -> None:
+    """Until `client` gets an answer to PING; closes it. Raises RuntimeError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return
+            except redis.exceptions.RedisError:
+                time.sleep(0.02)
+        raise RuntimeError(f"{what} did not start")
+    finally:
+        client.close()
+
+
 class RedisServer:
     """Starts ``redis-server`` from PATH on 127.0.0.1 with no persistence unless `appendonly`."""
 
@@ -66,17 +81,7 @@ class RedisServer:
 
     def _wait_until_ready(self, timeout: float = 10.0) -> None:
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    if client.ping():
-                        return
-                except redis.exceptions.RedisError:
-                    time.sleep(0.02)
-            raise RuntimeError(f"redis-server on port {self.port} did not start")
-        finally:
-            client.close()
+        wait_until_answers(client, f"redis-server on port {self.port}", timeout)
 
     def kill(self) -> None:
         """kill -9: no shutdown save, clients see the connection drop."""

@@ -28,7 +28,6 @@ from worker import Context, Registry
 from worker.bridge import Bridge, BridgeOptions
 from worker.connection import worker_redis
 from worker.keys import ARQ_QUEUE
-from worker.main import redis_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -251,7 +250,7 @@ async def _is_queued(redis: Redis, job_id: str) -> bool:
 async def test_the_workers_client_tries_the_jobs_its_own_bridge_queued_first(
     redis: Redis, settings: Settings
 ) -> None:
-    client = worker_redis(redis_settings(settings), queue=ARQ_QUEUE, expires_extra_ms=1000)
+    client = worker_redis(settings, queue=ARQ_QUEUE, expires_extra_ms=1000)
     try:
         entry = await store(redis, vote_body())
         await redis.zadd(ARQ_QUEUE, {"another-workers-job": 1})

@@ -20,14 +20,19 @@ from redis.exceptions import ResponseError, WatchError
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
 from worker.claim import CLAIM_SCRIPT, POLL_SCRIPT
-from worker.connection import ResilientArqRedis, ResilientPipeline, RetryingConnectionPool, worker_redis
-from worker.main import redis_settings
+from worker.connection import (
+    ResilientArqRedis,
+    ResilientPipeline,
+    RetryingConnectionPool,
+    connection_options,
+    worker_redis,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 def client(server: RedisServer) -> ResilientArqRedis:
-    return worker_redis(redis_settings(make_settings(server.url)), queue="q", expires_extra_ms=1000)
+    return worker_redis(make_settings(server.url), queue="q", expires_extra_ms=1000)
 
 
 async def test_a_watch_lost_with_its_connection_fails_at_execute_and_the_reads_reconnect(
@@ -60,8 +65,8 @@ async def test_a_watch_lost_with_its_connection_fails_at_execute_and_the_reads_r
 async def test_redis_pys_own_pipeline_raises_from_the_read_which_is_what_ended_arqs_loop(
     own_redis: RedisServer,
 ) -> None:
-    settings = redis_settings(make_settings(own_redis.url))
-    redis = Redis.from_url(own_redis.url, retry=settings.retry, retry_on_error=settings.retry_on_error)
+    options = connection_options()
+    redis = Redis.from_url(own_redis.url, retry=options["retry"], retry_on_error=options["retry_on_error"])
     try:
         async with redis.pipeline(transaction=True) as pipe:
             await pipe.watch("in-progress")
@@ -153,9 +158,7 @@ async def test_a_handshake_cut_off_by_a_dying_redis_is_retried(own_redis: RedisS
 
     relay = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = relay.sockets[0].getsockname()[1]
-    redis = worker_redis(
-        redis_settings(make_settings(f"redis://127.0.0.1:{port}/0")), queue="q", expires_extra_ms=1000
-    )
+    redis = worker_redis(make_settings(f"redis://127.0.0.1:{port}/0"), queue="q", expires_extra_ms=1000)
     try:
         assert await redis.ping()
         assert resets == 2  # both cut-off handshakes happened, and were retried

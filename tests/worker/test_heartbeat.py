@@ -1,0 +1,129 @@
+"""A real worker's heartbeat (``relay:worker:<consumer name>``) and ``python -m worker.health``.
+
+The heartbeat shows the job in flight, counts it once done, and is deleted on a clean stop; the
+health command passes for a beating worker and fails for one whose loop is stopped (SIGSTOP), whose
+Redis is gone, or that has stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from relay.core.heartbeat import EXPIRE_SECONDS, Heartbeat
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM, WORKER_HEARTBEAT_PREFIX, worker_heartbeat_key
+from tests.reliability.support import until
+from tests.support.redis_server import RedisServer
+from tests.support.task_runs import RELEASE, runs
+from tests.support.worker_process import ROOT, WorkerPool, WorkerProcess, worker_pool
+from tests.worker.helpers import store_sync, vote_body
+
+pytestmark = pytest.mark.slow
+
+SECRET = "k7Qm2vX9pL4rT8wZ3nB6yH1c"
+
+
+def beats(client: redis.Redis) -> list[Heartbeat]:
+    return [
+        Heartbeat.from_hash(client.hgetall(key)) for key in client.scan_iter(f"{WORKER_HEARTBEAT_PREFIX}*")
+    ]
+
+
+def beat_of(client: redis.Redis, worker: WorkerProcess) -> Heartbeat | None:
+    return next((b for b in beats(client) if b.pid == worker.pid), None)
+
+
+def health(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")} | {"RELAY_REDIS_URL": redis_url}
+    return subprocess.run(
+        [sys.executable, "-m", "worker.health", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_heartbeat_shows_the_job_in_flight_counts_it_and_goes_on_a_clean_stop(
+    client: redis.Redis, workers: WorkerPool
+) -> None:
+    worker = workers.start("tests.support.tasks_slow")
+    worker.wait_reading(client)
+    beat = until(lambda: beat_of(client, worker), 20, "a heartbeat")
+    consumers = [c["name"].decode() for c in client.xinfo_consumers(EVENTS_STREAM, CONSUMER_GROUP)]
+    assert beat.name in consumers  # the heartbeat's name is the worker's consumer name
+    assert 0 < client.ttl(worker_heartbeat_key(beat.name)) <= EXPIRE_SECONDS
+    assert beat.started_ms <= beat.beat_ms
+
+    entry_id = store_sync(client, vote_body())
+    until(lambda: runs(client), 20, "the handler started")
+    running = until(lambda: (b := beat_of(client, worker)) and b.running, 15, "the job in the heartbeat")
+    assert [(r.handler, r.entry_id) for r in running] == [("slow", entry_id)]
+
+    client.rpush(RELEASE, b"go")
+    until(lambda: (b := beat_of(client, worker)) and b.jobs_done == 1 and not b.running, 15, "the job done")
+
+    worker.terminate()
+    assert worker.wait_exit() == 0
+    assert not client.exists(worker_heartbeat_key(beat.name))
+
+
+def test_health_passes_for_a_beating_worker_and_fails_when_its_loop_stops_or_it_stops(
+    client: redis.Redis, redis_url: str, workers: WorkerPool
+) -> None:
+    worker = workers.start("tests.support.tasks_record")
+    until(lambda: beat_of(client, worker), 20, "a heartbeat")
+
+    ok = health(redis_url, "--pid", str(worker.pid))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("healthy:")
+
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGSTOP)  # the loop is stuck
+    try:
+        stuck = until(
+            lambda: (
+                (done := health(redis_url, "--pid", str(worker.pid), "--stale-seconds", "6")).returncode
+                and done
+            ),
+            20,
+            "health failing for a stuck worker",
+            every=1.0,
+        )
+        assert "unhealthy:" in stuck.stderr and "stuck, or cut off from Redis" in stuck.stderr
+    finally:
+        worker.process.send_signal(signal.SIGCONT)
+    until(lambda: health(redis_url, "--pid", str(worker.pid)).returncode == 0, 20, "healthy again", every=0.5)
+
+    worker.terminate()
+    assert worker.wait_exit() == 0
+    gone = health(redis_url, "--pid", str(worker.pid))
+    assert gone.returncode == 1
+    assert "no heartbeat" in gone.stderr
+
+
+def test_health_fails_when_redis_is_gone(own_redis: RedisServer, tmp_path: object) -> None:
+    settings = {"redis_url": own_redis.url, "secret": SECRET, "worker_metrics": "off"}
+    with worker_pool(tmp_path, settings) as pool:  # type: ignore[arg-type]
+        worker = pool.start("tests.support.tasks_record")
+        sync = redis.Redis.from_url(own_redis.url)
+        try:
+            until(lambda: beat_of(sync, worker), 20, "a heartbeat")
+        finally:
+            sync.close()
+        assert health(own_redis.url).returncode == 0
+
+        own_redis.kill()
+        cut_off = health(own_redis.url)
+
+        assert cut_off.returncode == 1
+        assert "cannot read heartbeats from Redis" in cut_off.stderr
+        assert json.dumps(cut_off.stderr)  # one printable line, not a traceback
+        assert "Traceback" not in cut_off.stderr
