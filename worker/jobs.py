@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from relay.core.events import InvalidBody, InvalidEvent, parse
 from relay.core.keys import StoredEvent
 from relay.core.settings import Settings
-from worker import backoff, deadletter
+from worker import backoff, deadletter, outcomes
 from worker.deadletter import Failure
 from worker.enqueue import RUN_HANDLER
 from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, NotAwaited, Permanent
@@ -106,18 +106,25 @@ def arq_function(
         found = registry.get(handler)
         started = time.perf_counter()
         outcome = "error"  # unless the run ends one of the ways below: a bug, or arq cancelled it
-        note: str | None
+        note: str | None = None
+        retried: Retry | None = None
         try:
             with tracked.track(handler, entry_id):
                 note = await _run(found, handler, ctx, event)
             outcome = "ok" if note is None else "dead"
             return note
-        except Retry as exc:
-            outcome = "retry" if found is not None and not isinstance(exc, SlotDeferred) else "skipped"
+        except Retry as retry:
+            outcome = "retry" if found is not None and not isinstance(retry, SlotDeferred) else "skipped"
+            retried = retry
             raise
         finally:
             seconds = time.perf_counter() - started
             counted.ran(handler, outcome, seconds)
+            if outcome != "error":  # for the admin page (worker/outcomes.py); bounded, never raises
+                keep_ms = settings.retention_seconds * 1000
+                await outcomes.record(
+                    ctx, handler, entry_id, outcome, note=note, retry=retried, keep_ms=keep_ms
+                )
             if outcome == "ok":
                 fields = _log_fields(event, handler, int(ctx.get("attempt", 0)))
                 log.info(

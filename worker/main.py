@@ -38,6 +38,7 @@ from typing import Any
 from relay.core.exposition import MetricsServer
 from relay.core.logs import configure_logging
 from relay.core.settings import Settings, load_settings
+from worker import outcomes
 from worker.bridge import Bridge, BridgeOptions, consumer_name
 from worker.checks import TasksError, check_registry, import_tasks
 from worker.connection import ResilientArqRedis, worker_redis
@@ -246,6 +247,7 @@ class Lifecycle:
             await self.heartbeat.close()
         if self.hooks.shutdown is not None:
             await _call(self.hooks.shutdown, ctx)
+        await outcomes.flush(ctx.get("redis"))  # the last runs' outcomes, before arq closes the pool
         if self.metrics_server is not None:
             await self.metrics_server.close()
             self.metrics_server = None

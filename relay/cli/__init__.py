@@ -6,6 +6,7 @@ letters, see refused requests.
     relay dlq ls|show|replay|purge                                           (relay/cli/dlq.py)
     relay replay --since T       run a time range of events again           (relay/cli/replay.py)
     relay rejected               the latest refused requests                (relay/cli/rejected.py)
+    relay admin                  the operator's web page                    (relay/cli/admin.py)
 
 It reads the services' ``RELAY_*`` settings (environment or ``.env``): ``RELAY_REDIS_URL``, and
 ``RELAY_TASKS`` for the replays, which load the handlers as a worker does. Only ``relay send``
@@ -29,6 +30,7 @@ import sys
 
 import click
 
+from relay.cli.admin import admin
 from relay.cli.common import EXIT_FAILED, App, pass_app
 from relay.cli.dlq import dlq
 from relay.cli.rejected import rejected
@@ -66,7 +68,7 @@ def cli(app: App, redis_url: str | None) -> None:
     app.redis_url = redis_url
 
 
-for command in (send, stats, dlq, replay, rejected):
+for command in (send, stats, dlq, replay, rejected, admin):
     cli.add_command(command)
 
 

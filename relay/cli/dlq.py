@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from relay.cli.common import (
 )
 from relay.cli.timespec import ago, iso, parse_duration
 from relay.core.keys import DEAD_STREAM
-from worker import deadletter
+from worker import deadletter, outcomes
 from worker.deadletter import DeadLetter, get_dead, list_dead
 from worker.once import forget_effects
 from worker.registry import Registry
@@ -240,6 +240,49 @@ def _refusal(letter: DeadLetter, registry: Registry, tasks: str) -> str | None:
     return None
 
 
+async def replay_letters(
+    redis: Redis,
+    letters: Sequence[DeadLetter],
+    *,
+    registry: Registry,
+    tasks: str,
+    rate: float,
+    expires_ms: int,
+    report: ReplayReport | None = None,
+    advance: Callable[[int], None] = lambda n: None,
+    rerun_effects: bool = False,
+) -> ReplayReport:
+    """Replay `letters` at most `rate` a second; `relay dlq replay` and the admin page both use it.
+
+    Each goes through `worker.deadletter.replay` (its job enqueued and the dead letter deleted in one
+    atomic step, with its original event id); one whose handler is not in `registry` is refused.
+    With `rerun_effects`, what ``ctx["once"]`` recorded for it is forgotten first (its side effects
+    are done again). `report` fills as it goes, so a caller sees what was done if Redis fails halfway; the letters
+    not reached then are still dead letters, untouched.
+    """
+    report = report if report is not None else ReplayReport()
+    todo = []
+    for letter in letters:
+        reason = _refusal(letter, registry, tasks)
+        if reason is None:
+            todo.append(letter)
+        else:
+            report.refused.append((letter.id, reason))
+    pacer = Pacer(rate)
+    for letter in todo:
+        await pacer.wait(1)
+        if rerun_effects:
+            await forget_effects(redis, [(letter.entry_id, letter.handler)])
+        if not await deadletter.replay(redis, letter, now_ms=timestamp_ms(), expires_ms=expires_ms):
+            report.already_queued += 1
+        report.replayed.append(letter)
+        await outcomes.record_replay(
+            redis, letter.entry_id, letter.handler, dead_id=letter.id, keep_ms=expires_ms
+        )
+        advance(1)
+    return report
+
+
 async def _replay(
     redis: Redis,
     *,
@@ -263,24 +306,19 @@ async def _replay(
                 letters.append(letter)
     else:
         letters = [letter async for letter in iter_dead(redis) if matches(letter, handler, event_type)]
-    todo = []
-    for letter in letters:
-        reason = _refusal(letter, registry, tasks)
-        if reason is None:
-            todo.append(letter)
-        else:
-            report.refused.append((letter.id, reason))
-    pacer = Pacer(rate)
-    with progress(len(todo), "replaying dead letters") as advance:
-        for letter in todo:
-            await pacer.wait(1)
-            if rerun_effects:
-                await forget_effects(redis, [(letter.entry_id, letter.handler)])
-            if not await deadletter.replay(redis, letter, now_ms=timestamp_ms(), expires_ms=expires_ms):
-                report.already_queued += 1
-            report.replayed.append(letter)
-            advance(1)
-    return report
+    replayable = sum(_refusal(letter, registry, tasks) is None for letter in letters)
+    with progress(replayable, "replaying dead letters") as advance:
+        return await replay_letters(
+            redis,
+            letters,
+            registry=registry,
+            tasks=tasks,
+            rate=rate,
+            expires_ms=expires_ms,
+            report=report,
+            advance=advance,
+            rerun_effects=rerun_effects,
+        )
 
 
 @dlq.command()

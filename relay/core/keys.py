@@ -41,6 +41,21 @@ def dedupe_redis_key(dedupe_key: str) -> str:
     return DEDUPE_PREFIX + dedupe_key
 
 
+OUTCOME_PREFIX = "relay:outcome:"
+"""``relay:outcome:<entry id>``: per handler, the latest outcome of the event's job (`worker.outcomes`)."""
+
+MINUTE_PREFIX = "relay:minute:"
+"""``relay:minute:<minutes since the epoch>``: runs handled and failed in that minute (`worker.outcomes`)."""
+
+
+def outcome_redis_key(entry_id: str) -> str:
+    return OUTCOME_PREFIX + entry_id
+
+
+def minute_redis_key(minute: int) -> str:
+    return MINUTE_PREFIX + str(minute)
+
+
 # Entry fields. Values are bytes in Redis; `received_ms` is milliseconds since the epoch.
 F_TYPE = "type"
 F_BODY = "body"

@@ -33,6 +33,10 @@ _PLACEHOLDER = re.compile(r"[<>]|change[-_ ]?me|your.*(secret|key)|secret[-_ ]?k
 _WHERE = "copy your listing's secret key from Sphere (the listing's webhook settings, beside its URL)"
 
 
+ADMIN_TOKEN_MIN_CHARS = 16
+"""The web page's token is typed once per browser: long enough that guessing it is hopeless."""
+
+
 def _refuse_weak(secret: SecretStr) -> SecretStr:
     value = secret.get_secret_value().strip()
     if not value:
@@ -186,6 +190,13 @@ class Settings(RedisAccess):
     """Handler jobs one worker process runs at once (arq's ``max_jobs``); ``@on(..., concurrency=N)``
     limits one handler further."""
 
+    # The operator's web page (`relay admin`, relay/admin/).
+    admin_address: str = "127.0.0.1:3267"
+    """``[host:]port`` where ``relay admin`` listens; this host only by default."""
+
+    admin_token: SecretStr | None = None
+    """The page's sign-in token (also ``Authorization: Bearer``); ``relay admin`` refuses to start without one."""
+
     @field_validator("secret")
     @classmethod
     def _secret_is_real(cls, value: SecretStr) -> SecretStr:
@@ -229,6 +240,27 @@ class Settings(RedisAccess):
             return value
         host, port = listen_address("127.0.0.1:9100" if value == "on" else value)
         return f"{host}:{port}"
+
+    @field_validator("admin_address")
+    @classmethod
+    def _admin_address(cls, value: str) -> str:
+        host, port = listen_address(value)
+        return f"{host}:{port}"
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_is_strong(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if len(token) < ADMIN_TOKEN_MIN_CHARS:
+            raise ValueError(
+                f"must be at least {ADMIN_TOKEN_MIN_CHARS} characters; make one with: openssl rand -hex 24"
+            )
+        secrets = [info.data.get("secret"), *info.data.get("previous_secrets", [])]
+        if any(isinstance(s, SecretStr) and s.get_secret_value() == token for s in secrets):
+            raise ValueError("must differ from RELAY_SECRET: give the page a token of its own")
+        return SecretStr(token)
 
     def signing_keys(self) -> tuple[bytes, ...]:
         """The current secret, then the previous ones, as bytes for HMAC."""

@@ -1,0 +1,31 @@
+"""relay.admin.chart: the last hour as polylines, without a browser."""
+
+from __future__ import annotations
+
+from relay.admin.chart import HEIGHT, Minute, build, nice_max
+
+
+def test_nice_max_rounds_up_to_1_2_5() -> None:
+    assert [nice_max(v) for v in (0, 3, 5, 6, 11, 20, 21, 499, 501)] == [5, 5, 5, 10, 20, 20, 50, 500, 1000]
+
+
+def test_lines_rise_with_the_counts_and_share_one_axis() -> None:
+    minutes = [Minute(i * 60_000, received=i, handled=i // 2, failed=0) for i in range(60)]
+    drawn = build(minutes)
+    received, handled, failed = drawn.series
+    assert (received.total, handled.total, failed.total) == (
+        sum(range(60)),
+        sum(i // 2 for i in range(60)),
+        0,
+    )
+    ys = [float(point.split(",")[1]) for point in received.points.split()]
+    assert ys == sorted(ys, reverse=True), "more events draw higher (smaller y)"
+    assert len(ys) == 60
+    assert drawn.y_ticks[-1][1] == 100 and drawn.y_ticks[0][1] == 0
+    assert all(float(p.split(",")[1]) == HEIGHT - 24 for p in failed.points.split())
+
+
+def test_x_labels_every_ten_minutes_in_utc() -> None:
+    minutes = [Minute((1000 + i) * 60_000, 0, 0, 0) for i in range(60)]  # minute 1000 is 16:40 UTC
+    labels = [label for _, label in build(minutes).x_ticks]
+    assert labels == ["16:40", "16:50", "17:00", "17:10", "17:20", "17:30"]
