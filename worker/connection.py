@@ -30,6 +30,7 @@ from worker.claim import (
     claimed_in_progress_ms,
     run_reads_job,
 )
+from worker.idle import IdlePacer
 from worker.startup import StartupWait
 
 Command = tuple[Any, ...]
@@ -175,12 +176,15 @@ class ResilientArqRedis(ArqRedis):
     """
 
     claims: Claims
+    pacer: IdlePacer
+    """Spaces arq's polls out while the queue is idle (`worker.idle`)."""
     backoff: StoppableBackoff | None = None
     """Set by `worker_redis`: the backoff of every retry of this client's connections."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.claims = Claims()
+        self.pacer = IdlePacer()
 
     def stop_retrying(self) -> None:
         """From now on, retry failed commands without waiting (the worker is stopping)."""
@@ -208,9 +212,18 @@ class ResilientArqRedis(ArqRedis):
             return await super().zrangebyscore(
                 name, min, max, start=start, num=num, withscores=withscores, score_cast_func=score_cast_func
             )
-        args = [_score(min), _score(max), start or 0, num, in_progress_key_prefix]
-        now_ms = max if isinstance(max, int | float) else timestamp_ms()
-        return self.claims.polled(await POLL_SCRIPT(self, [name], args), now_ms, random.randrange)
+        before_ms = timestamp_ms()
+        await self.pacer.pause()
+        # arq's `max` is its "now", taken before the pause: move it on by the time paused.
+        now_ms = max + (timestamp_ms() - before_ms) if isinstance(max, int | float) else timestamp_ms()
+        args = [_score(min), now_ms, start or 0, num, in_progress_key_prefix]
+        ids = self.claims.polled(await POLL_SCRIPT(self, [name], args), now_ms, random.randrange)
+        next_due = None
+        if not self.claims.due:  # idle: when does the next waiting job (a retry, a later job) fall due?
+            first = await super().zrangebyscore(name, f"({now_ms}", "+inf", start=0, num=1, withscores=True)
+            next_due = float(first[0][1]) if first else None
+        self.pacer.polled(bool(self.claims.due), next_due)
+        return ids
 
 
 def _score(bound: Any) -> Any:
