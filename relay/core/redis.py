@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel as sentinel
 from pydantic import SecretStr
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -51,6 +52,42 @@ def _db(target: RedisTarget) -> int:
     return int(redis.connection.parse_url(target.redis_url).get("db", 0))  # type: ignore[no-untyped-call]
 
 
+class FollowingConnection(aiosentinel.SentinelManagedConnection):
+    """A Sentinel-managed connection whose retries ask the Sentinels again each time.
+
+    redis-py retries a connect twice over: around asking the Sentinels, and inside, around connecting
+    to the address they gave. With a retrying client (the worker's: 20 tries, ~33 s) the inner loop
+    kept knocking on a primary that had just died, so a worker followed a failover only after ~33 s
+    (measured in tests/reliability/test_failover.py). Here the inner connect is tried once.
+    """
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        retry, self.retry = self.retry, Retry(NoBackoff(), 0)
+        try:
+            await super().connect_to(address)  # type: ignore[no-untyped-call]
+        finally:
+            self.retry = retry
+
+
+class FollowingSSLConnection(FollowingConnection, aioredis.SSLConnection):
+    """`FollowingConnection` over TLS."""
+
+
+class SyncFollowingConnection(sentinel.SentinelManagedConnection):
+    """`FollowingConnection` for the blocking client."""
+
+    def connect_to(self, address: tuple[str, int]) -> None:
+        retry, self.retry = self.retry, SyncRetry(NoBackoff(), 0)
+        try:
+            super().connect_to(address)  # type: ignore[no-untyped-call]
+        finally:
+            self.retry = retry
+
+
+class SyncFollowingSSLConnection(SyncFollowingConnection, redis.SSLConnection):
+    """`SyncFollowingConnection` over TLS."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Kinds:
     """redis-py's connection classes of one flavour (asyncio or blocking)."""
@@ -66,15 +103,15 @@ _ASYNC = _Kinds(
     aioredis.Connection,
     aioredis.SSLConnection,
     aioredis.UnixDomainSocketConnection,
-    aiosentinel.SentinelManagedConnection,
-    aiosentinel.SentinelManagedSSLConnection,
+    FollowingConnection,
+    FollowingSSLConnection,
 )
 _SYNC = _Kinds(
     redis.Connection,
     redis.SSLConnection,
     redis.UnixDomainSocketConnection,
-    sentinel.SentinelManagedConnection,
-    sentinel.SentinelManagedSSLConnection,
+    SyncFollowingConnection,
+    SyncFollowingSSLConnection,
 )
 
 
