@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -109,9 +110,9 @@ def test_health_passes_for_a_beating_worker_and_fails_when_its_loop_stops_or_it_
     assert "no heartbeat" in gone.stderr
 
 
-def test_health_fails_when_redis_is_gone(own_redis: RedisServer, tmp_path: object) -> None:
+def test_health_fails_when_redis_is_gone(own_redis: RedisServer, tmp_path: Path) -> None:
     settings = {"redis_url": own_redis.url, "secret": SECRET, "worker_metrics": "off"}
-    with worker_pool(tmp_path, settings) as pool:  # type: ignore[arg-type]
+    with worker_pool(tmp_path, settings) as pool:
         worker = pool.start("tests.support.tasks_record")
         sync = redis.Redis.from_url(own_redis.url)
         try:
@@ -127,3 +128,23 @@ def test_health_fails_when_redis_is_gone(own_redis: RedisServer, tmp_path: objec
         assert "cannot read heartbeats from Redis" in cut_off.stderr
         assert json.dumps(cut_off.stderr)  # one printable line, not a traceback
         assert "Traceback" not in cut_off.stderr
+
+
+def test_a_running_worker_says_when_it_cannot_reach_redis_and_when_it_can_again(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = {"redis_url": own_redis.url, "secret": SECRET, "worker_metrics": "off"}
+    with worker_pool(tmp_path, settings) as pool:
+        worker = pool.start("tests.support.tasks_record")
+        client = redis.Redis.from_url(own_redis.url)
+        try:
+            until(lambda: beat_of(client, worker), 20, "a heartbeat")
+        finally:
+            client.close()
+
+        own_redis.kill()
+        worker.wait_for_log("next try in 5 s")
+        assert f"cannot reach Redis at {own_redis.url}: connection refused" in worker.log()
+        own_redis.start()
+        worker.wait_for_log("answers again")
+        assert worker.running()
