@@ -159,8 +159,9 @@ class SyncSentinelPool(sentinel.SentinelConnectionPool):
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         super().disconnect(inuse_connections)
-        for client in self.sentinel_manager.sentinels:
-            client.close()
+        if inuse_connections:
+            for client in self.sentinel_manager.sentinels:
+                client.close()
 
 
 def async_pool(
