@@ -243,7 +243,10 @@ class Lifecycle:
             await self.heartbeat.close()
             await self.heartbeat.redis.aclose()
         if self.hooks.shutdown is not None:
-            await _call(self.hooks.shutdown, ctx)
+            try:
+                await _call(self.hooks.shutdown, ctx)
+            except Exception:  # the process is ending anyway; its metrics listener still closes
+                log.exception("the tasks module's shutdown(ctx) failed")
         if self.metrics_server is not None:
             await self.metrics_server.close()
             self.metrics_server = None
