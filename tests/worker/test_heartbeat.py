@@ -25,8 +25,6 @@ from tests.worker.helpers import store_sync, vote_body
 
 pytestmark = pytest.mark.slow
 
-SECRET = "k7Qm2vX9pL4rT8wZ3nB6yH1c"
-
 
 def beats(client: redis.Redis) -> list[Heartbeat]:
     return [
