@@ -211,7 +211,7 @@ class Failure:
 
     def advice(self) -> str:
         if self.kind == "auth":
-            return "check the user and password in RELAY_REDIS_URL"
+            return "check the user and password in RELAY_REDIS_URL (and RELAY_REDIS_SENTINEL_PASSWORD with Sentinel)"
         if self.kind == "tls":
             return (
                 "check ssl_ca_certs (and the host name) in RELAY_REDIS_URL against the server's certificate"
@@ -219,14 +219,24 @@ class Failure:
         return "is Redis running and reachable from here?"
 
 
+_AUTH_MARKERS = (
+    "WRONGPASS",
+    "NOAUTH",
+    "invalid password",
+    "invalid username-password",
+    "AuthenticationError",
+)
+"""Refusals of credentials as messages spell them; the last is how redis-py reports Sentinels that
+refused us, inside its MasterNotFoundError."""
+
+
 def failure(error: BaseException) -> Failure:
     """Classify a failed connect or command (pure: looks only at the exception and its causes)."""
     chain = _chain(error)
     text = " ".join(str(e) for e in chain)
     first = (str(error).splitlines() or [type(error).__name__])[0]
-    if any(isinstance(e, AuthenticationError | AuthenticationWrongNumberOfArgsError) for e in chain) or any(
-        marker in text for marker in ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password")
-    ):
+    auth_error = any(isinstance(e, AuthenticationError | AuthenticationWrongNumberOfArgsError) for e in chain)
+    if auth_error or any(marker in text for marker in _AUTH_MARKERS):
         return Failure("auth", f"authentication failed: {first}", fatal=True)
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in text:
         return Failure("tls", f"TLS verification failed: {first}", fatal=True)
