@@ -71,6 +71,9 @@ def relay_settings(setup: SentinelSetup, min_replicas: int) -> dict[str, str]:
         "redis_url": "redis://127.0.0.1:1/0",  # with Sentinels only the db and options count
         "redis_sentinels": setup.sentinel_setting(),
         "min_replicas": str(min_replicas),
+        # Room for a replica's confirmation on a machine shared with other test runs.
+        "replica_timeout": "1",
+        "redis_timeout": "3",
         "secret": SECRET,
         "log_level": "WARNING",
         "claim_idle_seconds": "2",
