@@ -7,12 +7,13 @@ How and why, with the arq and redis-py internals it stands on: docs/INTERNALS.md
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
+from arq.constants import health_check_key_suffix, in_progress_key_prefix
 from arq.utils import timestamp_ms
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, ConnectionPool
@@ -20,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError, WatchError
 
-from relay.core.redis import RedisTarget, SentinelPool, async_pool
+from relay.core.redis import RedisTarget, SentinelPool, async_pool, failure
 from worker.claim import (
     CLAIM_SCRIPT,
     POLL_SCRIPT,
@@ -32,6 +33,8 @@ from worker.claim import (
 )
 from worker.idle import IdlePacer
 from worker.startup import StartupWait
+
+log = logging.getLogger("worker.connection")
 
 Command = tuple[Any, ...]
 _NOT_FETCHED = object()
@@ -190,6 +193,18 @@ class ResilientArqRedis(ArqRedis):
         """From now on, retry failed commands without waiting (the worker is stopping)."""
         if self.backoff is not None:
             self.backoff.stopping = True
+
+    async def delete(self, *names: Any) -> Any:
+        try:
+            return await super().delete(*names)
+        except (RedisError, OSError) as error:
+            # arq's shutdown starts by deleting its health-check key; with Redis gone that failure
+            # would end the process with a traceback and skip the shutdown hooks. The key expires.
+            stopping = self.backoff is not None and self.backoff.stopping
+            if not stopping or len(names) != 1 or not str(names[0]).endswith(health_check_key_suffix):
+                raise
+            log.warning("stopping without Redis: %s", failure(error).reason)
+            return 0
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> ResilientPipeline:
         pipeline = ResilientPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)

@@ -37,12 +37,13 @@ from typing import Any
 
 from relay.core.exposition import MetricsServer
 from relay.core.logs import configure_logging
+from relay.core.redis import describe
 from relay.core.settings import Settings, load_settings
 from worker import outcomes
 from worker.bridge import Bridge, BridgeOptions, consumer_name
 from worker.checks import TasksError, check_registry, import_tasks
 from worker.connection import ResilientArqRedis, worker_redis
-from worker.heartbeat import HeartbeatWriter, InFlight
+from worker.heartbeat import HeartbeatWriter, InFlight, heartbeat_client
 from worker.jobs import (
     ARQ_MAX_TRIES,
     UNKNOWN_HANDLER_BACKOFF,
@@ -204,7 +205,11 @@ class Lifecycle:
             log.info("handlers: %s", ", ".join(h.name for h in self.registry))
         # The heartbeat's name is the bridge's consumer name, so `relay stats` can tell the two apart.
         name = self.bridge.consumer if self.bridge is not None else consumer_name()
-        self.heartbeat = HeartbeatWriter(ctx["redis"], name, self.in_flight)
+        # Its own client, without retries: a beat that cannot reach Redis fails (and says why) at
+        # once, where arq's client would retry for ~30 s in silence.
+        self.heartbeat = HeartbeatWriter(
+            heartbeat_client(self.settings), name, self.in_flight, where=describe(self.settings)
+        )
         self._heartbeat_task = asyncio.create_task(self.heartbeat.run(), name="relay-heartbeat")
 
     @staticmethod
@@ -245,8 +250,12 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
             await self.heartbeat.close()
+            await self.heartbeat.redis.aclose()
         if self.hooks.shutdown is not None:
-            await _call(self.hooks.shutdown, ctx)
+            try:
+                await _call(self.hooks.shutdown, ctx)
+            except Exception:  # the process is ending anyway; its metrics listener still closes
+                log.exception("the tasks module's shutdown(ctx) failed")
         await outcomes.flush(ctx.get("redis"))  # the last runs' outcomes, before arq closes the pool
         if self.metrics_server is not None:
             await self.metrics_server.close()
