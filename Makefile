@@ -41,8 +41,8 @@ run: install  ## edge + one worker (+ a Redis of its own if none answers); Ctrl-
 	$(BIN)/python -m relay.cli.devrun $(ARGS)
 
 lint: install  ## ruff, mypy and the import contracts between layers (pyproject.toml [tool.importlinter])
-	$(BIN)/ruff check relay worker tests bench
-	$(BIN)/ruff format --check relay worker tests bench
+	$(BIN)/ruff check relay worker tests bench examples
+	$(BIN)/ruff format --check relay worker tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

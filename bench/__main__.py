@@ -25,9 +25,10 @@ from pathlib import Path
 
 from bench.drain import measure_drain
 from bench.edge import CEILING, SERVERS, measure_server
+from bench.handlers import measure_idle, measure_io
 from bench.load import Requests, require_wrk, write_requests
 from bench.pipeline import measure_pipeline
-from bench.processes import ProcessGroup, start_redis
+from bench.processes import ProcessGroup, Redis, start_redis
 from bench.profile import profile_server, profile_worker, py_spy_available
 from bench.report import Machine, Results, kept_notes, render, summary, targets, to_json
 from bench.traces import TRACE_DIR_ENV
@@ -65,6 +66,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pipeline-connections", type=int, default=8)
     parser.add_argument("--latency-rate", type=float, default=200, help="events/s of the paced latency run")
     parser.add_argument("--latency-seconds", type=float, default=5)
+    parser.add_argument("--idle-seconds", type=float, default=30,
+                        help="how long one idle worker's CPU is measured (bench.handlers); 0 skips the idle run")  # fmt: skip
+    parser.add_argument("--idle-quiet", type=float, default=10, help="idle seconds before each wake-up probe")
+    parser.add_argument("--idle-probes", type=int, default=3, help="wake-up probes after the idle run")
+    parser.add_argument("--io-workers", type=_counts, default=[1, 2, 4],
+                        help="worker counts for the I/O-bound run (a 50 ms wait per event); '' skips it")  # fmt: skip
+    parser.add_argument(
+        "--io-concurrency", type=int, default=10, help="RELAY_WORKER_CONCURRENCY per I/O-bound worker"
+    )
+    parser.add_argument("--io-events", type=int, default=500, help="events per worker in each I/O-bound run")
+    parser.add_argument(
+        "--io-rounds", type=int, default=1, help="times each I/O-bound worker count is measured"
+    )
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="Markdown report to write")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -236,6 +250,7 @@ def _measure(
                     f"bench: round {round_number} drain, {count} worker(s): {drain.backlog} events, "
                     f"{drain.rate:,.0f} events/s"
                 )
+        _measure_handlers(args, results, group, store, secret.encode(), nonce)
         edge, worker = _what_to_profile(args, results)
         seconds = args.profile or 5
         if edge:
@@ -264,6 +279,32 @@ def _measure(
         "rate": args.latency_rate,
         "lat_seconds": args.latency_seconds,
     }
+
+
+def _measure_handlers(
+    args: argparse.Namespace, results: Results, group: ProcessGroup, store: Redis, secret: bytes, nonce: int
+) -> None:
+    """The handler-side runs (`bench.handlers`): idle cost and wake-up, then I/O-bound scaling."""
+    if args.idle_seconds > 0:
+        results.idle = measure_idle(
+            group, store, secret, idle_seconds=args.idle_seconds, quiet_seconds=args.idle_quiet,
+            probes=args.idle_probes, nonce=nonce + 200, env=group.env,
+        )  # fmt: skip
+        print(
+            f"bench: idle worker {results.idle.cpu_percent:.2f}% of a core; ack-to-handler after "
+            f"{args.idle_quiet:g} s idle: {', '.join(f'{ms:.1f}' for ms in results.idle.wake_ms)} ms"
+        )
+    for round_number in range(1, args.io_rounds + 1):
+        for count in args.io_workers:
+            run = measure_io(
+                group, store, count, secret, concurrency=args.io_concurrency, events=args.io_events * count,
+                nonce=nonce + 300 + 10 * count + 2 * (round_number - 1), env=group.env, round=round_number,
+            )  # fmt: skip
+            results.io.append(run)
+            print(
+                f"bench: round {round_number} I/O-bound, {count} worker(s): {run.rate:,.0f} events/s, "
+                f"{run.us_per_event:,.0f} worker CPU µs/event, {run.handled}/{run.events} handled"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

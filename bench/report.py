@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import handlers
 from bench.drain import DrainRun
 from bench.edge import EdgeRun, median_run
 from bench.pipeline import PipelineRun, Throughput, median_by
@@ -59,6 +60,10 @@ class Results:
     """The run's parameters, for the "how it is measured" text."""
     notes: str = ""
     """Hand-written analysis kept from the previous RESULTS.md (between the NOTES markers)."""
+    idle: handlers.IdleRun | None = None
+    """An idle worker's CPU and wake-up (`bench.handlers`), when measured."""
+    io: list[handlers.IoRun] = field(default_factory=list)
+    """I/O-bound scaling runs (`bench.handlers`)."""
 
     def edge_runs(self, server: str, connections: int) -> list[EdgeRun]:
         """Every round's run of `server` at `connections`."""
@@ -183,6 +188,7 @@ def targets(results: Results) -> list[Target]:
                 complete and p99 <= ACK_TO_HANDLER_P99_MS,
             )
         )
+    out += [Target(*found) for found in handlers.targets(results.idle, results.io)]
     return out
 
 
@@ -331,6 +337,8 @@ def summary(results: Results) -> str:
                 by_round,
                 "",
             ]
+    if results.idle is not None or results.io:
+        parts += [handlers.table(results.idle, results.io)]
     rows = [[t.name, t.measured, _check(t.met)] for t in targets(results)]
     parts.append(_table(["target", "measured", "met"], rows))
     return "\n".join(parts)
@@ -399,6 +407,7 @@ def to_json(results: Results) -> dict[str, Any]:
             }
             for d in results.drains
         ],
+        "handlers": handlers.to_json(results.idle, results.io),
         "targets": [vars(t) for t in targets(results)],
     }
 

@@ -4,8 +4,10 @@ Write handlers in ``worker/tasks.py`` (or the module named by ``RELAY_TASKS``) w
 ``arq worker.main.WorkerSettings``. docs/handlers.md is the guide.
 """
 
+from arq import Retry
+
 from worker.context import Context
 from worker.errors import Permanent
 from worker.registry import Handler, Registry, on
 
-__all__ = ["Context", "Handler", "Permanent", "Registry", "on"]
+__all__ = ["Context", "Handler", "Permanent", "Registry", "Retry", "on"]

@@ -267,6 +267,8 @@ class Bridge:
         )
         if isinstance(self.redis, ResilientArqRedis):  # the worker's own client: it runs these first
             self.redis.claims.queued(job.job_id for job in jobs)
+            if jobs:
+                self.redis.pacer.wake()  # arq's poll may be pausing on an idle queue
         self.stats.entries += len(ids)
         self.stats.jobs += len(jobs)
         self.stats.unhandled += unhandled

@@ -14,7 +14,7 @@ from importlib.metadata import version
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
+from arq.constants import health_check_key_suffix, in_progress_key_prefix
 from arq.utils import timestamp_ms
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, ConnectionPool
@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError, WatchError
 
-from relay.core.redis import RedisTarget, SentinelPool, async_pool
+from relay.core.redis import RedisTarget, SentinelPool, async_pool, failure
 from worker.claim import (
     CLAIM_SCRIPT,
     POLL_SCRIPT,
@@ -32,12 +32,13 @@ from worker.claim import (
     claimed_in_progress_ms,
     run_reads_job,
 )
+from worker.idle import IdlePacer
 from worker.startup import StartupWait
+
+log = logging.getLogger("worker.connection")
 
 Command = tuple[Any, ...]
 _NOT_FETCHED = object()
-
-log = logging.getLogger(__name__)
 
 _PIPELINE_METHODS = ("_disconnect_reset_raise", "immediate_execute_command", "execute", "reset")
 """redis-py's `Pipeline` methods `ResilientPipeline` overrides (docs/INTERNALS.md)."""
@@ -200,17 +201,32 @@ class ResilientArqRedis(ArqRedis):
     """
 
     claims: Claims
+    pacer: IdlePacer
+    """Spaces arq's polls out while the queue is idle (`worker.idle`)."""
     backoff: StoppableBackoff | None = None
     """Set by `worker_redis`: the backoff of every retry of this client's connections."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.claims = Claims()
+        self.pacer = IdlePacer()
 
     def stop_retrying(self) -> None:
         """From now on, retry failed commands without waiting (the worker is stopping)."""
         if self.backoff is not None:
             self.backoff.stopping = True
+
+    async def delete(self, *names: Any) -> Any:
+        try:
+            return await super().delete(*names)
+        except (RedisError, OSError) as error:
+            # arq's shutdown starts by deleting its health-check key; with Redis gone that failure
+            # would end the process with a traceback and skip the shutdown hooks. The key expires.
+            stopping = self.backoff is not None and self.backoff.stopping
+            if not stopping or len(names) != 1 or not str(names[0]).endswith(health_check_key_suffix):
+                raise
+            log.warning("stopping without Redis: %s", failure(error).reason)
+            return 0
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         if _UNSUPPORTED is not None:  # the start-up check's fallback: arq's own pipelines
@@ -235,9 +251,18 @@ class ResilientArqRedis(ArqRedis):
             return await super().zrangebyscore(
                 name, min, max, start=start, num=num, withscores=withscores, score_cast_func=score_cast_func
             )
-        args = [_score(min), _score(max), start or 0, num, in_progress_key_prefix]
-        now_ms = max if isinstance(max, int | float) else timestamp_ms()
-        return self.claims.polled(await POLL_SCRIPT(self, [name], args), now_ms, random.randrange)
+        before_ms = timestamp_ms()
+        await self.pacer.pause()
+        # arq's `max` is its "now", taken before the pause: move it on by the time paused.
+        now_ms = max + (timestamp_ms() - before_ms) if isinstance(max, int | float) else timestamp_ms()
+        args = [_score(min), now_ms, start or 0, num, in_progress_key_prefix]
+        ids = self.claims.polled(await POLL_SCRIPT(self, [name], args), now_ms, random.randrange)
+        next_due = None
+        if not self.claims.due:  # idle: when does the next waiting job (a retry, a later job) fall due?
+            first = await super().zrangebyscore(name, f"({now_ms}", "+inf", start=0, num=1, withscores=True)
+            next_due = float(first[0][1]) if first else None
+        self.pacer.polled(bool(self.claims.due), next_due)
+        return ids
 
 
 def _score(bound: Any) -> Any:

@@ -16,6 +16,8 @@ from typing import TypedDict
 from arq.connections import ArqRedis
 
 from relay.core.settings import Settings
+from worker.later import Later
+from worker.once import Once
 
 
 class Context(TypedDict):
@@ -27,7 +29,7 @@ class Context(TypedDict):
 
     event_id: str
     """The stream entry id of the event, e.g. ``"1718000000000-0"``. It is the same on every attempt
-    and on a replay, so use it to make a handler idempotent (see `worker` module docs)."""
+    and on a replay: an idempotency key for the services you call (see also `once`)."""
 
     attempt: int
     """1 on the first attempt, 2 on the first retry, and so on up to the handler's ``max_attempts``."""
@@ -43,6 +45,20 @@ class Context(TypedDict):
 
     settings: Settings
     """The relay's settings (``RELAY_*``)."""
+
+    once: Once
+    """Do a side effect once per event, however often the handler runs (async handlers only)::
+
+        async with ctx["once"]("grant-role") as first:
+            if first:
+                await grant_role(...)
+
+    The block's success is recorded in Redis; a block that raises runs again on the next attempt.
+    Replays keep the record (the effect is not redone) unless run with ``--rerun-effects``."""
+
+    later: Later
+    """Run another handler for this event after a delay: ``await ctx["later"]("remove-role", 3600)``.
+    A job in Redis (it survives restarts); scheduling it twice for one event queues it once."""
 
     job_id: str
     """arq's job id: ``"<event_id>:<handler>"`` (a replay adds a suffix)."""

@@ -82,6 +82,15 @@ class JobSpec:
     function: str
     args: tuple[Any, ...]
 
+    @property
+    def handler(self) -> str:
+        """The handler this job runs (the first of `RUN_HANDLER`'s arguments)."""
+        return str(self.args[0])
+
+    @property
+    def event_id(self) -> str:
+        return str(self.args[1])
+
     @classmethod
     def for_event(cls, event: StoredEvent, handler: str, *, job_id: str | None = None) -> JobSpec:
         """The job running `handler` for `event`; `job_id` overrides the id (a replay needs a new one)."""

@@ -1,7 +1,9 @@
 """What a handler may raise to steer the worker, and what the dead letters name.
 
     Exception
-    └── Permanent   -- raised by a handler: dead-letter the event now, no more attempts
+    ├── Permanent       -- raised by a handler: dead-letter the event now, no more attempts
+    │   └── NotAwaited  -- raised by the worker: the handler returned an awaitable it never awaited
+    └── arq.Retry       -- raised by a handler: try again after ``defer`` seconds (an attempt)
 
 Any other exception, and a timeout, is an ordinary failed attempt: the job is retried with backoff
 until the handler's ``max_attempts``, then dead-lettered. Besides the handler's own exception types, a
@@ -28,3 +30,8 @@ class Permanent(Exception):
 
         raise Permanent(f"guild {event.guild_id} is not configured")
     """
+
+
+class NotAwaited(Permanent):
+    """The handler returned a coroutine (or another awaitable) instead of awaiting it: a plain ``def``
+    calling an async function, usually. Retrying cannot help, so the event is dead-lettered at once."""

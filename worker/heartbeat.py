@@ -15,12 +15,19 @@ import time
 from collections.abc import Iterator
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from relay.core.heartbeat import BEAT_SECONDS, EXPIRE_SECONDS, Heartbeat, Running
 from relay.core.keys import worker_heartbeat_key
-from relay.core.redis import failure
+from relay.core.redis import RedisTarget, async_client, failure
 
 log = logging.getLogger("worker.heartbeat")
+
+
+def heartbeat_client(target: RedisTarget) -> Redis:
+    """A client for the heartbeat alone: one try per beat, so a failure is seen (and said) at once."""
+    return async_client(target, socket_connect_timeout=2, socket_timeout=2, retry=Retry(NoBackoff(), 0))
 
 
 def _now_ms() -> int:
@@ -53,9 +60,16 @@ class HeartbeatWriter:
     """Writes ``relay:worker:<name>`` every `interval` seconds until `stop`; `close` deletes it."""
 
     def __init__(
-        self, redis: Redis, name: str, in_flight: InFlight, *, interval: float = BEAT_SECONDS
+        self,
+        redis: Redis,
+        name: str,
+        in_flight: InFlight,
+        *,
+        interval: float = BEAT_SECONDS,
+        where: str = "Redis",
     ) -> None:
         self.redis = redis
+        self.where = where
         self.name = name
         self.in_flight = in_flight
         self.interval = interval
@@ -82,11 +96,20 @@ class HeartbeatWriter:
             await pipe.execute()
 
     async def run(self) -> None:
+        failing = False
         while not self._stop.is_set():
             try:
                 await self.beat()
+                if failing:
+                    log.info("Redis at %s answers again", self.where)
+                failing = False
             except Exception as error:  # the beat goes stale, which is how health sees it
-                log.warning("heartbeat not written: %s", failure(error).reason)
+                failing = True
+                why = failure(error)
+                log.warning(
+                    "cannot reach Redis at %s: %s; next try in %.0f s",
+                    self.where, why.reason, self.interval, extra={"redis": self.where, "reason": why.kind},
+                )  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval)
 

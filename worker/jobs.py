@@ -9,10 +9,11 @@ docs/INTERNALS.md, "worker/jobs.py".
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, func
@@ -24,10 +25,14 @@ from relay.core.settings import Settings
 from worker import backoff, deadletter, outcomes
 from worker.deadletter import Failure
 from worker.enqueue import RUN_HANDLER
-from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, Permanent
+from worker.errors import UNKNOWN_HANDLER, WORKER_DIED, NotAwaited, Permanent
 from worker.heartbeat import InFlight
+from worker.later import Later
 from worker.metrics import WorkerMetrics
+from worker.once import Once
 from worker.registry import Handler, Registry
+from worker.slots import SLOT_WAIT_SECONDS, NoSlot, Slots
+from worker.slots import defer_seconds as slot_defer_seconds
 
 log = logging.getLogger("worker.jobs")
 
@@ -68,8 +73,10 @@ def keep_result_seconds(settings: Settings) -> float:
 
 
 def job_timeout(registry: Registry) -> float:
-    """arq's timeout for every job: the largest handler timeout plus `MARGIN_SECONDS`."""
-    return max(handler.timeout for handler in registry) + MARGIN_SECONDS
+    """arq's timeout for every job: the largest handler timeout plus `MARGIN_SECONDS` (plus the wait
+    for a slot when a handler has a ``concurrency`` limit)."""
+    wait = SLOT_WAIT_SECONDS if any(handler.concurrency for handler in registry) else 0.0
+    return max(handler.timeout for handler in registry) + MARGIN_SECONDS + wait
 
 
 def arq_function(
@@ -89,6 +96,7 @@ def arq_function(
     `ArqJobLines`: they carry no fields).
     """
     counted = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
+    slots = Slots(registry)
     tracked = in_flight if in_flight is not None else InFlight()  # the heartbeat shows what runs
 
     async def run_handler(
@@ -106,7 +114,7 @@ def arq_function(
             outcome = "ok" if note is None else "dead"
             return note
         except Retry as retry:
-            outcome = "retry" if found is not None else "skipped"
+            outcome = "retry" if found is not None and not isinstance(retry, SlotDeferred) else "skipped"
             retried = retry
             raise
         finally:
@@ -139,7 +147,11 @@ def arq_function(
                 backoff_base=unknown_backoff,
                 metrics=counted,
             )
-        return await run_attempt(found, settings, ctx, event, metrics=counted)
+        try:
+            async with slots.hold(found):
+                return await run_attempt(found, settings, ctx, event, metrics=counted, registry=registry)
+        except NoSlot:
+            return await skip_for_slot(handler, settings, ctx, event)
 
     return func(
         run_handler,
@@ -202,6 +214,20 @@ async def skip_unknown(
     return await _dead_letter(ctx, event, name, job_try - skipped, failure, extra, "unknown_handler", metrics)
 
 
+class SlotDeferred(Retry):
+    """A run deferred because every slot of its handler was taken: skipped, not an attempt."""
+
+
+async def skip_for_slot(name: str, settings: Settings, ctx: dict[str, Any], event: StoredEvent) -> NoReturn:
+    """Every slot of handler `name` is busy in this process: defer the run, counted as skipped."""
+    await _bookkeeping(
+        "count a run deferred for want of a slot",
+        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_seconds * 1000),
+        _log_fields(event, name, 0),
+    )
+    raise SlotDeferred(defer=slot_defer_seconds())
+
+
 async def run_attempt(
     handler: Handler,
     settings: Settings,
@@ -209,8 +235,11 @@ async def run_attempt(
     event: StoredEvent,
     *,
     metrics: WorkerMetrics | None = None,
+    registry: Registry | None = None,
 ) -> str | None:
     """Run one attempt of `handler` for `event`; raise `arq.Retry` to be run again later.
+
+    `registry` (default: `handler` alone) is what ``ctx["later"]`` may schedule.
 
     Returns None on success, or a short note naming the dead letter written.
     """
@@ -229,6 +258,8 @@ async def run_attempt(
         event_type=event.type,
         received_ms=event.received_ms,
         settings=settings,
+        once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_seconds * 1000),
+        later=Later(ctx["redis"], registry or _alone(handler), event, settings.retention_seconds * 1000),
     )
     extra = _log_fields(event, handler.name, attempt)
 
@@ -249,19 +280,34 @@ async def run_attempt(
     try:
         async with asyncio.timeout(handler.timeout) as deadline:
             if handler.is_async:
-                await handler.func(ctx, model)
+                result = await handler.func(ctx, model)
             else:
                 # The thread cannot be stopped: on timeout it runs on while the attempt counts as failed.
-                await asyncio.to_thread(handler.func, ctx, model)
+                result = await asyncio.to_thread(handler.func, ctx, model)
+            refuse_awaitable(handler, result)
     except Permanent as exc:
         failure = Failure.from_exception(exc)
         return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "permanent", metrics)
+    except Retry as exc:  # arq's own way to ask for a retry: after the delay the handler chose
+        wait = (exc.defer_score or 0) / 1000
+        if attempt >= handler.max_attempts:
+            failure = Failure(
+                "Retry",
+                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts})",
+            )
+            return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
+        log.warning(
+            "%s asked to retry %s (attempt %d of %d) in %.2fs",
+            handler.name, event.entry_id, attempt, handler.max_attempts, wait, extra=extra,
+        )  # fmt: skip
+        await _note_failure(ctx, settings, extra)
+        raise Retry(defer=wait) from exc
     except Exception as exc:
         message = f"ran longer than its timeout of {handler.timeout:g}s" if deadline.expired() else None
         failure = Failure.from_exception(exc, message)
         if attempt >= handler.max_attempts:
             return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
-        wait = backoff.delay(attempt, handler.backoff)
+        wait = backoff.delay(attempt, handler.backoff, cap=handler.max_backoff)
         log.warning(
             "%s failed on %s (attempt %d of %d), retrying in %.2fs: %s: %s",
             handler.name, event.entry_id, attempt, handler.max_attempts, wait,
@@ -273,6 +319,25 @@ async def run_attempt(
     if job_try > 1:
         await _forget_failures(ctx, extra)
     return None
+
+
+def _alone(handler: Handler) -> Registry:
+    registry = Registry()
+    registry.add(handler)
+    return registry
+
+
+def refuse_awaitable(handler: Handler, result: object) -> None:
+    """A handler that returned an awaitable did not do its work: fail the run, and say how to fix it."""
+    if not inspect.isawaitable(result):
+        return
+    if inspect.iscoroutine(result):
+        result.close()  # no "never awaited" RuntimeWarning on top of the clear error
+    fix = "`await` that call" if handler.is_async else "declare it `async def` and `await` that call"
+    raise NotAwaited(
+        f"handler {handler.name} returned a {type(result).__name__} it never awaited, so that work "
+        f"never ran; {fix}"
+    )
 
 
 async def _note_failure(ctx: dict[str, Any], settings: Settings, extra: dict[str, object]) -> None:

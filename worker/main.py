@@ -9,7 +9,8 @@ with their own settings and `Registry`.
 What a worker process runs:
 
 - arq, with one function (``relay.run_handler``, `worker.jobs`) that runs whichever handler a job
-  names, tuned for short handlers: a 10 ms poll, up to 100 concurrent jobs;
+  names, tuned for short handlers: a 10 ms poll while there is work, backing off to 1 s while idle
+  (`worker.idle`), up to ``RELAY_WORKER_CONCURRENCY`` (100) concurrent jobs;
 - the bridge (`worker.bridge`) as a background task started in ``on_startup``, feeding arq from
   ``relay:events`` and trimming the stream;
 - the tasks module's ``startup(ctx)`` and ``shutdown(ctx)``, if it defines them;
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import inspect
 import logging
 import math
@@ -37,11 +37,13 @@ from typing import Any
 
 from relay.core.exposition import MetricsServer
 from relay.core.logs import configure_logging
+from relay.core.redis import describe
 from relay.core.settings import Settings, load_settings
 from worker import outcomes
 from worker.bridge import Bridge, BridgeOptions, consumer_name
+from worker.checks import TasksError, check_registry, import_tasks
 from worker.connection import ResilientArqRedis, worker_redis
-from worker.heartbeat import HeartbeatWriter, InFlight
+from worker.heartbeat import HeartbeatWriter, InFlight, heartbeat_client
 from worker.jobs import (
     ARQ_MAX_TRIES,
     UNKNOWN_HANDLER_BACKOFF,
@@ -77,10 +79,11 @@ class Hooks:
 class WorkerOptions:
     """Knobs of the worker process that are not user settings."""
 
-    max_jobs: int = 100
-    """Handlers running at once in one process."""
+    max_jobs: int | None = None
+    """Handlers running at once in one process; default ``RELAY_WORKER_CONCURRENCY``."""
     poll_delay: float = 0.01
-    """Seconds between arq's looks at its queue (arq's default of 0.5 s would add that much latency)."""
+    """Seconds between arq's looks at its queue while there is work (arq's default of 0.5 s would add
+    that much latency); an idle worker's client spaces them out (`worker.idle`)."""
     health_check_interval: int = 60
     unknown_handler_tries: int = UNKNOWN_HANDLER_TRIES
     """Runs of a job whose handler this worker lacks before it is dead-lettered (see `worker.jobs`)."""
@@ -202,7 +205,11 @@ class Lifecycle:
             log.info("handlers: %s", ", ".join(h.name for h in self.registry))
         # The heartbeat's name is the bridge's consumer name, so `relay stats` can tell the two apart.
         name = self.bridge.consumer if self.bridge is not None else consumer_name()
-        self.heartbeat = HeartbeatWriter(ctx["redis"], name, self.in_flight)
+        # Its own client, without retries: a beat that cannot reach Redis fails (and says why) at
+        # once, where arq's client would retry for ~30 s in silence.
+        self.heartbeat = HeartbeatWriter(
+            heartbeat_client(self.settings), name, self.in_flight, where=describe(self.settings)
+        )
         self._heartbeat_task = asyncio.create_task(self.heartbeat.run(), name="relay-heartbeat")
 
     @staticmethod
@@ -217,6 +224,12 @@ class Lifecycle:
                 redis.stop_retrying()
 
         return stop
+
+    async def after_job_end(self, ctx: dict[str, Any]) -> None:
+        """A job ended (a retry or a later job may now wait in the queue): arq's poll looks again."""
+        pacer = getattr(ctx.get("redis"), "pacer", None)
+        if pacer is not None:
+            pacer.wake()
 
     async def on_shutdown(self, ctx: dict[str, Any]) -> None:
         if self.bridge is not None and self._bridge_task is not None:
@@ -237,8 +250,12 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat_task
             await self.heartbeat.close()
+            await self.heartbeat.redis.aclose()
         if self.hooks.shutdown is not None:
-            await _call(self.hooks.shutdown, ctx)
+            try:
+                await _call(self.hooks.shutdown, ctx)
+            except Exception:  # the process is ending anyway; its metrics listener still closes
+                log.exception("the tasks module's shutdown(ctx) failed")
         await outcomes.flush(ctx.get("redis"))  # the last runs' outcomes, before arq closes the pool
         if self.metrics_server is not None:
             await self.metrics_server.close()
@@ -257,7 +274,10 @@ def build_worker_settings(
     `metrics` (new ones by default) count the runs and are served by the worker's start-up.
     """
     if not len(registry):
-        raise ValueError(f"no handlers registered: decorate functions in {settings.tasks} with @on(...)")
+        raise TasksError([f"no handlers registered: decorate functions in {settings.tasks} with @on(...)"])
+    problems = check_registry(registry)
+    if problems:
+        raise TasksError(problems)
     options = options or WorkerOptions()
     metrics = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
     in_flight = InFlight()
@@ -284,7 +304,8 @@ def build_worker_settings(
         ),
         "on_startup": lifecycle.on_startup,
         "on_shutdown": lifecycle.on_shutdown,
-        "max_jobs": options.max_jobs,
+        "after_job_end": lifecycle.after_job_end,
+        "max_jobs": options.max_jobs or settings.worker_concurrency,
         "poll_delay": options.poll_delay,
         "job_timeout": longest,
         # SIGTERM: running handlers may use their whole timeout (plus the margin to record a failure).
@@ -303,15 +324,10 @@ def load_worker_settings() -> dict[str, Any]:
     if not logging.getLogger().handlers:  # like logging.basicConfig: a program's own set-up stays
         _configure_logging(settings)
     try:
-        module = importlib.import_module(settings.tasks)
-    except ModuleNotFoundError as exc:
-        if exc.name and settings.tasks.startswith(exc.name):
-            raise SystemExit(f"sphere-relay: RELAY_TASKS={settings.tasks}: no such module") from None
-        raise
-    try:
+        module = import_tasks(settings.tasks)
         worker_settings = build_worker_settings(settings, default_registry, Hooks.from_module(module))
-    except ValueError as exc:
-        raise SystemExit(f"sphere-relay: {exc}") from None
+    except TasksError as exc:  # one line per problem, and no work taken
+        raise SystemExit("\n".join(f"sphere-relay: {line}" for line in exc.lines)) from None
     install_event_loop()  # arq builds its Worker next, on the thread's event loop: make that uvloop's
     return worker_settings
 

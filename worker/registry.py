@@ -1,31 +1,40 @@
 """The handler registry: ``@on("VOTE_ADD")`` records a function and the events it wants.
 
 Each handler becomes its own arq job per event, so handlers of one event retry independently. A
-handler's name (its function name, e.g. ``reward_voter``) names that job, appears in dead
-letters and is what ``relay dlq replay --handler`` selects, so it must be unique in a registry.
-Queued jobs carry the name: rename or remove a handler and its waiting jobs end as ``UnknownHandler``
-dead letters (after a grace period for workers of other versions), not silently.
+handler's name (``name=``, else its function name) names that job, appears in dead letters and is
+what ``relay dlq replay --handler`` selects, so it must be unique in a registry. Queued jobs carry
+the name: give ``name="stable-name"`` to rename the function freely; a handler whose name changes
+or goes leaves its waiting jobs as ``UnknownHandler`` dead letters (after a grace period for workers
+of other versions), never silently. `worker.checks` refuses handlers that cannot work at start-up.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from relay.core.events import Event
+from worker.backoff import MAX_DELAY_SECONDS
 
 WILDCARD = "*"
 """Receives every event, including types this version of the relay does not know."""
 
-DEFAULT_MAX_ATTEMPTS = 5
-DEFAULT_BACKOFF = 1.0
+DEFAULT_MAX_ATTEMPTS = 12
+"""With the default backoff and cap: 1 h 39 min to 2 h 12 min from the first attempt to the dead
+letter (docs/handlers.md has the table), past the ordinary outages of the services handlers call."""
+DEFAULT_BACKOFF = 10.0
+DEFAULT_MAX_BACKOFF = MAX_DELAY_SECONDS
 DEFAULT_TIMEOUT = 30.0
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+"""A handler name: letters, digits, ``_``, ``.`` and ``-`` (it goes into job ids and metric labels)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +48,22 @@ class Handler:
     """Attempts in all, the first included; then the event is dead-lettered."""
     backoff: float = DEFAULT_BACKOFF
     """Base seconds of the exponential backoff between attempts; 0 retries at once."""
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    """The longest wait between two attempts (the backoff's cap)."""
     timeout: float = DEFAULT_TIMEOUT
     """Seconds one attempt may run; a longer one counts as failed."""
+    future: bool = False
+    """Event type names this relay does not know are accepted (types Sphere will send later)."""
+    scheduled: bool = False
+    """Never queued for new events: it runs only when another handler schedules it (``ctx["later"]``)."""
+    concurrency: int | None = None
+    """Runs of this handler at once in one worker process (None: only ``RELAY_WORKER_CONCURRENCY``)."""
 
     @property
     def is_async(self) -> bool:
         """``async def`` handlers run on the worker's loop; plain ``def`` ones in a thread."""
-        return inspect.iscoroutinefunction(self.func)
+        call = getattr(self.func, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+        return inspect.iscoroutinefunction(self.func) or inspect.iscoroutinefunction(call)
 
 
 def event_names(target: str | type[Event]) -> tuple[str, ...]:
@@ -62,11 +80,13 @@ def event_names(target: str | type[Event]) -> tuple[str, ...]:
     raise TypeError(f"expected an event type name or an Event model class, got {target!r}")
 
 
-def _check_options(max_attempts: int, backoff: float, timeout: float) -> None:
+def _check_options(max_attempts: int, backoff: float, max_backoff: float, timeout: float) -> None:
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
         raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
     if not math.isfinite(backoff) or backoff < 0:
         raise ValueError(f"backoff must be >= 0 seconds, got {backoff!r}")
+    if not math.isfinite(max_backoff) or max_backoff < 0:
+        raise ValueError(f"max_backoff must be >= 0 seconds, got {max_backoff!r}")
     if not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
 
@@ -82,29 +102,50 @@ class Registry:
         *events: str | type[Event],
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff: float = DEFAULT_BACKOFF,
+        max_backoff: float = DEFAULT_MAX_BACKOFF,
         timeout: float = DEFAULT_TIMEOUT,
+        name: str | None = None,
+        future: bool = False,
+        scheduled: bool = False,
+        concurrency: int | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function for one or more event types (names or model classes).
 
-        ``"*"`` receives every event. The function is returned unchanged, so it stays callable in tests.
+        ``"*"`` receives every event. A type name the relay does not know is refused at start-up
+        unless ``future=True``. `name` (default: the function's name) is the handler's name in job
+        ids and dead letters. A ``scheduled=True`` handler gets no job of its own for new events: another
+        handler schedules it with ``ctx["later"]``. `concurrency` caps this handler's runs at once per
+        worker process. The function is returned unchanged, so it stays callable in tests.
         """
         if not events:
             raise TypeError('@on needs at least one event type, e.g. @on("VOTE_ADD")')
-        names = tuple(dict.fromkeys(name for target in events for name in event_names(target)))
-        _check_options(max_attempts, backoff, timeout)
+        names = tuple(dict.fromkeys(n for target in events for n in event_names(target)))
+        _check_options(max_attempts, backoff, max_backoff, timeout)
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise ValueError(f"concurrency must be an integer >= 1 or None, got {concurrency!r}")
+        if name is not None and not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
+            raise ValueError(
+                f"name must be 1-100 letters, digits, '_', '.' or '-' (not starting with '.' or '-'), got {name!r}"
+            )
 
         def register(func: F) -> F:
-            name = getattr(func, "__name__", None)
-            if not callable(func) or not isinstance(name, str):
+            handler_name = name if name is not None else getattr(func, "__name__", None)
+            if not callable(func) or not isinstance(handler_name, str):
                 raise TypeError(f"@on decorates a function, got {func!r}")
             self.add(
                 Handler(
-                    name=name,
+                    name=handler_name,
                     func=func,
                     event_types=names,
                     max_attempts=max_attempts,
                     backoff=float(backoff),
+                    max_backoff=float(max_backoff),
                     timeout=float(timeout),
+                    future=future,
+                    scheduled=scheduled,
+                    concurrency=concurrency,
                 )
             )
             return func
@@ -124,9 +165,12 @@ class Registry:
         self._handlers[handler.name] = handler
 
     def for_type(self, event_type: str) -> list[Handler]:
-        """The handlers an event of `event_type` goes to (its own and the ``"*"`` ones), in registration order."""
+        """The handlers an event of `event_type` goes to (its own and the ``"*"`` ones), in registration
+        order; ``scheduled`` handlers only run when scheduled, so they are left out."""
         return [
-            h for h in self._handlers.values() if event_type in h.event_types or WILDCARD in h.event_types
+            h
+            for h in self._handlers.values()
+            if not h.scheduled and (event_type in h.event_types or WILDCARD in h.event_types)
         ]
 
     def get(self, name: str) -> Handler | None:

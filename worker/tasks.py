@@ -1,57 +1,63 @@
 """Your handlers: what happens when someone votes for or reviews your server on Sphere.
 
-This module is yours to edit; ``RELAY_TASKS`` can name another one instead. Each ``@on`` handler is
-retried on failure (see `worker.on` for the options) and may run more than once for one event, so
-keep side effects idempotent (`worker` explains how with ``ctx["event_id"]``).
+This module is yours to edit; ``RELAY_TASKS`` can name another one instead (``examples.discord``
+is a longer example: roles for voters, reviews as embeds). docs/handlers.md is the guide.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import urllib.error
-import urllib.request
 from typing import Any
 
+import httpx
+
 from relay.core.events import ReviewAdd, VoteAdd
-from worker import Context, Permanent, on
+from worker import Context, Permanent, Retry, on
 
 log = logging.getLogger("worker.tasks")
 
 DISCORD_WEBHOOK_URL = "RELAY_DISCORD_WEBHOOK_URL"
-"""Environment variable: a Discord channel webhook URL (Channel settings > Integrations > Webhooks)."""
+"""Example setting, not a relay one: a Discord channel webhook URL (Channel settings > Integrations)."""
 
 
 class TaskContext(Context, total=False):
+    """`Context` plus what `startup` adds (``total=False``: a key may be absent)."""
+
+    http: httpx.AsyncClient
     discord_webhook_url: str
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Runs once per worker process, before any handler: open clients, read configuration."""
+    """Once per worker process, before any handler: one HTTP client for every handler run."""
     url = os.environ.get(DISCORD_WEBHOOK_URL, "").strip()
     if url:
         ctx["discord_webhook_url"] = url
     else:
         log.info("%s is not set: votes will not be thanked on Discord", DISCORD_WEBHOOK_URL)
+    ctx["http"] = httpx.AsyncClient(timeout=10, headers={"User-Agent": "sphere-relay"})
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["http"].aclose()
 
 
 @on(VoteAdd)
-def thank_voter(ctx: TaskContext, event: VoteAdd) -> None:
-    """Thank the voter in your Discord channel.
-
-    A plain ``def`` runs in a thread, so the blocking HTTP call does not hold up other handlers.
-    """
+async def thank_voter(ctx: TaskContext, event: VoteAdd) -> None:
+    """Thank the voter in your Discord channel, once per vote however often this runs."""
     url = ctx.get("discord_webhook_url")
     if not url:
         return
-    post_json(
-        url,
-        {
-            "content": f"Thank you for voting for our server, <@{event.user_id}>!",
-            "allowed_mentions": {"users": [event.user_id]},  # ping the voter and nobody else
-        },
-    )
+    async with ctx["once"]("thank") as first:
+        if first:
+            response = await ctx["http"].post(
+                url,
+                json={
+                    "content": f"Thank you for voting for our server, <@{event.user_id}>!",
+                    "allowed_mentions": {"users": [event.user_id]},  # ping the voter and nobody else
+                },
+            )
+            raise_for_discord(response)
 
 
 @on(ReviewAdd, max_attempts=3)
@@ -65,20 +71,11 @@ async def log_review(ctx: Context, event: ReviewAdd) -> None:
     )  # fmt: skip
 
 
-def post_json(url: str, payload: dict[str, Any]) -> None:
-    """POST `payload` as JSON; a refusal that retrying cannot fix raises `Permanent`."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "sphere-relay"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10):
-            pass
-    except urllib.error.HTTPError as error:
-        error.close()  # it holds the response and its socket open
-        # Rate limits (429) and server errors pass; any other 4xx means the URL or the message is wrong.
-        if 400 <= error.code < 500 and error.code != 429:
-            raise Permanent(f"Discord refused the message: HTTP {error.code}") from error
-        raise
+def raise_for_discord(response: httpx.Response) -> None:
+    """429: retry when Discord says; another 4xx: `Permanent` (retrying cannot fix it); 5xx: retry."""
+    if response.status_code == 429:
+        wait = response.headers.get("Retry-After", "")
+        raise Retry(defer=float(wait) if wait.replace(".", "", 1).isdigit() else 5.0)
+    if 400 <= response.status_code < 500:
+        raise Permanent(f"Discord refused the message: HTTP {response.status_code}")
+    response.raise_for_status()

@@ -8,7 +8,6 @@ everything but ``relay send`` works on a machine that does not hold the secret.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.core.redis import async_client, describe, failure
 from relay.core.settings import RedisAccess, Settings, describe_errors
+from worker.checks import TasksError, check_registry, import_tasks
 from worker.registry import Registry, default_registry
 
 T = TypeVar("T")
@@ -44,12 +44,16 @@ DEFAULT_RATE = 20.0
 
 
 class CliError(click.ClickException):
-    """A one-line failure, printed as ``relay: <message>`` and exiting with `exit_code`."""
+    """A failure printed as ``relay: <message>`` (a list: one such line each), exiting with `exit_code`."""
 
     exit_code = EXIT_FAILED
 
+    def __init__(self, message: str | list[str]) -> None:
+        super().__init__("\n".join(message) if isinstance(message, list) else message)
+
     def show(self, file: Any = None) -> None:
-        click.echo(f"relay: {self.format_message()}", err=True)
+        for line in self.format_message().splitlines() or [""]:
+            click.echo(f"relay: {line}", err=True)
 
 
 class Failed(CliError):
@@ -91,15 +95,14 @@ def load_registry(tasks: str) -> Registry:
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     try:
-        importlib.import_module(tasks)
-    except ModuleNotFoundError as exc:
-        if exc.name and tasks.startswith(exc.name):
-            raise ConfigError(f"RELAY_TASKS={tasks}: no such module") from None
-        raise ConfigError(f"cannot import RELAY_TASKS={tasks}: {exc}") from None
-    except Exception as exc:  # the user's module failed at import: say so, without a traceback
-        raise ConfigError(f"cannot import RELAY_TASKS={tasks}: {type(exc).__name__}: {exc}") from None
+        import_tasks(tasks)
+    except TasksError as exc:
+        raise ConfigError(exc.lines) from None
     if not len(default_registry):
         raise ConfigError(f"RELAY_TASKS={tasks} registers no handler: decorate functions with @on(...)")
+    problems = check_registry(default_registry)
+    if problems:  # the workers refuse to start with these: say so before replaying anything to them
+        raise ConfigError(problems)
     return default_registry
 
 
@@ -233,4 +236,13 @@ def rate_option(function: Callable[..., Any]) -> Callable[..., Any]:
         default=DEFAULT_RATE,
         show_default=True,
         help="Jobs enqueued per second at most (0: no limit), to spare your handlers and the APIs they call.",
+    )(function)
+
+
+def rerun_effects_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--rerun-effects``: forget what ``ctx["once"]`` recorded, so the replay does it again."""
+    return click.option(
+        "--rerun-effects",
+        is_flag=True,
+        help='Do again the side effects the handler wrapped in ctx["once"] (by default a replay skips those already done).',
     )(function)

@@ -3,7 +3,8 @@
 It starts, as child processes:
 
 1. a Redis of its own, only when ``RELAY_REDIS_URL`` is not set (in the environment or ``.env``) and
-   nothing answers on localhost:6379 (``--redis-port`` probes another port). Its data is kept in
+   nothing answers on localhost:6379 (``--redis-port`` probes another port). A Redis that is set
+   (``RELAY_REDIS_URL`` or ``RELAY_REDIS_SENTINELS``) must answer before anything starts. Its data is kept in
    ``./data`` (``--data-dir``) with the append-only file on, fsynced every second, as in
    docker-compose.yml, so events survive a restart of ``make run``;
 2. the edge, ``uvicorn relay.app:app`` on 127.0.0.1:3266 (``--host``, ``--port``);

@@ -18,11 +18,21 @@ import click
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
-from relay.cli.common import App, Failed, Pacer, pass_app, progress, rate_option, redis_now_ms
+from relay.cli.common import (
+    App,
+    Failed,
+    Pacer,
+    pass_app,
+    progress,
+    rate_option,
+    redis_now_ms,
+    rerun_effects_option,
+)
 from relay.cli.timespec import ago, iso, parse_duration
 from relay.core.keys import DEAD_STREAM
 from worker import deadletter, outcomes
 from worker.deadletter import DeadLetter, get_dead, list_dead
+from worker.once import forget_effects
 from worker.registry import Registry
 
 PAGE = 500
@@ -240,12 +250,14 @@ async def replay_letters(
     expires_ms: int,
     report: ReplayReport | None = None,
     advance: Callable[[int], None] = lambda n: None,
+    rerun_effects: bool = False,
 ) -> ReplayReport:
     """Replay `letters` at most `rate` a second; `relay dlq replay` and the admin page both use it.
 
     Each goes through `worker.deadletter.replay` (its job enqueued and the dead letter deleted in one
     atomic step, with its original event id); one whose handler is not in `registry` is refused.
-    `report` fills as it goes, so a caller sees what was done if Redis fails halfway; the letters
+    With `rerun_effects`, what ``ctx["once"]`` recorded for it is forgotten first (its side effects
+    are done again). `report` fills as it goes, so a caller sees what was done if Redis fails halfway; the letters
     not reached then are still dead letters, untouched.
     """
     report = report if report is not None else ReplayReport()
@@ -259,6 +271,8 @@ async def replay_letters(
     pacer = Pacer(rate)
     for letter in todo:
         await pacer.wait(1)
+        if rerun_effects:
+            await forget_effects(redis, [(letter.entry_id, letter.handler)])
         if not await deadletter.replay(redis, letter, now_ms=timestamp_ms(), expires_ms=expires_ms):
             report.already_queued += 1
         report.replayed.append(letter)
@@ -279,6 +293,7 @@ async def _replay(
     event_type: str | None,
     rate: float,
     expires_ms: int,
+    rerun_effects: bool = False,
 ) -> ReplayReport:
     report = ReplayReport()
     letters: list[DeadLetter] = []
@@ -302,6 +317,7 @@ async def _replay(
             expires_ms=expires_ms,
             report=report,
             advance=advance,
+            rerun_effects=rerun_effects,
         )
 
 
@@ -311,15 +327,23 @@ async def _replay(
 @click.option("--handler", help="With --all: only this handler's dead letters.")
 @click.option("--type", "event_type", help="With --all: only this event type's.")
 @rate_option
+@rerun_effects_option
 @pass_app
 def replay(
-    app: App, ids: tuple[str, ...], replay_all: bool, handler: str | None, event_type: str | None, rate: float
+    app: App,
+    ids: tuple[str, ...],
+    replay_all: bool,
+    handler: str | None,
+    event_type: str | None,
+    rate: float,
+    rerun_effects: bool,
 ) -> None:
     """Run dead letters again, once their handler is fixed.
 
     Each is enqueued for its own handler only, with its original event id (ctx["event_id"]), and
     deleted in the same atomic step, never before its job exists. The handler starts again at
-    attempt 1. A dead letter whose handler is no longer in RELAY_TASKS is left alone.
+    attempt 1; side effects it did under ctx["once"] are not done again unless --rerun-effects.
+    A dead letter whose handler is no longer in RELAY_TASKS is left alone.
 
     \b
     Examples:
@@ -341,6 +365,7 @@ def replay(
             event_type=event_type,
             rate=rate,
             expires_ms=app.settings.retention_seconds * 1000,
+            rerun_effects=rerun_effects,
         )
     )
     if len(report.replayed) < 10:

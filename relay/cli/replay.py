@@ -20,10 +20,11 @@ import click
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
-from relay.cli.common import App, Pacer, pass_app, progress, rate_option, redis_now_ms
+from relay.cli.common import App, Pacer, pass_app, progress, rate_option, redis_now_ms, rerun_effects_option
 from relay.cli.timespec import bound_ms, iso, parse_time
 from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM, StoredEvent
 from worker.enqueue import JobSpec, enqueue, handler_job_id
+from worker.once import forget_effects
 from worker.registry import Registry
 from worker.retention import StreamId, group_states, parse_id
 
@@ -105,14 +106,21 @@ async def make_plan(
         low = f"({entries[-1][0].decode()}"
 
 
-async def run_plan(redis: Redis, jobs: Sequence[JobSpec], rate: float, expires_ms: int) -> int:
-    """Enqueue `jobs` at `rate` per second with a progress bar; returns how many were new."""
+async def run_plan(
+    redis: Redis, jobs: Sequence[JobSpec], rate: float, expires_ms: int, *, rerun_effects: bool = False
+) -> int:
+    """Enqueue `jobs` at `rate` per second with a progress bar; returns how many were new.
+
+    With `rerun_effects`, what ``ctx["once"]`` recorded for each job's (event, handler) is forgotten first.
+    """
     pacer = Pacer(rate)
     created = 0
     with progress(len(jobs), "replaying") as advance:
         for first in range(0, len(jobs), pacer.batch):
             batch = jobs[first : first + pacer.batch]
             await pacer.wait(len(batch))
+            if rerun_effects:
+                await forget_effects(redis, [(job.event_id, job.handler) for job in batch])
             created += await enqueue(redis, batch, now_ms=timestamp_ms(), expires_ms=expires_ms)
             advance(len(batch))
     return created
@@ -130,15 +138,19 @@ async def run_plan(redis: Redis, jobs: Sequence[JobSpec], rate: float, expires_m
 )
 @click.option("--handler", help="Only this handler (default: every handler of each event).")
 @rate_option
+@rerun_effects_option
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed, enqueue nothing.")
 @pass_app
-def replay(app: App, since: str, until: str, handler: str | None, rate: float, dry_run: bool) -> None:
+def replay(
+    app: App, since: str, until: str, handler: str | None, rate: float, rerun_effects: bool, dry_run: bool
+) -> None:
     """Run the events stored in a time range through the handlers again.
 
     TIME is a duration ago (90s, 2h, 7d), an ISO 8601 time (UTC unless it has an offset), 'now',
     or a stream entry id. Events stay in relay:events for RELAY_RETENTION_SECONDS (7 days by
-    default); older ones cannot be replayed. Handlers see the original ctx["event_id"]. Events the
-    workers have not handled yet are skipped: they will run anyway.
+    default); older ones cannot be replayed. Handlers see the original ctx["event_id"], and skip the
+    side effects done under ctx["once"] unless --rerun-effects. Events the workers have not handled
+    yet are skipped: they will run anyway.
 
     \b
     Examples:
@@ -173,7 +185,9 @@ def replay(app: App, since: str, until: str, handler: str | None, rate: float, d
         )
         if dry_run:
             return
-        created = await run_plan(redis, plan.jobs, rate, app.settings.retention_seconds * 1000)
+        created = await run_plan(
+            redis, plan.jobs, rate, app.settings.retention_seconds * 1000, rerun_effects=rerun_effects
+        )
         click.echo(f"enqueued {created} job(s)")
 
     app.run(work)

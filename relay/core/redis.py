@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel as sentinel
 from pydantic import SecretStr
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -51,6 +52,42 @@ def _db(target: RedisTarget) -> int:
     return int(redis.connection.parse_url(target.redis_url).get("db", 0))  # type: ignore[no-untyped-call]
 
 
+class FollowingConnection(aiosentinel.SentinelManagedConnection):
+    """A Sentinel-managed connection whose retries ask the Sentinels again each time.
+
+    redis-py retries a connect twice over: around asking the Sentinels, and inside, around connecting
+    to the address they gave. With a retrying client (the worker's: 20 tries, ~33 s) the inner loop
+    kept knocking on a primary that had just died, so a worker followed a failover only after ~33 s
+    (measured in tests/reliability/test_failover.py). Here the inner connect is tried once.
+    """
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        retry, self.retry = self.retry, Retry(NoBackoff(), 0)
+        try:
+            await super().connect_to(address)  # type: ignore[no-untyped-call]
+        finally:
+            self.retry = retry
+
+
+class FollowingSSLConnection(FollowingConnection, aioredis.SSLConnection):
+    """`FollowingConnection` over TLS."""
+
+
+class SyncFollowingConnection(sentinel.SentinelManagedConnection):
+    """`FollowingConnection` for the blocking client."""
+
+    def connect_to(self, address: tuple[str, int]) -> None:
+        retry, self.retry = self.retry, SyncRetry(NoBackoff(), 0)
+        try:
+            super().connect_to(address)  # type: ignore[no-untyped-call]
+        finally:
+            self.retry = retry
+
+
+class SyncFollowingSSLConnection(SyncFollowingConnection, redis.SSLConnection):
+    """`SyncFollowingConnection` over TLS."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Kinds:
     """redis-py's connection classes of one flavour (asyncio or blocking)."""
@@ -66,15 +103,15 @@ _ASYNC = _Kinds(
     aioredis.Connection,
     aioredis.SSLConnection,
     aioredis.UnixDomainSocketConnection,
-    aiosentinel.SentinelManagedConnection,
-    aiosentinel.SentinelManagedSSLConnection,
+    FollowingConnection,
+    FollowingSSLConnection,
 )
 _SYNC = _Kinds(
     redis.Connection,
     redis.SSLConnection,
     redis.UnixDomainSocketConnection,
-    sentinel.SentinelManagedConnection,
-    sentinel.SentinelManagedSSLConnection,
+    SyncFollowingConnection,
+    SyncFollowingSSLConnection,
 )
 
 
@@ -122,8 +159,9 @@ class SyncSentinelPool(sentinel.SentinelConnectionPool):
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         super().disconnect(inuse_connections)
-        for client in self.sentinel_manager.sentinels:
-            client.close()
+        if inuse_connections:
+            for client in self.sentinel_manager.sentinels:
+                client.close()
 
 
 def async_pool(
@@ -173,7 +211,7 @@ class Failure:
 
     def advice(self) -> str:
         if self.kind == "auth":
-            return "check the user and password in RELAY_REDIS_URL"
+            return "check the user and password in RELAY_REDIS_URL (and RELAY_REDIS_SENTINEL_PASSWORD with Sentinel)"
         if self.kind == "tls":
             return (
                 "check ssl_ca_certs (and the host name) in RELAY_REDIS_URL against the server's certificate"
@@ -181,14 +219,24 @@ class Failure:
         return "is Redis running and reachable from here?"
 
 
+_AUTH_MARKERS = (
+    "WRONGPASS",
+    "NOAUTH",
+    "invalid password",
+    "invalid username-password",
+    "AuthenticationError",
+)
+"""Refusals of credentials as messages spell them; the last is how redis-py reports Sentinels that
+refused us, inside its MasterNotFoundError."""
+
+
 def failure(error: BaseException) -> Failure:
     """Classify a failed connect or command (pure: looks only at the exception and its causes)."""
     chain = _chain(error)
     text = " ".join(str(e) for e in chain)
     first = (str(error).splitlines() or [type(error).__name__])[0]
-    if any(isinstance(e, AuthenticationError | AuthenticationWrongNumberOfArgsError) for e in chain) or any(
-        marker in text for marker in ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password")
-    ):
+    auth_error = any(isinstance(e, AuthenticationError | AuthenticationWrongNumberOfArgsError) for e in chain)
+    if auth_error or any(marker in text for marker in _AUTH_MARKERS):
         return Failure("auth", f"authentication failed: {first}", fatal=True)
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in text:
         return Failure("tls", f"TLS verification failed: {first}", fatal=True)

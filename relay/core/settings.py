@@ -185,6 +185,11 @@ class Settings(RedisAccess):
     replica_timeout: float = Field(default=0.5, gt=0)
     """Seconds the edge waits for ``min_replicas`` confirmations before answering 503."""
 
+    # -- worker concurrency (issue 13) --
+    worker_concurrency: int = Field(default=100, ge=1, le=10_000)
+    """Handler jobs one worker process runs at once (arq's ``max_jobs``); ``@on(..., concurrency=N)``
+    limits one handler further."""
+
     # The operator's web page (`relay admin`, relay/admin/).
     admin_address: str = "127.0.0.1:3267"
     """``[host:]port`` where ``relay admin`` listens; this host only by default."""

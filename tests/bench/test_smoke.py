@@ -29,7 +29,9 @@ def run_bench(tmp_path: Path, *options: str) -> tuple[dict[str, Any], str]:
     # above anything the edge can answer on a fast machine (29,000/s at 50 connections on one of
     # these), or wrk repeats bodies and the stored-path check fails. 2,000 once did.
     args = [
-        sys.executable, "-m", "bench", *options,
+        sys.executable, "-m", "bench",
+        "--idle-seconds", "0", "--io-workers", "",  # the handler runs: only where a test asks for them
+        *options,
         "--rounds", "1",
         "--rate-hint", "40000",
         "--output", str(report),
@@ -96,3 +98,24 @@ def test_the_pipeline_and_the_drain_diagnostic_give_well_formed_results(tmp_path
 
     assert "### pipeline, 1 worker(s), round 1" in markdown
     assert "### drain diagnostic (bench/drain.py)" in markdown
+
+
+def test_the_handler_runs_give_well_formed_results(tmp_path: Path) -> None:
+    """An idle worker's CPU and wake-up, and I/O-bound workers (1 and 2), each short."""
+    result, markdown = run_bench(
+        tmp_path,
+        "--servers", "", "--workers", "",
+        "--idle-seconds", "2", "--idle-quiet", "1", "--idle-probes", "2",
+        "--io-workers", "1,2", "--io-events", "40", "--io-concurrency", "5",
+        "--profile", "0",
+    )  # fmt: skip
+    idle = result["handlers"]["idle"]
+    assert idle["cpu_seconds"] >= 0 and idle["idle_seconds"] >= 2
+    assert len(idle["wake_ms"]) == 2 and all(ms > 0 for ms in idle["wake_ms"])
+    one, two = result["handlers"]["io"]
+    assert (one["workers"], two["workers"]) == (1, 2)
+    for run in (one, two):
+        assert run["handled"] == run["traces"] == run["events"] == 40 * run["workers"]  # each once
+        assert run["rate"] > 0 and run["us_per_event"] > 0
+    assert "| I/O-bound workers |" in markdown and "idle worker CPU" in markdown
+    assert any(t["name"].startswith("I/O-bound, 2 workers") for t in result["targets"])

@@ -4,6 +4,7 @@ worker code in burst mode."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -170,3 +171,23 @@ def test_a_tasks_module_that_does_not_exist(monkeypatch: pytest.MonkeyPatch) -> 
 
     assert result.exit_code == 2
     assert result.output == "relay: RELAY_TASKS=no_such_tasks_module: no such module\n"
+
+
+def test_a_tasks_module_with_broken_handlers_is_refused_one_line_each(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(default_registry, "_handlers", {})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "tasks_cli_broken.py").write_text(
+        "from worker import on\n\n@on('VOTE_ADDED')\nasync def typo(ctx, event): ...\n\n"
+        "@on('VOTE_ADD')\ndef lonely(event): ...\n"
+    )
+    monkeypatch.setenv("RELAY_TASKS", "tasks_cli_broken")
+    result = invoke(["replay", "--since", "1h"])
+
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert len(lines) == 2 and all(line.startswith("relay: ") for line in lines)
+    assert "tasks_cli_broken.py:3: handler typo: unknown event type 'VOTE_ADDED'" in lines[0]
+    assert "tasks_cli_broken.py:6: handler lonely: its signature (event) cannot take (ctx, event)" in lines[1]
+    monkeypatch.delitem(sys.modules, "tasks_cli_broken")

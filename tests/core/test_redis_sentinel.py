@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from relay.core.redis import async_client, check, describe, sync_client
 from relay.core.settings import Settings
@@ -73,3 +74,24 @@ async def test_the_asyncio_client_finds_the_primary_through_the_sentinels(sentin
         await client.aclose()
     assert check(settings(sentinels)) is None
     assert describe(settings(sentinels)).startswith("mymaster via sentinels 127.0.0.1:")
+
+
+def test_sentinels_with_a_password_of_their_own(tmp_path: Path) -> None:
+    password = "Sn7wQ2pL9vX4kT8mR3bY"
+    setup = SentinelSetup(tmp_path, replicas=1, sentinel_password=password).start()
+    try:
+        with_password = settings(setup).model_copy(update={"redis_sentinel_password": SecretStr(password)})
+        assert check(with_password) is None
+        client = sync_client(with_password)
+        try:
+            assert client.set("k", b"v")
+        finally:
+            client.close()
+        without = check(settings(setup))
+        assert without is not None and (without.kind, without.fatal) == (
+            "auth",
+            True,
+        )  # waiting cannot cure it
+        assert password not in without.reason
+    finally:
+        setup.stop()

@@ -26,10 +26,17 @@ class Node:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.port = free_port()
+        self.password: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=2)
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_connect_timeout=0.5,
+            socket_timeout=2,
+        )
 
     def run(self, args: list[str]) -> None:
         log = (self.directory / "server.log").open("ab")
@@ -54,12 +61,20 @@ class Node:
 class SentinelSetup:
     """A primary, `replicas` replicas and three Sentinels watching them as `MASTER`."""
 
-    def __init__(self, directory: Path, replicas: int = 2, appendfsync: str = "everysec") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        replicas: int = 2,
+        appendfsync: str = "everysec",
+        sentinel_password: str | None = None,
+    ) -> None:
         self.directory = directory
         self.primary = Node(directory, "primary")
         self.replicas = [Node(directory, f"replica-{i + 1}") for i in range(replicas)]
         self.sentinels = [Node(directory, f"sentinel-{i + 1}") for i in range(3)]
         self.appendfsync = appendfsync
+        for sentinel in self.sentinels:
+            sentinel.password = sentinel_password
 
     @property
     def data_nodes(self) -> list[Node]:
@@ -99,6 +114,13 @@ class SentinelSetup:
                 f"sentinel failover-timeout {MASTER} 10000\n"
                 f"sentinel parallel-syncs {MASTER} 2\n"
             )
+            if (
+                sentinel.password is not None
+            ):  # the Sentinels' own password, which they use among themselves too
+                with conf.open("a") as extra:
+                    extra.write(
+                        f"requirepass {sentinel.password}\nsentinel sentinel-pass {sentinel.password}\n"
+                    )
             sentinel.run([redis_server_binary(), str(conf), "--sentinel"])
         self.wait_sentinels_agree()
         return self

@@ -7,6 +7,7 @@ import itertools
 import json
 import time
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 from typing import Any
 
 import redis
@@ -19,7 +20,7 @@ from relay.core.settings import Settings
 from worker.bridge import Bridge, Dispatched
 from worker.deadletter import DeadLetter, list_dead
 from worker.main import Hooks, WorkerOptions, build_worker_settings
-from worker.registry import Registry
+from worker.registry import Registry, default_registry
 from worker.scripts import Script
 
 _INGEST = Script(INGEST_SCRIPT)
@@ -91,6 +92,24 @@ async def run_burst(settings: Settings, registry: Registry, hooks: Hooks | None 
     finally:
         await worker.close()
     return worker
+
+
+def registry_of(module: ModuleType) -> Registry:
+    """The handlers `module` registered in the default registry (a tasks module under test)."""
+    registry = Registry()
+    for handler in default_registry:
+        if handler.func.__module__ == module.__name__:
+            registry.add(handler)
+    return registry
+
+
+async def handle_with(redis: Redis, settings: Settings, module: ModuleType, *bodies: bytes) -> list[str]:
+    """Store `bodies`, then run them through `module`'s handlers and hooks: bridge, then a burst worker."""
+    ids = [await store(redis, body) for body in bodies]
+    registry = registry_of(module)
+    await bridge_all(Bridge(redis, registry, settings))
+    await run_burst(settings, registry, Hooks.from_module(module))
+    return ids
 
 
 async def bridge_all(bridge: Bridge) -> Dispatched:

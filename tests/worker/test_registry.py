@@ -20,18 +20,24 @@ def test_defaults_follow_the_contract() -> None:
     registry.on("VOTE_ADD")(handler)
     [registered] = registry
     assert (registered.name, registered.event_types) == ("handler", ("VOTE_ADD",))
-    assert (registered.max_attempts, registered.backoff, registered.timeout) == (5, 1.0, 30.0)
-    assert (DEFAULT_MAX_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_TIMEOUT) == (5, 1.0, 30.0)
+    assert (registered.max_attempts, registered.backoff, registered.timeout) == (12, 10.0, 30.0)
+    assert (registered.max_backoff, registered.future) == (1800.0, False)
+    assert (DEFAULT_MAX_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_TIMEOUT) == (12, 10.0, 30.0)
     assert registered.is_async
 
 
 def test_options_are_kept_and_the_function_is_returned_unchanged() -> None:
     registry = Registry()
-    returned = registry.on("REVIEW_ADD", max_attempts=8, backoff=2.0, timeout=30)(handler)
+    returned = registry.on("REVIEW_ADD", max_attempts=8, backoff=2.0, max_backoff=60, timeout=30)(handler)
     assert returned is handler
     registered = registry.get("handler")
     assert registered is not None
-    assert (registered.max_attempts, registered.backoff, registered.timeout) == (8, 2.0, 30.0)
+    assert (registered.max_attempts, registered.backoff, registered.max_backoff, registered.timeout) == (
+        8,
+        2.0,
+        60.0,
+        30.0,
+    )
 
 
 def test_model_classes_stand_for_their_event_names() -> None:
@@ -98,6 +104,8 @@ def test_two_handlers_may_not_share_a_name() -> None:
         {"max_attempts": True},
         {"backoff": -1},
         {"backoff": float("nan")},
+        {"max_backoff": -1},
+        {"max_backoff": float("inf")},
         {"timeout": 0},
         {"timeout": float("inf")},
     ],

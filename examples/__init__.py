@@ -1,0 +1,1 @@
+"""Longer handler examples; run one with ``RELAY_TASKS=examples.discord``."""
