@@ -43,6 +43,14 @@ def _counts(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+IO_CONCURRENCY = 5
+"""Jobs in flight per I/O-bound worker. At 5, four workers can ask for at most 4 x 5 / 0.05 s = 400
+events/s, which at the ~2.7 ms of worker CPU an httpx call and its job cost (bench/RESULTS.md) is about
+one core: the run stays bound by the 50 ms wait, which is what it measures, on a 2-core machine that
+also runs Redis and the slow server. At 10 (the first choice), four workers would need ~2.2 cores and
+the run measured the CPU instead (1.49x and 1.80x on 2026-12-02, against 2.01x and 3.25x at 5)."""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -73,7 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--io-workers", type=_counts, default=[1, 2, 4],
                         help="worker counts for the I/O-bound run (a 50 ms wait per event); '' skips it")  # fmt: skip
     parser.add_argument(
-        "--io-concurrency", type=int, default=10, help="RELAY_WORKER_CONCURRENCY per I/O-bound worker"
+        "--io-concurrency",
+        type=int,
+        default=IO_CONCURRENCY,
+        help="RELAY_WORKER_CONCURRENCY per I/O-bound worker",
     )
     parser.add_argument("--io-events", type=int, default=500, help="events per worker in each I/O-bound run")
     parser.add_argument(

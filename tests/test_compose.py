@@ -272,3 +272,15 @@ def test_each_sentinel_watches_the_primary_with_a_quorum_of_two() -> None:
         script = HA[name]["command"][-1]
         assert "sentinel monitor mymaster redis-primary 6379 2" in script
         assert "--sentinel" in script
+
+
+@pytest.mark.parametrize("services", [SERVICES, HA], ids=["docker-compose.yml", "docker-compose.ha.yml"])
+def test_the_edge_is_safe_by_default_on_the_host_and_keeps_metrics_off_the_webhook_port(
+    services: dict[str, Any],
+) -> None:
+    edge = services["edge"]
+    published = [
+        str(p) if not isinstance(p, dict) else f"{p['published']}:{p['target']}" for p in edge["ports"]
+    ]
+    assert published == [f"${{EDGE_PUBLISH:-127.0.0.1:{EDGE_PORT}}}:{EDGE_PORT}"]
+    assert edge["environment"]["RELAY_METRICS"] == "${RELAY_METRICS:-0.0.0.0:9101}"
