@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,6 +17,7 @@ from relay.core.events import ReviewAdd, VoteAdd
 from relay.core.settings import Settings
 from tests.admin.handlers import count_vote, moderate_review
 from tests.conftest import make_settings
+from tests.support.edge_server import serving
 from tests.support.redis_server import free_port
 from worker.registry import Registry
 
@@ -68,18 +67,8 @@ def running_admin(
     port = free_port()
     app = create_admin_app(settings, registry, throttle=throttle)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_config=None, ws="none")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"admin-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the admin page did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serving(config, name="admin page") as base_url:
+        yield base_url
 
 
 def sign_in(client: httpx.Client, token: str = TOKEN) -> httpx.Response:

@@ -46,19 +46,26 @@ def running_edge(
         timeout_graceful_shutdown=5,
         **options,
     )
+    with serving(config, name="edge", start_timeout=start_timeout) as base_url:
+        yield base_url
+
+
+@contextmanager
+def serving(config: uvicorn.Config, *, name: str, start_timeout: float = 10.0) -> Iterator[str]:
+    """Run `config`'s uvicorn server in a background thread until the block ends; yield its base URL."""
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"edge-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, name=f"{name}-{config.port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout
     while not server.started:
         if not thread.is_alive():
-            raise RuntimeError("the edge stopped during start-up")
+            raise RuntimeError(f"the {name} stopped during start-up")
         if time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError(f"the edge did not start within {start_timeout}s")
+            raise RuntimeError(f"the {name} did not start within {start_timeout}s")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{config.host}:{config.port}"
     finally:
         server.should_exit = True
         thread.join(timeout=15)
