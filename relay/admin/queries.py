@@ -16,7 +16,7 @@ from relay.admin.chart import Minute
 from relay.admin.forms import DeadFilter, Search
 from relay.cli.common import redis_now_ms
 from relay.cli.dlq import iter_dead
-from relay.cli.stats import Stats, _heartbeats, _text, collect
+from relay.cli.stats import Stats, collect, read_heartbeats
 from relay.cli.timespec import id_ms
 from relay.core.events import InvalidBody, load_object
 from relay.core.heartbeat import Heartbeat
@@ -24,6 +24,7 @@ from relay.core.keys import (
     CONSUMER_GROUP,
     EVENTS_STREAM,
     EntryFields,
+    as_text,
     minute_redis_key,
     outcome_redis_key,
 )
@@ -55,15 +56,15 @@ async def _oldest_unhandled(redis: Redis, stats: Stats) -> int | None:
     group = next((g for g in stats.groups if g.name == CONSUMER_GROUP), None)
     if group is None:
         first = await redis.xrange(EVENTS_STREAM, count=1)
-        return id_ms(_text(first[0][0])) if first else None
+        return id_ms(as_text(first[0][0])) if first else None
     oldest: list[int] = []
     if group.pending:
         summary = await redis.xpending(EVENTS_STREAM, CONSUMER_GROUP)
         if summary.get("min"):
-            oldest.append(id_ms(_text(summary["min"])))
+            oldest.append(id_ms(as_text(summary["min"])))
     unread = await redis.xrange(EVENTS_STREAM, min=f"({group.last_delivered_id}", count=1)
     if unread:
-        oldest.append(id_ms(_text(unread[0][0])))
+        oldest.append(id_ms(as_text(unread[0][0])))
     return min(oldest, default=None)
 
 
@@ -76,7 +77,7 @@ async def last_hour(redis: Redis, now_ms: int) -> tuple[list[Minute], bool]:
     while True:
         entries = await redis.xrange(EVENTS_STREAM, min=start, count=1000)
         for entry_id, _ in entries:
-            index = id_ms(_text(entry_id)) // 60_000 - first
+            index = id_ms(as_text(entry_id)) // 60_000 - first
             if 0 <= index < CHART_MINUTES:
                 received[index] += 1
         seen += len(entries)
@@ -85,7 +86,7 @@ async def last_hour(redis: Redis, now_ms: int) -> tuple[list[Minute], bool]:
         if seen >= CHART_SCAN:
             complete = False
             break
-        start = f"({_text(entries[-1][0])}"
+        start = f"({as_text(entries[-1][0])}"
     pipe = redis.pipeline(transaction=False)
     for minute in range(first, first + CHART_MINUTES):
         pipe.hmget(minute_redis_key(minute), ["handled", "failed"])
@@ -171,7 +172,7 @@ async def _find(redis: Redis, search: Search) -> tuple[list[tuple[str, dict[byte
     """Matching entries, newest first, at most `SHOWN`; and how many entries were looked at."""
     if search.entry_id is not None:
         entries = await redis.xrange(EVENTS_STREAM, min=search.entry_id, max=search.entry_id, count=1)
-        found = [(_text(i), f) for i, f in entries]
+        found = [(as_text(i), f) for i, f in entries]
         user_id, guild_id = _ids(found[0][1].get(b"body", b"")) if found else ("", "")
         return ([e for e in found if matches_search(search, user_id, guild_id)], len(found))
     needle = (search.user_id or search.guild_id or "").encode()
@@ -181,11 +182,11 @@ async def _find(redis: Redis, search: Search) -> tuple[list[tuple[str, dict[byte
         for entry_id, fields in entries:
             body = fields.get(b"body", b"")
             if needle in body and matches_search(search, *_ids(body)):
-                found.append((_text(entry_id), fields))
+                found.append((as_text(entry_id), fields))
         seen += len(entries)
         if len(entries) < 500:
             break
-        end = f"({_text(entries[-1][0])}"
+        end = f"({as_text(entries[-1][0])}"
     return found[:SHOWN], seen
 
 
@@ -221,7 +222,7 @@ def handler_states(
 async def search_events(redis: Redis, search: Search, registry: Registry) -> tuple[list[EventView], int]:
     """The events `search` finds, each with its handlers' states; and how many events were looked at."""
     found, seen = await _find(redis, search)
-    running = running_jobs(await _heartbeats(redis, await redis_now_ms(redis)))
+    running = running_jobs(await read_heartbeats(redis, await redis_now_ms(redis)))
     pipe = redis.pipeline(transaction=False)
     for entry_id, _ in found:
         pipe.hgetall(outcome_redis_key(entry_id))
@@ -232,7 +233,7 @@ async def search_events(redis: Redis, search: Search, registry: Registry) -> tup
         for name, value in raw.items():
             outcome = Outcome.from_json(value)
             if outcome is not None:
-                recorded[_text(name)] = outcome
+                recorded[as_text(name)] = outcome
         dead_present = {
             o.dead_id for o in recorded.values() if o.dead_id and await get_dead(redis, o.dead_id) is not None
         }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
 
 import click
 from redis.asyncio import Redis
@@ -14,13 +13,9 @@ from redis.exceptions import RedisError, ResponseError
 from relay.cli.common import App, Unreachable, pass_app, redis_failure, redis_now_ms
 from relay.cli.timespec import ago, id_ms, iso, span
 from relay.core.heartbeat import Heartbeat
-from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM, WORKER_HEARTBEAT_PREFIX
+from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM, WORKER_HEARTBEAT_PREFIX, as_text
 from relay.edge import rejections
 from worker.keys import ARQ_QUEUE
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +68,13 @@ class Stats:
 
 async def _first_id(redis: Redis, newest: bool) -> str | None:
     entries = await (redis.xrevrange if newest else redis.xrange)(EVENTS_STREAM, count=1)
-    return _text(entries[0][0]) if entries else None
+    return as_text(entries[0][0]) if entries else None
 
 
 async def _consumers(redis: Redis, group: str) -> list[ConsumerStats]:
     result = []
     for info in await redis.xinfo_consumers(EVENTS_STREAM, group):
-        name = _text(info["name"])
+        name = as_text(info["name"])
         oldest = (
             await redis.xpending_range(EVENTS_STREAM, group, "-", "+", 1, consumername=name)
             if int(info["pending"])
@@ -90,7 +85,7 @@ async def _consumers(redis: Redis, group: str) -> list[ConsumerStats]:
                 name=name,
                 pending=int(info["pending"]),
                 idle_ms=int(info["idle"]),
-                oldest_pending_id=_text(oldest[0]["message_id"]) if oldest else None,
+                oldest_pending_id=as_text(oldest[0]["message_id"]) if oldest else None,
                 oldest_pending_idle_ms=int(oldest[0]["time_since_delivered"]) if oldest else None,
             )
         )
@@ -106,21 +101,22 @@ async def _groups(redis: Redis) -> list[GroupStats]:
         raise
     groups = []
     for info in infos:
-        name = _text(info["name"])
+        name = as_text(info["name"])
         lag = info.get("lag")
         groups.append(
             GroupStats(
                 name=name,
                 lag=int(lag) if lag is not None else None,
                 pending=int(info["pending"]),
-                last_delivered_id=_text(info["last-delivered-id"]),
+                last_delivered_id=as_text(info["last-delivered-id"]),
                 consumers=await _consumers(redis, name),
             )
         )
     return groups
 
 
-async def _heartbeats(redis: Redis, now_ms: int) -> list[Heartbeat]:
+async def read_heartbeats(redis: Redis, now_ms: int) -> list[Heartbeat]:
+    """Every worker heartbeat in Redis (`relay stats` and the admin page show them)."""
     keys = [key async for key in redis.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}*", count=1000)]
     if not keys:
         return []
@@ -144,7 +140,7 @@ async def collect(redis: Redis, redis_name: str) -> Stats:
     """Read one snapshot. Each figure is exact when read; together they are a few milliseconds apart."""
     now_ms = await redis_now_ms(redis)
     refused, recorded = await rejections.totals(redis)
-    workers = await _heartbeats(redis, now_ms)
+    workers = await read_heartbeats(redis, now_ms)
     return Stats(
         workers=workers,
         redis=redis_name,

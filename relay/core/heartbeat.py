@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from relay.core.keys import as_text
+
 BEAT_SECONDS = 5.0
 EXPIRE_SECONDS = 30
 STALE_SECONDS = 15.0
@@ -51,7 +53,7 @@ class Heartbeat:
     @classmethod
     def from_hash(cls, fields: Mapping[Any, Any]) -> Heartbeat:
         """Read a hash leniently (a damaged field reads as empty or 0): it is shown to people."""
-        text = {_str(k): _str(v) for k, v in fields.items()}
+        text = {as_text(k): as_text(v) for k, v in fields.items()}
         try:
             running = [
                 Running(str(r["handler"]), str(r["entry_id"]), int(r["since_ms"]))
@@ -71,10 +73,6 @@ class Heartbeat:
 
     def stale(self, now_ms: int, stale_seconds: float = STALE_SECONDS) -> bool:
         return now_ms - self.beat_ms > stale_seconds * 1000
-
-
-def _str(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _int(value: str | None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 EVENTS_STREAM = "relay:events"
 """Ingest stream: one entry per accepted delivery. Never trimmed below an unacknowledged entry."""
@@ -54,6 +55,11 @@ def outcome_redis_key(entry_id: str) -> str:
 
 def minute_redis_key(minute: int) -> str:
     return MINUTE_PREFIX + str(minute)
+
+
+def as_text(value: Any) -> str:
+    """A value of a Redis reply (bytes from a client without ``decode_responses``, or str) as text."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 # Entry fields. Values are bytes in Redis; `received_ms` is milliseconds since the epoch.
