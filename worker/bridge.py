@@ -5,9 +5,12 @@ into one arq job per matching handler.
   so a crash leaves it pending, never acknowledged without jobs.
 - Entries a dead consumer left pending longer than ``claim_idle_seconds`` are claimed (XAUTOCLAIM)
   and dispatched again; job ids ``<entry id>:<handler>`` make that a no-op for jobs that exist.
-- Flow control: while the arq queue holds ``high_water`` jobs due now, the bridge reads nothing new
-  (claims, rare and bounded, still run). The stream is the buffer; the arq queue stays short, and
-  its jobs never expire while they wait (they live as long as the stream's retention).
+- Flow control: each bridge reads only what its own worker can start soon: while ``own_jobs`` of the
+  jobs it queued still wait for its worker (`worker.claim.Claims.waiting`), it reads nothing new, so
+  a burst is shared among the workers instead of one bridge taking a batch the others wait a second
+  to steal. And while the arq queue holds ``high_water`` jobs due now, no bridge reads (claims, rare
+  and bounded, still run). The stream is the buffer; the arq queue stays short, and its jobs never
+  expire while they wait (they live as long as the stream's retention).
 - An entry no handler wants is logged, counted and acknowledged. An entry missing its fields
   (written by something other than the edge) is dead-lettered with no handler, then acknowledged.
 - Redis errors are logged and retried with backoff; the bridge does not die with Redis.
@@ -75,6 +78,12 @@ class BridgeOptions:
     because every arq worker scans the due jobs on each poll."""
     full_pause_seconds: float = 0.02
     """Pause before looking at a full queue again."""
+    own_jobs: int | None = None
+    """Jobs this bridge keeps waiting for its own worker, at most (a read may add one entry's jobs
+    past it); None: no limit of its own. The worker sets twice ``RELAY_WORKER_CONCURRENCY``: one
+    round running, one waiting."""
+    own_pause_seconds: float = 1.0
+    """Longest wait for the worker to take one of its jobs before looking again (it is woken sooner)."""
     claim_every_seconds: float | None = None
     """How often to look for entries a dead consumer left; default: half of ``claim_idle_seconds``."""
     trim_every_seconds: float = 60.0
@@ -142,7 +151,11 @@ class Bridge:
         self.queue_due: int | None = None
         """Jobs due in the arq queue at the last `queue_is_full` (a look the bridge makes anyway)."""
         self._stop = asyncio.Event()
+        self._taken = asyncio.Event()
+        """Set when the worker took a job this bridge queued, or the bridge is stopping."""
         self._group_ready = False
+        if self.options.own_jobs is not None and isinstance(redis, ResilientArqRedis) and redis.tracks_claims:
+            redis.claims.on_fewer_waiting = self._taken.set
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -182,15 +195,24 @@ class Bridge:
         )
         return self.backlog
 
-    async def step(self, block_ms: int | None = None) -> Dispatched:
-        """Read new entries once (waiting up to `block_ms` for some) and dispatch them."""
+    def own_room(self) -> int | None:
+        """How many more jobs this bridge may queue for its worker now; None: no limit of its own."""
+        if self.options.own_jobs is None:
+            return None
+        if not isinstance(self.redis, ResilientArqRedis) or not self.redis.tracks_claims:
+            return None  # the fallback's plain arq polls say nothing of which jobs were taken
+        return self.options.own_jobs - self.redis.claims.waiting_count()
+
+    async def step(self, block_ms: int | None = None, count: int | None = None) -> Dispatched:
+        """Read new entries once (at most `count`, default ``read_count``; waiting up to `block_ms` for
+        some) and dispatch them."""
         if not self._group_ready:
             await self.ensure_group()
         response = await self.redis.xreadgroup(
             CONSUMER_GROUP,
             self.consumer,
             {EVENTS_STREAM: ">"},
-            count=self.options.read_count,
+            count=min(count or self.options.read_count, self.options.read_count),
             block=block_ms,
         )
         entries: list[Entry] = [
@@ -310,6 +332,7 @@ class Bridge:
     def stop(self) -> None:
         """Take no more entries; `run` returns after the step in progress (at most ``block_ms``)."""
         self._stop.set()
+        self._taken.set()
 
     @property
     def stopping(self) -> bool:
@@ -318,6 +341,14 @@ class Bridge:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the worker takes one of this bridge's jobs (or `own_pause_seconds` pass)."""
+        self._taken.clear()
+        room = self.own_room()
+        if room is not None and room <= 0 and not self.stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._taken.wait(), self.options.own_pause_seconds)
 
     async def run(self) -> None:
         """Read, claim and trim until `stop`; survive Redis errors."""
@@ -339,10 +370,14 @@ class Bridge:
                 if now >= next_backlog:
                     next_backlog = now + self.options.backlog_every_seconds
                     await self.check_backlog()
+                room = self.own_room()
+                if room is not None and room <= 0:
+                    await self._wait_for_room()
+                    continue
                 if await self.queue_is_full():
                     await self._pause(self.options.full_pause_seconds)
                     continue
-                await self.step(block_ms=self.options.block_ms)
+                await self.step(block_ms=self.options.block_ms, count=self._entries_for(room))
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -353,6 +388,12 @@ class Bridge:
                 log.warning("bridge error (%r), retrying in %.1fs", exc, wait, exc_info=failures == 1)
                 await self._pause(wait)
         log.info("bridge %s stopped taking entries", self.consumer)
+
+    def _entries_for(self, room: int | None) -> int | None:
+        """Entries to read for `room` jobs: each entry becomes one job per handler of its type."""
+        if room is None:
+            return None
+        return max(1, room // self.registry.widest())
 
     async def close(self) -> None:
         """Leave the group if nothing is pending for this consumer (else another worker claims it)."""

@@ -6,6 +6,7 @@ How and why, with the arq 0.28 internals it stands on: docs/INTERNALS.md, "worke
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ seconds. Returns nil when the job is in progress, gone or not due (arq's reads s
 
 POLL_SCRIPT = Script("""
 local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES', 'LIMIT', ARGV[3], ARGV[4])
-local due = {}
+local due = {#found / 2}
 for i = 1, #found, 2 do
   if redis.call('EXISTS', ARGV[5] .. found[i]) == 0 then
     due[#due + 1] = found[i]
@@ -43,7 +44,7 @@ end
 return due
 """)
 """KEYS: the queue. ARGV: min and max score, offset, count (arq's poll), in-progress key prefix. Returns
-job id, score, job id, score, ... for the listed jobs that are not in progress. (It reads keys it is
+how many jobs the range listed, then job id, score, job id, score, ... for those not in progress. (It reads keys it is
 not given, as arq's own Lua does not; fine on a single Redis server, which is what arq supports.)"""
 
 MINE_KEPT = 10_000
@@ -53,6 +54,10 @@ STEAL_AFTER_MS = 1000
 """How long a job must have been due before a worker other than its own tries it. Longer than a job
 waits in a busy worker's queue (the bridge keeps it short), so two busy workers do not race; short
 against how long the job of a worker that died waits anyway (see the README on crashed runs)."""
+
+WAITING_FORGET_SECONDS = 5.0
+"""A job the bridge queued for this worker counts as waiting for it at most this long, when no poll
+could tell where it went (polls cut short by arq's limit); see `Claims.waiting`."""
 
 Command = tuple[Any, ...]
 Stacked = tuple[Command, Mapping[str, Any]]
@@ -70,20 +75,67 @@ class Claims:
     mine: dict[str, None] = field(default_factory=dict)
     """Jobs this process's bridge queued or its worker claimed, oldest first (an ordered set, at most
     `MINE_KEPT`)."""
+    waiting: dict[str, float] = field(default_factory=dict)
+    """Jobs this process's bridge queued that its worker has not tried to claim yet, and no poll has
+    shown gone: job id → when queued (`time.monotonic`). The bridge reads new entries only while
+    these are few (`worker.bridge`), so each worker takes about what it can run, not a whole batch
+    that other workers would wait a second to steal."""
+    on_fewer_waiting: Callable[[], None] | None = None
+    """Called when `waiting` shrinks (the bridge waits for it when its worker has enough)."""
 
-    def queued(self, job_ids: Iterable[str]) -> None:
-        """Note jobs as this worker's own: queued by its bridge, or claimed (a retry comes back here)."""
+    def queued(self, job_ids: Iterable[str], now: float | None = None) -> None:
+        """Note jobs this process's bridge queued: this worker's own, waiting for it."""
+        ids = list(job_ids)
+        at = time.monotonic() if now is None else now
+        self.waiting.update(dict.fromkeys(ids, at))
+        self._remember(ids)
+
+    def claimed(self, job_id: str) -> None:
+        """This worker claimed `job_id`: its own, so a retry of it comes back here first."""
+        self._remember([job_id])
+
+    def tried(self, job_id: str) -> None:
+        """This worker tried to claim `job_id`, won or lost: it no longer waits for this worker."""
+        if self.waiting.pop(job_id, None) is not None and self.on_fewer_waiting is not None:
+            self.on_fewer_waiting()
+
+    def waiting_count(self, now: float | None = None) -> int:
+        """Jobs still waiting for this worker, forgetting any waiting longer than `WAITING_FORGET_SECONDS`."""
+        oldest = (time.monotonic() if now is None else now) - WAITING_FORGET_SECONDS
+        while self.waiting and next(iter(self.waiting.values())) < oldest:
+            del self.waiting[next(iter(self.waiting))]
+        return len(self.waiting)
+
+    def _remember(self, job_ids: Iterable[str]) -> None:
         self.mine.update(dict.fromkeys(job_ids))
         for _ in range(len(self.mine) - MINE_KEPT):
             del self.mine[next(iter(self.mine))]
 
-    def polled(self, flat: Sequence[bytes], now_ms: float, turn: Callable[[int], int]) -> list[bytes]:
+    def polled(
+        self,
+        reply: Sequence[Any],
+        now_ms: float,
+        turn: Callable[[int], int],
+        *,
+        limit: int | None = None,
+        sent: float | None = None,
+    ) -> list[bytes]:
         """Remember a poll's due jobs (`POLL_SCRIPT`'s reply); return the ids to try, in order.
 
         This worker's own jobs first, then others' that have been due for `STEAL_AFTER_MS`; each
-        part starts at ``turn(len(part))`` and wraps around.
+        part starts at ``turn(len(part))`` and wraps around. When the poll listed fewer than `limit`
+        jobs (it saw the whole due part of the queue), a waiting job queued before the poll was
+        `sent` (`time.monotonic`) that it did not list is gone from `waiting`: another worker took
+        it, or it was never queued (a duplicate).
         """
+        listed, flat = int(reply[0]), reply[1:]
         self.due = {flat[i].decode(): float(flat[i + 1]) for i in range(0, len(flat), 2)}
+        if sent is not None and limit is not None and listed < limit:
+            gone = [job for job, at in self.waiting.items() if at < sent and job not in self.due]
+            for job in gone:
+                del self.waiting[job]
+            if gone and self.on_fewer_waiting is not None:
+                self.on_fewer_waiting()
         own = [job for job in self.due if job in self.mine]
         others = [
             job

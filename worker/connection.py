@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from importlib.metadata import version
 from typing import Any
 
@@ -177,9 +178,10 @@ class ResilientPipeline(Pipeline):
                 raise WatchError(f"{job_id} is in progress, finished or not due: not claimed")
             payload, job_try = found
             owner.claims.fetched[job_id] = (payload, int(job_try))
-            owner.claims.queued([job_id])  # if it is retried, this worker tries it first
+            owner.claims.claimed(job_id)  # if it is retried, this worker tries it first
             return [True]
         finally:
+            owner.claims.tried(job_id)
             await self.reset()
 
     async def reset(self) -> None:
@@ -210,6 +212,11 @@ class ResilientArqRedis(ArqRedis):
         super().__init__(*args, **kwargs)
         self.claims = Claims()
         self.pacer = IdlePacer()
+
+    @property
+    def tracks_claims(self) -> bool:
+        """Whether `claims` learns which of its bridge's jobs this worker took (not on the fallback)."""
+        return _UNSUPPORTED is None
 
     def stop_retrying(self) -> None:
         """From now on, retry failed commands without waiting (the worker is stopping)."""
@@ -256,7 +263,9 @@ class ResilientArqRedis(ArqRedis):
         # arq's `max` is its "now", taken before the pause: move it on by the time paused.
         now_ms = max + (timestamp_ms() - before_ms) if isinstance(max, int | float) else timestamp_ms()
         args = [_score(min), now_ms, start or 0, num, in_progress_key_prefix]
-        ids = self.claims.polled(await POLL_SCRIPT(self, [name], args), now_ms, random.randrange)
+        sent = time.monotonic()
+        reply = await POLL_SCRIPT(self, [name], args)
+        ids = self.claims.polled(reply, now_ms, random.randrange, limit=num, sent=sent)
         next_due = None
         if not self.claims.due:  # idle: when does the next waiting job (a retry, a later job) fall due?
             first = await super().zrangebyscore(name, f"({now_ms}", "+inf", start=0, num=1, withscores=True)

@@ -31,7 +31,7 @@ import logging
 import math
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -197,7 +197,7 @@ class Lifecycle:
         if self.hooks.startup is not None:
             await _call(self.hooks.startup, ctx)
         if self.options.run_bridge:
-            self.bridge = Bridge(ctx["redis"], self.registry, self.settings, options=self.options.bridge)
+            self.bridge = Bridge(ctx["redis"], self.registry, self.settings, options=self._bridge_options())
             self.metrics.bridge = self.bridge
             self._bridge_task = asyncio.create_task(self.bridge.run(), name="relay-bridge")
             if not chain_stop_signals(self._stopping(ctx, self.bridge)):
@@ -211,6 +211,13 @@ class Lifecycle:
             heartbeat_client(self.settings), name, self.in_flight, where=describe(self.settings)
         )
         self._heartbeat_task = asyncio.create_task(self.heartbeat.run(), name="relay-heartbeat")
+
+    def _bridge_options(self) -> BridgeOptions:
+        """The bridge keeps about two rounds of its worker's jobs queued: one running, one waiting."""
+        bridge = self.options.bridge
+        if bridge.own_jobs is not None:
+            return bridge
+        return replace(bridge, own_jobs=2 * (self.options.max_jobs or self.settings.worker_concurrency))
 
     @staticmethod
     def _stopping(ctx: dict[str, Any], bridge: Bridge) -> Callable[[], None]:

@@ -173,6 +173,11 @@ class Registry:
             if not h.scheduled and (event_type in h.event_types or WILDCARD in h.event_types)
         ]
 
+    def widest(self) -> int:
+        """The most jobs one event can become: the handlers of the best-served type (at least 1)."""
+        named = {t for h in self._handlers.values() for t in h.event_types if t != WILDCARD}
+        return max((len(self.for_type(t)) for t in named | {WILDCARD}), default=0) or 1
+
     def get(self, name: str) -> Handler | None:
         return self._handlers.get(name)
 

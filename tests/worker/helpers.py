@@ -11,13 +11,16 @@ from types import ModuleType
 from typing import Any
 
 import redis
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from relay.core.events import dedupe_key, parse
 from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, INGEST_SCRIPT, dedupe_redis_key
 from relay.core.settings import Settings
 from worker.bridge import Bridge, Dispatched
+from worker.connection import ResilientArqRedis
 from worker.deadletter import DeadLetter, list_dead
 from worker.main import Hooks, WorkerOptions, build_worker_settings
 from worker.registry import Registry, default_registry
@@ -155,3 +158,29 @@ async def stream_length(redis: Redis, stream: str = EVENTS_STREAM) -> int:
 
 async def dead_count(redis: Redis) -> int:
     return await stream_length(redis, DEAD_STREAM)
+
+
+async def arq_poll(redis: ResilientArqRedis, now: int = 20_000) -> list[str]:
+    """arq 0.28's poll (Worker._poll_iteration) of the client's queue, with `now` as arq's clock."""
+    queue = redis.default_queue_name
+    return [
+        j.decode() for j in await redis.zrangebyscore(queue, min=float("-inf"), start=0, num=500, max=now)
+    ]
+
+
+async def arq_claim(redis: ResilientArqRedis, job_id: str) -> tuple[bool, int, float | None]:
+    """arq 0.28's claim (Worker.start_jobs), step for step; commits only what arq would commit."""
+    key = in_progress_key_prefix + job_id
+    async with redis.pipeline(transaction=True) as pipe:
+        await pipe.watch(key)
+        ongoing = await pipe.exists(key)
+        score = await pipe.zscore(redis.default_queue_name, job_id)
+        if ongoing or not score:
+            return False, ongoing, score
+        pipe.multi()
+        pipe.psetex(key, 60_000, b"1")
+        try:
+            await pipe.execute()
+        except WatchError:
+            return False, ongoing, score
+        return True, ongoing, score

@@ -16,6 +16,8 @@ from relay.core.settings import Settings
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
 from tests.worker.helpers import (
+    arq_claim,
+    arq_poll,
     bridge_all,
     dead_letters,
     eventually,
@@ -265,3 +267,40 @@ async def test_the_workers_client_tries_the_jobs_its_own_bridge_queued_first(
         assert order[2:] == [b"another-workers-job"]
     finally:
         await client.aclose()
+
+
+async def test_each_bridge_reads_only_what_its_own_worker_can_start_soon(
+    redis: Redis, settings: Settings
+) -> None:
+    """A burst is shared: a bridge holds at most ``own_jobs`` jobs its worker has not taken, and reads
+    more as its worker takes them (with one bridge reading the whole burst, the other workers would
+    wait a second before stealing its jobs)."""
+    options = BridgeOptions(own_jobs=4, block_ms=50)  # 2 entries: each vote is a job for 2 handlers
+    clients = [worker_redis(settings, queue=ARQ_QUEUE, expires_extra_ms=1000) for _ in range(2)]
+    bridges = [Bridge(client, votes_registry(), settings, options=options) for client in clients]
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for _ in range(10):
+            await store(redis, vote_body())
+        await bridges[0].ensure_group()
+        tasks = [asyncio.create_task(bridge.run()) for bridge in bridges]
+        await eventually(lambda: _group_entries_read(redis, 4))
+        await asyncio.sleep(0.3)  # more reads would come now; none must
+        assert await _entries_read(redis) == 4
+        assert [len(client.claims.waiting) for client in clients] == [4, 4]
+        assert await redis.zcard(ARQ_QUEUE) == 8
+
+        first, taker = clients[0], bridges[0]
+        # arq's poll lists its own jobs (the other bridge's are not due a second yet)
+        assert set(await arq_poll(first, now=timestamp_ms())) == set(first.claims.waiting)
+        for job in list(first.claims.waiting)[:2]:
+            assert (await arq_claim(first, job))[0]  # arq's claim: the worker took the job
+        await eventually(lambda: _group_entries_read(redis, 5))  # room for one more vote's 2 jobs
+        assert taker.stats.entries == 3 and bridges[1].stats.entries == 2
+        assert len(first.claims.waiting) == 4
+    finally:
+        for bridge in bridges:
+            bridge.stop()
+        await asyncio.gather(*tasks)
+        for client in clients:
+            await client.aclose()

@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError, WatchError
 from tests.conftest import make_settings
 from tests.support.processes import python_with_a_library_changed
 from tests.support.redis_server import RedisServer
+from tests.worker.helpers import arq_claim, arq_poll
 from worker.claim import CLAIM_SCRIPT, POLL_SCRIPT
 from worker.connection import (
     ResilientArqRedis,
@@ -180,24 +181,6 @@ async def reads_processed(redis: Redis) -> int:
     return int((await redis.info("stats"))["total_reads_processed"])
 
 
-async def claim(redis: ResilientArqRedis, job_id: str) -> tuple[bool, int, float | None]:
-    """arq 0.28's claim (Worker.start_jobs), step for step; commits only what arq would commit."""
-    key = in_progress_key_prefix + job_id
-    async with redis.pipeline(transaction=True) as pipe:
-        await pipe.watch(key)
-        ongoing = await pipe.exists(key)
-        score = await pipe.zscore(QUEUE, job_id)
-        if ongoing or not score:
-            return False, ongoing, score
-        pipe.multi()
-        pipe.psetex(key, 60_000, b"1")
-        try:
-            await pipe.execute()
-        except WatchError:
-            return False, ongoing, score
-        return True, ongoing, score
-
-
 async def claim_is_refused(pipe: ResilientPipeline, key: str) -> None:
     """arq's transaction for the claim of `key`, which must fail as a lost race does."""
     pipe.multi()
@@ -213,7 +196,7 @@ async def test_a_claim_sends_its_watch_and_both_reads_in_one_round_trip(own_redi
         await redis.ping()  # the pool's connection exists before counting
         before = await reads_processed(probe)
 
-        assert await claim(redis, "job-1") == (True, 0, 1000.0)
+        assert await arq_claim(redis, "job-1") == (True, 0, 1000.0)
 
         # one read for WATCH+EXISTS+ZSCORE, one for the transaction, one for this INFO
         assert await reads_processed(probe) - before == 3
@@ -228,10 +211,10 @@ async def test_a_claim_sees_what_the_reads_would_have_seen(own_redis: RedisServe
         await redis.zadd(QUEUE, {"queued": 1000, "running": 1000})
         await redis.set(in_progress_key_prefix + "running", b"1")
 
-        assert await claim(redis, "queued") == (True, 0, 1000.0)
-        assert await claim(redis, "queued") == (False, 1, 1000.0)  # now in progress: skipped
-        assert await claim(redis, "running") == (False, 1, 1000.0)
-        assert await claim(redis, "not-queued") == (False, 0, None)
+        assert await arq_claim(redis, "queued") == (True, 0, 1000.0)
+        assert await arq_claim(redis, "queued") == (False, 1, 1000.0)  # now in progress: skipped
+        assert await arq_claim(redis, "running") == (False, 1, 1000.0)
+        assert await arq_claim(redis, "not-queued") == (False, 0, None)
         assert await redis.get(in_progress_key_prefix + "queued") == b"1"
     finally:
         await redis.aclose()
@@ -329,13 +312,6 @@ async def test_each_poll_lists_every_due_job_from_a_random_place(own_redis: Redi
 # -- a job arq's poll listed: claim and first reads in one script (worker.claim) ----------------
 
 
-async def poll(redis: ResilientArqRedis, now: int = 20_000) -> list[str]:
-    """arq 0.28's poll (Worker._poll_iteration), well after the test jobs were due."""
-    return [
-        j.decode() for j in await redis.zrangebyscore(QUEUE, min=float("-inf"), start=0, num=500, max=now)
-    ]
-
-
 async def run_reads(redis: ResilientArqRedis, job_id: str) -> list[object]:
     """The transaction arq 0.28's Worker.run_job starts with."""
     async with redis.pipeline(transaction=True) as pipe:
@@ -354,8 +330,8 @@ async def test_a_polled_job_is_claimed_and_read_in_one_round_trip(own_redis: Red
             await redis.script_load(script.text)  # as after the worker's first poll and claim
         before = await reads_processed(probe)
 
-        assert await poll(redis) == ["job-1"]
-        assert await claim(redis, "job-1") == (True, 0, 1000.0)
+        assert await arq_poll(redis) == ["job-1"]
+        assert await arq_claim(redis, "job-1") == (True, 0, 1000.0)
         assert await run_reads(redis, "job-1") == [b"payload", 1, True]
 
         # the poll, the claim script, this INFO: the run's reads were answered by the claim
@@ -368,8 +344,8 @@ async def test_a_polled_job_is_claimed_and_read_in_one_round_trip(own_redis: Red
 
         # The next run of the same job (a retry) counts its try the same way.
         await redis.delete(in_progress_key_prefix + "job-1")
-        assert await poll(redis) == ["job-1"]
-        assert await claim(redis, "job-1") == (True, 0, 1000.0)
+        assert await arq_poll(redis) == ["job-1"]
+        assert await arq_claim(redis, "job-1") == (True, 0, 1000.0)
         assert await run_reads(redis, "job-1") == [b"payload", 2, True]
     finally:
         await redis.aclose()
@@ -384,7 +360,7 @@ async def test_a_polled_job_that_changed_before_its_claim_is_left_alone(
     try:
         await redis.zadd(QUEUE, {"job-1": 1000})
         await redis.set(job_key_prefix + "job-1", b"payload")
-        assert await poll(redis) == ["job-1"]
+        assert await arq_poll(redis) == ["job-1"]
         if change == "started elsewhere":
             await other.set(in_progress_key_prefix + "job-1", b"other worker")
         elif change == "finished":
@@ -393,7 +369,7 @@ async def test_a_polled_job_that_changed_before_its_claim_is_left_alone(
             await other.zadd(QUEUE, {"job-1": 10**13})  # a retry deferred far past now
 
         # arq sees the poll's answers, then its transaction fails as a lost race does.
-        assert await claim(redis, "job-1") == (False, 0, 1000.0)
+        assert await arq_claim(redis, "job-1") == (False, 0, 1000.0)
         assert await redis.get(retry_key_prefix + "job-1") is None  # no try was counted
         expected = b"other worker" if change == "started elsewhere" else None
         assert await redis.get(in_progress_key_prefix + "job-1") == expected
@@ -408,7 +384,7 @@ async def test_another_command_during_a_polled_claim_fails_the_claim(own_redis: 
     key = in_progress_key_prefix + "job-1"
     try:
         await redis.zadd(QUEUE, {"job-1": 1000})
-        assert await poll(redis) == ["job-1"]
+        assert await arq_poll(redis) == ["job-1"]
         async with redis.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
             assert await pipe.exists(key) == 0
@@ -423,11 +399,11 @@ async def test_a_polled_claim_that_redis_refuses_fails_as_a_lost_race(own_redis:
     redis = client(own_redis)
     try:
         await redis.zadd(QUEUE, {"job-1": 1000})
-        assert await poll(redis) == ["job-1"]
+        assert await arq_poll(redis) == ["job-1"]
         await redis.delete(QUEUE)
         await redis.set(QUEUE, b"not a sorted set")  # the script's ZSCORE fails with WRONGTYPE
         # arq skips the job (WatchError), rather than its poll loop ending on the error.
-        assert await claim(redis, "job-1") == (False, 0, 1000.0)
+        assert await arq_claim(redis, "job-1") == (False, 0, 1000.0)
         assert await redis.get(in_progress_key_prefix + "job-1") is None
     finally:
         await redis.aclose()
@@ -438,7 +414,7 @@ async def test_a_poll_leaves_out_the_jobs_already_in_progress(own_redis: RedisSe
     try:
         await redis.zadd(QUEUE, {"running": 1000, "waiting": 1001, "later": 50_000})
         await redis.set(in_progress_key_prefix + "running", b"1")
-        assert await poll(redis, now=20_000) == ["waiting"]
+        assert await arq_poll(redis, now=20_000) == ["waiting"]
         assert redis.claims.due == {"waiting": 1001.0}
     finally:
         await redis.aclose()

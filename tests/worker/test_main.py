@@ -10,13 +10,17 @@ import pytest
 from arq.utils import import_string
 from arq.worker import Worker, get_kwargs
 
+from relay.core.events import VoteAdd
 from relay.core.settings import Settings
-from tests.conftest import SECRET
-from worker import Registry
+from tests.conftest import SECRET, make_settings
+from tests.worker.helpers import inprocess_options
+from worker import Context, Registry
+from worker.bridge import BridgeOptions
+from worker.connection import worker_redis
 from worker.enqueue import RUN_HANDLER
 from worker.jobs import ARQ_MAX_TRIES, MARGIN_SECONDS
 from worker.keys import ARQ_QUEUE
-from worker.main import build_worker_settings
+from worker.main import Hooks, Lifecycle, build_worker_settings
 from worker.registry import default_registry
 
 
@@ -113,3 +117,27 @@ def test_arq_times_out_a_job_only_after_the_longest_handler_timeout_and_the_marg
     [function] = kwargs["functions"]
     # Each handler's own timeout is the wrapper's; arq's bound only catches a wrapper that overran.
     assert function.timeout_s == kwargs["job_timeout"] == 12 + MARGIN_SECONDS
+
+
+async def count_vote(ctx: Context, event: VoteAdd) -> None:
+    pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("max_jobs", "own_jobs"), [(None, 2 * 7), (3, 2 * 3)])
+async def test_the_bridge_keeps_about_two_rounds_of_its_workers_jobs_queued(
+    redis_url: str, max_jobs: int | None, own_jobs: int
+) -> None:
+    settings = make_settings(redis_url, worker_concurrency=7)
+    options = inprocess_options(run_bridge=True, max_jobs=max_jobs, bridge=BridgeOptions(block_ms=20))
+    registry = Registry()
+    registry.on("VOTE_ADD")(count_vote)
+    lifecycle = Lifecycle(settings, registry, Hooks(), options)
+    client = worker_redis(settings, queue=ARQ_QUEUE, expires_extra_ms=1000)
+    await lifecycle.on_startup({"redis": client})
+    try:
+        assert lifecycle.bridge is not None and lifecycle.bridge.options.own_jobs == own_jobs
+        assert lifecycle.bridge.own_room() == own_jobs  # nothing queued yet
+    finally:
+        await lifecycle.on_shutdown({"redis": client})
+        await client.aclose()
