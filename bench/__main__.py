@@ -88,7 +88,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--io-events", type=int, default=500, help="events per worker in each I/O-bound run")
     parser.add_argument(
-        "--io-rounds", type=int, default=1, help="times each I/O-bound worker count is measured"
+        "--io-rounds",
+        type=int,
+        default=3,
+        help="times each I/O-bound worker count is measured (the median is reported)",
     )
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="Markdown report to write")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")

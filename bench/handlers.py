@@ -254,6 +254,17 @@ def table(idle: IdleRun | None, io: Sequence[IoRun]) -> str:
                 f"| {count} | {run.concurrency} | {run.events} | {run.rate:,.0f} | {ratio} | {run.us_per_event:,.0f} |"
             )
         lines.append("")
+        if len(io) > len(dict.fromkeys(r.workers for r in io)):
+            lines += [
+                "Each I/O-bound worker count's median round is shown, and ratios are between medians:",
+                "",
+            ]
+            for count in dict.fromkeys(r.workers for r in io):
+                rounds = ", ".join(
+                    f"{r.rate:,.0f} events/s at {r.us_per_event:,.0f} µs" for r in io if r.workers == count
+                )
+                lines.append(f"- {count} worker(s), by round: {rounds}")
+            lines.append("")
     if idle is not None:
         wake = statistics.median(idle.wake_ms) if idle.wake_ms else float("nan")
         lines += [

@@ -12,6 +12,8 @@ import pytest
 from bench.bounds import bounds, edge_bounds
 from bench.drain import DrainRun
 from bench.edge import EdgeRun, median_run, request_log_ms
+from bench.handlers import IoRun, io_median
+from bench.handlers import table as handlers_table
 from bench.load import Signer, parse_wrk, review_body, signed_request
 from bench.pipeline import Latency, PipelineRun, Throughput, percentile
 from bench.profile import summarize
@@ -256,3 +258,14 @@ def test_the_drain_diagnostic_is_told_beside_the_scaling_bound() -> None:
     assert "1 worker 3,000 events/s at 250 µs of worker CPU and 83 µs of Redis CPU per event" in text
     assert "2 workers 4,000 events/s, 1.33x" in text
     assert "(worker + Redis) = 1.50x" in text
+
+
+def test_each_io_bound_worker_count_stands_by_its_median_round() -> None:
+    def run(workers: int, seconds: float, round: int) -> IoRun:
+        return IoRun(workers, 5, 500 * workers, 500 * workers, 500 * workers, seconds, 1.0, round)
+
+    runs = [run(1, 6.0, 1), run(4, 8.0, 1), run(1, 5.0, 2), run(4, 6.4, 2), run(1, 7.0, 3), run(4, 6.0, 3)]
+    assert io_median(runs, 1) == runs[0] and io_median(runs, 4) == runs[3]
+    markdown = handlers_table(None, runs)
+    assert "| 4 | 5 | 2000 | 312 | 3.75x |" in markdown  # 2000 in 6.4 s against 500 in 6 s
+    assert "- 4 worker(s), by round: 250 events/s at 500 µs, 312 events/s at 500 µs, 333 events/s" in markdown

@@ -106,7 +106,7 @@ def test_the_handler_runs_give_well_formed_results(tmp_path: Path) -> None:
         tmp_path,
         "--servers", "", "--workers", "",
         "--idle-seconds", "2", "--idle-quiet", "1", "--idle-probes", "2",
-        "--io-workers", "1,2", "--io-events", "40", "--io-concurrency", "5",
+        "--io-workers", "1,2", "--io-events", "40", "--io-concurrency", "5", "--io-rounds", "1",
         "--profile", "0",
     )  # fmt: skip
     idle = result["handlers"]["idle"]
