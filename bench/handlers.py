@@ -237,6 +237,18 @@ def targets(idle: IdleRun | None, io: Sequence[IoRun]) -> list[tuple[str, str, b
     return out
 
 
+def rounds_text(io: Sequence[IoRun]) -> str:
+    """Each worker count's rounds, when there were several: what the median was taken from
+    (as `bench.report.pipeline_rounds_text` does for the pipeline)."""
+    lines = []
+    for count in dict.fromkeys(r.workers for r in io):
+        runs = [r for r in io if r.workers == count]
+        if len(runs) > 1:
+            each = ", ".join(f"{r.rate:,.0f} events/s at {r.us_per_event:,.0f} µs" for r in runs)
+            lines.append(f"- {count} worker(s), by round: {each}")
+    return "\n".join(lines)
+
+
 def table(idle: IdleRun | None, io: Sequence[IoRun]) -> str:
     lines = []
     if io:
@@ -254,17 +266,14 @@ def table(idle: IdleRun | None, io: Sequence[IoRun]) -> str:
                 f"| {count} | {run.concurrency} | {run.events} | {run.rate:,.0f} | {ratio} | {run.us_per_event:,.0f} |"
             )
         lines.append("")
-        if len(io) > len(dict.fromkeys(r.workers for r in io)):
+        by_round = rounds_text(io)
+        if by_round:
             lines += [
                 "Each I/O-bound worker count's median round is shown, and ratios are between medians:",
                 "",
+                by_round,
+                "",
             ]
-            for count in dict.fromkeys(r.workers for r in io):
-                rounds = ", ".join(
-                    f"{r.rate:,.0f} events/s at {r.us_per_event:,.0f} µs" for r in io if r.workers == count
-                )
-                lines.append(f"- {count} worker(s), by round: {rounds}")
-            lines.append("")
     if idle is not None:
         wake = statistics.median(idle.wake_ms) if idle.wake_ms else float("nan")
         lines += [
