@@ -52,7 +52,9 @@ def test_the_sources_keep_every_contract(tree: Path) -> None:
             "relay.edge.errors",
         ),
         ("relay/edge/signature.py", "from worker import keys", "relay.edge.signature", "worker.keys"),
-        ("relay/edge/probes.py", "from relay.cli import timespec", "relay.edge.probes", "relay.cli.timespec"),
+        ("relay/edge/probes.py", "from relay.ops import timespec", "relay.edge.probes", "relay.ops.timespec"),
+        ("relay/admin/queries.py", "from relay.cli import dlq", "relay.admin.queries", "relay.cli.dlq"),
+        ("relay/ops/stats.py", "from relay.admin import chart", "relay.ops.stats", "relay.admin.chart"),
     ],
 )
 def test_an_import_against_the_layers_fails_naming_both_modules(

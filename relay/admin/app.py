@@ -30,9 +30,9 @@ from relay.admin.web import (
     render,
     wants_json,
 )
-from relay.cli.common import redis_failure
 from relay.core.redis import async_client, describe
 from relay.core.settings import Settings
+from relay.ops.redis import explain as explain_redis
 from worker.registry import Registry
 
 STATIC = Path(__file__).with_name("static")
@@ -49,7 +49,7 @@ def create_admin_app(
 
     def explain(exc: Exception) -> str:
         if isinstance(exc, RedisError):
-            return redis_failure(exc, redis_name).format_message()
+            return explain_redis(exc, redis_name).message
         return f"cannot reach Redis at {redis_name}: {exc}"
 
     @asynccontextmanager

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from relay.cli.timespec import parse_duration
+from relay.ops.timespec import parse_duration
 
 ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 SNOWFLAKE = re.compile(r"[0-9]{1,20}")

@@ -1,6 +1,6 @@
 """Bulk actions the page runs in the background (replay or delete all that match), with their progress.
 
-A replay goes through `relay.cli.dlq.replay_letters`, the code of ``relay dlq replay``: the same
+A replay goes through `relay.ops.deadletters.replay_letters`, the code of ``relay dlq replay``: the same
 event id, the same rate limit. If Redis fails halfway the job says how far it got; every dead letter
 not reached is still there, whole (each replay is one atomic step).
 """
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from relay.cli.common import DEFAULT_RATE
-from relay.cli.dlq import ReplayReport, replay_letters
 from relay.core.keys import DEAD_STREAM
+from relay.ops.deadletters import ReplayReport, replay_letters
+from relay.ops.pacing import DEFAULT_RATE
 from worker.deadletter import DeadLetter
 from worker.registry import Registry
 

@@ -34,13 +34,14 @@ from relay.admin.web import (
     state,
     wants_json,
 )
-from relay.cli.common import DEFAULT_RATE, redis_now_ms
-from relay.cli.dlq import replay_letters
-from relay.cli.dlq import to_dict as dead_dict
-from relay.cli.rejected import HINTS, shown_body
-from relay.cli.rejected import to_dict as rejection_dict
 from relay.core.keys import DEAD_STREAM
 from relay.edge import rejections
+from relay.ops.deadletters import replay_letters
+from relay.ops.deadletters import to_dict as dead_dict
+from relay.ops.pacing import DEFAULT_RATE
+from relay.ops.redis import redis_now_ms
+from relay.ops.rejected import HINTS, shown_body
+from relay.ops.rejected import to_dict as rejection_dict
 from worker.deadletter import DeadLetter, get_dead
 
 router = APIRouter()

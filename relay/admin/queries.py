@@ -14,10 +14,6 @@ from redis.asyncio import Redis
 
 from relay.admin.chart import Minute
 from relay.admin.forms import DeadFilter, Search
-from relay.cli.common import redis_now_ms
-from relay.cli.dlq import iter_dead
-from relay.cli.stats import Stats, collect, read_heartbeats
-from relay.cli.timespec import id_ms
 from relay.core.events import InvalidBody, load_object
 from relay.core.heartbeat import Heartbeat
 from relay.core.keys import (
@@ -28,6 +24,10 @@ from relay.core.keys import (
     minute_redis_key,
     outcome_redis_key,
 )
+from relay.ops.deadletters import iter_dead
+from relay.ops.redis import redis_now_ms
+from relay.ops.stats import Stats, collect, read_heartbeats
+from relay.ops.timespec import id_ms
 from worker.deadletter import DeadLetter, get_dead
 from worker.outcomes import Outcome
 from worker.registry import Registry

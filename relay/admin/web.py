@@ -26,8 +26,8 @@ from redis.asyncio import Redis
 
 from relay.admin.auth import SESSION_COOKIE, FailureThrottle, Operator, Tokens, same
 from relay.admin.jobs import Jobs
-from relay.cli.timespec import ago, iso, span
 from relay.core.settings import Settings
+from relay.ops.timespec import ago, iso, span
 from worker.registry import Registry
 
 TEMPLATES = Path(__file__).with_name("templates")

@@ -41,7 +41,7 @@ def admin(app: App) -> None:
     Example:
         RELAY_ADMIN_TOKEN=$(openssl rand -hex 24) relay admin
     """
-    # Imported here: relay.admin builds on relay.cli's modules, and only this command needs the page.
+    # Imported here: only this command needs the page, so the others start without FastAPI and its templates.
     from relay.admin.app import create_admin_app
 
     settings = admin_settings(app.redis_url)

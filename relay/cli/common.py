@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,12 +19,12 @@ import click
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
-from relay.core.redis import async_client, describe, failure
+from relay.core.redis import async_client, describe
 from relay.core.settings import RedisAccess, Settings, describe_errors
+from relay.ops.pacing import DEFAULT_RATE
+from relay.ops.redis import explain
 from worker.checks import TasksError, check_registry, import_tasks
 from worker.registry import Registry, default_registry
 
@@ -38,9 +37,6 @@ EXIT_UNREACHABLE = 3
 
 PROGRESS_MIN = 10
 """Show a progress bar from this many jobs on; fewer are listed one per line instead."""
-
-DEFAULT_RATE = 20.0
-"""Replayed jobs per second by default: gentle on handlers that call rate-limited APIs (Discord)."""
 
 
 class CliError(click.ClickException):
@@ -167,55 +163,12 @@ class App:
 
 
 def redis_failure(exc: RedisError, where: str) -> CliError:
-    """The one-line error for a Redis failure (none of redis-py's messages holds the password)."""
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, AuthenticationError):
-        return Unreachable(f"Redis at {where} refused the credentials: {reason}")
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        return Unreachable(f"cannot reach Redis at {where}: {failure(exc).reason}")
-    if isinstance(exc, ResponseError):
-        return Failed(f"Redis at {where} answered an error: {reason}")
-    return Failed(f"Redis at {where}: {type(exc).__name__}: {reason}")
+    """The one-line error for a Redis failure: exit 3 when Redis is out of reach, 1 when it answered an error."""
+    problem = explain(exc, where)
+    return Unreachable(problem.message) if problem.unreachable else Failed(problem.message)
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
-
-
-async def redis_now_ms(redis: Redis) -> int:
-    """Redis's clock in milliseconds: the clock entry ids come from."""
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
-class Pacer:
-    """Spaces work out to at most `rate` items per second (0 or less: no limit)."""
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._sleep = sleep
-        self._next: float | None = None
-
-    @property
-    def batch(self) -> int:
-        """Items to hand over at once: about ten batches a second, at most 100 items each."""
-        return 100 if self.rate <= 0 else max(1, min(100, int(self.rate / 10)))
-
-    async def wait(self, items: int) -> None:
-        """Return when `items` more may go."""
-        if self.rate <= 0:
-            return
-        now = self._clock()
-        if self._next is not None and self._next > now:
-            await self._sleep(self._next - now)
-            now = self._next
-        self._next = now + items / self.rate
 
 
 @contextmanager

@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 from redis.asyncio import Redis
 
-from relay.cli.common import App, pass_app, redis_now_ms
-from relay.cli.timespec import ago, iso
+from relay.cli.common import App, pass_app
 from relay.edge import rejections
 from relay.edge.rejections import Rejection
-
-HINTS = {
-    "invalid_signature": "signed with another secret? compare RELAY_SECRET with your listing's key",
-    "invalid_body": "not a JSON object",
-    "invalid_event": "a known event type with invalid fields",
-    "body_too_large": "over RELAY_MAX_BODY_BYTES",
-    "body_timeout": "the body arrived slower than RELAY_BODY_TIMEOUT",
-    "forbidden_source": "the address is not in RELAY_ALLOWED_SOURCES",
-}
-
-
-def shown_body(head: bytes) -> str:
-    """The body's first bytes as one printable line: text as is, anything else escaped."""
-    text = head.decode(errors="backslashreplace")
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
-def to_dict(rejection: Rejection) -> dict[str, Any]:
-    return {
-        "id": rejection.id,
-        "received_ms": rejection.received_ms,
-        "status": rejection.status,
-        "reason": rejection.reason,
-        "size": rejection.size,
-        "client": rejection.client,
-        "headers": [list(pair) for pair in rejection.headers],
-        "body_head": rejection.body_head.decode(errors="replace"),
-        "skipped_before": rejection.skipped,
-    }
+from relay.ops.redis import redis_now_ms
+from relay.ops.rejected import HINTS, shown_body, to_dict
+from relay.ops.timespec import ago, iso
 
 
 def render(rejection: Rejection, now_ms: int) -> str:

@@ -4,157 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 
 import click
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
-from relay.cli.common import App, Unreachable, pass_app, redis_failure, redis_now_ms
-from relay.cli.timespec import ago, id_ms, iso, span
-from relay.core.heartbeat import Heartbeat
-from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM, WORKER_HEARTBEAT_PREFIX, as_text
-from relay.edge import rejections
+from relay.cli.common import App, Unreachable, pass_app, redis_failure
+from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM, WORKER_HEARTBEAT_PREFIX
+from relay.ops.stats import Stats, collect
+from relay.ops.timespec import ago, id_ms, iso, span
 from worker.keys import ARQ_QUEUE
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerStats:
-    name: str
-    pending: int
-    """Entries this consumer read and has not acknowledged (a worker acknowledges once jobs exist)."""
-    idle_ms: int
-    """Since this consumer last read or claimed."""
-    oldest_pending_id: str | None
-    oldest_pending_idle_ms: int | None
-    """How long its oldest pending entry has waited since it was read: high means the worker is stuck or dead."""
-    live: bool = False
-    """A worker process with this consumer name beats (`relay.core.heartbeat`); False: it stopped or died."""
-
-
-@dataclass(frozen=True, slots=True)
-class GroupStats:
-    name: str
-    lag: int | None
-    """Entries the group has not read yet; None when Redis cannot tell (entries deleted out of order)."""
-    pending: int
-    last_delivered_id: str
-    consumers: list[ConsumerStats] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """Everything ``relay stats`` shows; ``--json`` prints it as is."""
-
-    redis: str
-    time_ms: int
-    events: int
-    """Entries in ``relay:events`` (handled ones stay for the retention period, for replay)."""
-    oldest_event_id: str | None
-    newest_event_id: str | None
-    groups: list[GroupStats]
-    queue_jobs: int
-    """arq jobs in ``relay:queue``: due now, running, or waiting for a retry."""
-    queue_due: int
-    """Of those, the ones due now (running ones included); the rest wait for a retry's backoff."""
-    dead_letters: int
-    refused: int
-    """Requests the edge refused (4xx), in all."""
-    refused_recorded: int
-    """Of those, the ones kept in ``relay:rejected`` (capped, rate-limited)."""
-    workers: list[Heartbeat] = field(default_factory=list)
-    """The worker processes whose heartbeat is fresh (``relay:worker:*``)."""
-
-
-async def _first_id(redis: Redis, newest: bool) -> str | None:
-    entries = await (redis.xrevrange if newest else redis.xrange)(EVENTS_STREAM, count=1)
-    return as_text(entries[0][0]) if entries else None
-
-
-async def _consumers(redis: Redis, group: str) -> list[ConsumerStats]:
-    result = []
-    for info in await redis.xinfo_consumers(EVENTS_STREAM, group):
-        name = as_text(info["name"])
-        oldest = (
-            await redis.xpending_range(EVENTS_STREAM, group, "-", "+", 1, consumername=name)
-            if int(info["pending"])
-            else []
-        )
-        result.append(
-            ConsumerStats(
-                name=name,
-                pending=int(info["pending"]),
-                idle_ms=int(info["idle"]),
-                oldest_pending_id=as_text(oldest[0]["message_id"]) if oldest else None,
-                oldest_pending_idle_ms=int(oldest[0]["time_since_delivered"]) if oldest else None,
-            )
-        )
-    return result
-
-
-async def _groups(redis: Redis) -> list[GroupStats]:
-    try:
-        infos = await redis.xinfo_groups(EVENTS_STREAM)
-    except ResponseError as exc:
-        if "no such key" in str(exc).lower():
-            return []  # nothing stored yet and no worker started
-        raise
-    groups = []
-    for info in infos:
-        name = as_text(info["name"])
-        lag = info.get("lag")
-        groups.append(
-            GroupStats(
-                name=name,
-                lag=int(lag) if lag is not None else None,
-                pending=int(info["pending"]),
-                last_delivered_id=as_text(info["last-delivered-id"]),
-                consumers=await _consumers(redis, name),
-            )
-        )
-    return groups
-
-
-async def read_heartbeats(redis: Redis, now_ms: int) -> list[Heartbeat]:
-    """Every worker heartbeat in Redis (`relay stats` and the admin page show them)."""
-    keys = [key async for key in redis.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}*", count=1000)]
-    if not keys:
-        return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.hgetall(key)
-        hashes = await pipe.execute()
-    beats = [Heartbeat.from_hash(fields) for fields in hashes if fields]
-    return sorted((b for b in beats if not b.stale(now_ms)), key=lambda b: b.name)
-
-
-def _mark_live(groups: list[GroupStats], workers: list[Heartbeat]) -> list[GroupStats]:
-    live = {worker.name for worker in workers}
-    return [
-        replace(group, consumers=[replace(c, live=c.name in live) for c in group.consumers])
-        for group in groups
-    ]
-
-
-async def collect(redis: Redis, redis_name: str) -> Stats:
-    """Read one snapshot. Each figure is exact when read; together they are a few milliseconds apart."""
-    now_ms = await redis_now_ms(redis)
-    refused, recorded = await rejections.totals(redis)
-    workers = await read_heartbeats(redis, now_ms)
-    return Stats(
-        workers=workers,
-        redis=redis_name,
-        time_ms=now_ms,
-        events=int(await redis.xlen(EVENTS_STREAM)),
-        oldest_event_id=await _first_id(redis, newest=False),
-        newest_event_id=await _first_id(redis, newest=True),
-        groups=_mark_live(await _groups(redis), workers),
-        queue_jobs=int(await redis.zcard(ARQ_QUEUE)),
-        queue_due=int(await redis.zcount(ARQ_QUEUE, "-inf", now_ms)),
-        dead_letters=int(await redis.xlen(DEAD_STREAM)),
-        refused=refused,
-        refused_recorded=recorded,
-    )
 
 
 def to_json(stats: Stats) -> str:

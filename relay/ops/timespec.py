@@ -1,4 +1,4 @@
-"""Times, durations and rates as the `relay` command reads and prints them. Pure functions.
+"""Times and durations as the `relay` command and the admin page read and print them. Pure functions.
 
 - A duration: ``90s``, ``15m``, ``12h``, ``7d``, ``2w``, or several together (``1h30m``).
 - A point in time (``--since``, ``--until``): a duration meaning that long ago (``2h``), ``now``, an
