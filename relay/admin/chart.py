@@ -58,6 +58,13 @@ def nice_max(value: int) -> int:
         scale *= 10
 
 
+def tick_step(top: int) -> int:
+    """The grid's step for a `nice_max` top: a fifth of it, or a quarter of a top starting with 2, so the
+    labels are whole numbers counting up evenly (5 by 1, 10 by 2, 20 by 5, 50 by 10)."""
+    leading = top // 10 ** (len(str(top)) - 1)
+    return top // 4 if leading == 2 else top // 5
+
+
 def build(minutes: Sequence[Minute]) -> Chart:
     """Received, handled and failed per minute as three polylines on a shared y axis."""
     right, bottom = WIDTH - 8, HEIGHT - BOTTOM
@@ -79,7 +86,7 @@ def build(minutes: Sequence[Minute]) -> Chart:
         line("handled", "#16a34a", [m.handled for m in minutes]),
         line("failed", "#dc2626", [m.failed for m in minutes]),
     ]
-    y_ticks = [(y(top_value * i // 4), top_value * i // 4) for i in range(5)]
+    y_ticks = [(y(value), value) for value in range(0, top_value + 1, tick_step(top_value))]
     x_ticks = []
     for i, minute in enumerate(minutes):
         if (minute.start_ms // 60_000) % 10 == 0:
