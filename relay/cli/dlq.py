@@ -1,8 +1,6 @@
 """``relay dlq``: what failed for good, why, and running it again once fixed.
 
-Reading and replaying go through `worker.deadletter`, the module that writes the dead letters: a
-replay enqueues the handler's job and deletes the dead letter in one atomic step, under a job id
-of its own, with the original event id (``ctx["event_id"]``).
+Reading and replaying go through `relay.ops.deadletters`, as the admin page's do.
 """
 
 from __future__ import annotations
