@@ -3,7 +3,7 @@
 Every handler job calls one arq function, `RUN_HANDLER`, with the handler's name as its first
 argument; a run skips a handler this worker lacks, dead-letters a poison pill, parses the event,
 runs the handler under its timeout, and retries or dead-letters a failure. Why it is built this way:
-docs/INTERNALS.md, "worker/jobs.py".
+docs/ARCHITECTURE.md, steps 12 to 15.
 """
 
 from __future__ import annotations
