@@ -42,7 +42,6 @@ from worker.enqueue import JobSpec, Settle, enqueue
 from worker.keys import ARQ_QUEUE
 from worker.registry import Registry
 from worker.retention import trim_events
-from worker.scripts import Script
 
 log = logging.getLogger("worker.bridge")
 
@@ -50,12 +49,12 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 
 MALFORMED = "MalformedEntry"
 
-FORGET_IDLE_CONSUMER_SCRIPT = Script("""
+FORGET_IDLE_CONSUMER_SCRIPT = """
 if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
   return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 end
 return -1
-""")
+"""
 """Delete a consumer only if it holds no pending entry, atomically (deleting one drops its entries).
 KEYS: the stream. ARGV: group, consumer. Returns -1 when the consumer still holds entries."""
 
@@ -325,7 +324,8 @@ class Bridge:
         return removed
 
     async def _forget_consumer(self, name: str) -> int:
-        return int(await FORGET_IDLE_CONSUMER_SCRIPT(self.redis, [EVENTS_STREAM], [CONSUMER_GROUP, name]))
+        forget = self.redis.register_script(FORGET_IDLE_CONSUMER_SCRIPT)
+        return int(await forget([EVENTS_STREAM], [CONSUMER_GROUP, name]))
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -140,8 +140,8 @@ class ResilientPipeline(Pipeline):
             if in_progress_ms is None:
                 raise WatchError(f"not arq's claim of {job_id}: nothing was sent")
             try:
-                found = await CLAIM_SCRIPT(
-                    owner, keys, [job_id, in_progress_ms, timestamp_ms(), RETRY_KEY_SECONDS]
+                found = await owner.claim_script(
+                    keys, [job_id, in_progress_ms, timestamp_ms(), RETRY_KEY_SECONDS]
                 )
             except (RedisError, OSError) as error:
                 # As with a lost WATCH: arq skips the job, which stays queued (or, if the script ran
@@ -185,6 +185,8 @@ class ResilientArqRedis(ArqRedis):
         super().__init__(*args, **kwargs)
         self.claims = Claims()
         self.pacer = IdlePacer()
+        self.claim_script = self.register_script(CLAIM_SCRIPT)
+        self.poll_script = self.register_script(POLL_SCRIPT)
 
     @property
     def tracks_claims(self) -> bool:
@@ -237,7 +239,7 @@ class ResilientArqRedis(ArqRedis):
         now_ms = max + (timestamp_ms() - before_ms) if isinstance(max, int | float) else timestamp_ms()
         args = [_score(min), now_ms, start or 0, num, in_progress_key_prefix]
         sent = time.monotonic()
-        reply = await POLL_SCRIPT(self, [name], args)
+        reply = await self.poll_script([name], args)
         ids = self.claims.polled(reply, now_ms, random.randrange, limit=num, sent=sent)
         next_due = None
         if not self.claims.due:  # idle: when does the next waiting job (a retry, a later job) fall due?

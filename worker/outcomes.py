@@ -25,9 +25,9 @@ from typing import Any, Literal
 from arq.utils import timestamp_ms
 from arq.worker import Retry
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 from relay.core.keys import minute_redis_key, outcome_redis_key
-from worker.scripts import Script, ScriptArg
 
 log = logging.getLogger("worker.outcomes")
 
@@ -42,7 +42,7 @@ RETRY_KNOWS_ITS_DELAY = getattr(Retry(defer=1), "defer_score", None) == 1000
 """arq's `Retry` keeps its delay in ms as ``defer_score``, undocumented (docs/INTERNALS.md): checked
 once at import; without it an outcome says "retrying" without the time."""
 
-RECORD_SCRIPT = Script("""
+RECORD_SCRIPT = """
 for i = 1, #KEYS / 2 do
   local a = (i - 1) * 5
   redis.call('HSET', KEYS[2 * i - 1], ARGV[a + 1], ARGV[a + 2])
@@ -52,7 +52,7 @@ for i = 1, #KEYS / 2 do
     redis.call('EXPIRE', KEYS[2 * i], ARGV[a + 5])
   end
 end
-""")
+"""
 """Write a batch of outcomes. KEYS: per outcome, its hash and its minute's hash. ARGV: per outcome,
 the handler, the outcome JSON, keep ms, the minute's field (``handled``, ``failed`` or empty), the
 minute's expiry in seconds."""
@@ -63,7 +63,7 @@ MAX_BATCH = 500
 MAX_BUFFERED = 20_000
 """Outcomes waiting at most (Redis slow or away); past it the oldest are dropped, and logged."""
 
-Record = tuple[list[str], list[ScriptArg]]
+Record = tuple[list[str], list[EncodableT]]
 
 
 class OutcomeBuffer:
@@ -107,7 +107,7 @@ class OutcomeBuffer:
             args = [arg for _, a in batch for arg in a]
             try:
                 async with asyncio.timeout(RECORD_SECONDS):
-                    await RECORD_SCRIPT(self.redis, keys, args)
+                    await self.redis.register_script(RECORD_SCRIPT)(keys, args)
             except (TimeoutError, RedisError, OSError) as exc:
                 log.warning("could not record %d handler outcome(s) for the admin page: %r", len(batch), exc)
         if self.dropped:

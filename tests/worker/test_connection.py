@@ -283,7 +283,7 @@ async def test_a_polled_job_is_claimed_and_read_in_one_round_trip(own_redis: Red
         await redis.zadd(QUEUE, {"job-1": 1000})
         await redis.set(job_key_prefix + "job-1", b"payload")
         for script in (POLL_SCRIPT, CLAIM_SCRIPT):
-            await redis.script_load(script.text)  # as after the worker's first poll and claim
+            await redis.script_load(script)  # as after the worker's first poll and claim
         before = await reads_processed(probe)
 
         assert await arq_poll(redis) == ["job-1"]
