@@ -282,7 +282,7 @@ class Bridge:
             self.redis,
             jobs,
             now_ms=timestamp_ms(),
-            expires_ms=self.settings.retention_seconds * 1000,
+            expires_ms=self.settings.retention_ms,
             settle=Settle("XACK", EVENTS_STREAM, ids, group=CONSUMER_GROUP),
             queue=self.queue,
         )
@@ -366,7 +366,7 @@ class Bridge:
                     await self.forget_idle_consumers()
                 if now >= next_trim:
                     next_trim = now + self.options.trim_every_seconds
-                    await trim_events(self.redis, self.settings.retention_seconds)
+                    await trim_events(self.redis, self.settings.retention_ms)
                 if now >= next_backlog:
                     next_backlog = now + self.options.backlog_every_seconds
                     await self.check_backlog()

@@ -121,7 +121,7 @@ def arq_function(
             seconds = time.perf_counter() - started
             counted.ran(handler, outcome, seconds)
             if outcome != "error":  # for the admin page (worker/outcomes.py); bounded, never raises
-                keep_ms = settings.retention_seconds * 1000
+                keep_ms = settings.retention_ms
                 await outcomes.record(
                     ctx, handler, entry_id, outcome, note=note, retry=retried, keep_ms=keep_ms
                 )
@@ -195,7 +195,7 @@ async def skip_unknown(
     extra = _log_fields(event, name, 0)
     skipped = await _bookkeeping(
         "count a run skipped for want of its handler",
-        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_seconds * 1000),
+        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_ms),
         extra,
     )
     if skipped < tries:
@@ -222,7 +222,7 @@ async def skip_for_slot(name: str, settings: Settings, ctx: dict[str, Any], even
     """Every slot of handler `name` is busy in this process: defer the run, counted as skipped."""
     await _bookkeeping(
         "count a run deferred for want of a slot",
-        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_seconds * 1000),
+        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_ms),
         _log_fields(event, name, 0),
     )
     raise SlotDeferred(defer=slot_defer_seconds())
@@ -258,8 +258,8 @@ async def run_attempt(
         event_type=event.type,
         received_ms=event.received_ms,
         settings=settings,
-        once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_seconds * 1000),
-        later=Later(ctx["redis"], registry or _alone(handler), event, settings.retention_seconds * 1000),
+        once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_ms),
+        later=Later(ctx["redis"], registry or _alone(handler), event, settings.retention_ms),
     )
     extra = _log_fields(event, handler.name, attempt)
 
@@ -344,7 +344,7 @@ async def _note_failure(ctx: dict[str, Any], settings: Settings, extra: dict[str
     try:
         async with asyncio.timeout(BOOKKEEPING_SECONDS):
             await deadletter.record_failure(
-                ctx["redis"], ctx["job_id"], now_ms=timestamp_ms(), keep_ms=settings.retention_seconds * 1000
+                ctx["redis"], ctx["job_id"], now_ms=timestamp_ms(), keep_ms=settings.retention_ms
             )
     except (TimeoutError, RedisError, OSError) as exc:
         # Only the dead letter's "first failure" time suffers; the retry itself goes ahead.

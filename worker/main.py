@@ -306,7 +306,7 @@ def build_worker_settings(
         "redis_pool": worker_redis(
             settings,
             queue=ARQ_QUEUE,
-            expires_extra_ms=settings.retention_seconds * 1000,
+            expires_extra_ms=settings.retention_ms,
             wait_at_start=options.wait_for_redis,
         ),
         "on_startup": lifecycle.on_startup,
@@ -319,7 +319,7 @@ def build_worker_settings(
         "job_completion_wait": math.ceil(longest),
         "keep_result": keep_result_seconds(settings),
         "max_tries": ARQ_MAX_TRIES,
-        "expires_extra_ms": settings.retention_seconds * 1000,
+        "expires_extra_ms": settings.retention_ms,
         "health_check_interval": options.health_check_interval,
         "ctx": {"settings": settings},
     }
