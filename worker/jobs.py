@@ -13,6 +13,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from arq.utils import timestamp_ms
@@ -62,6 +63,14 @@ keeps coming back for about a quarter of an hour, long enough for a rolling depl
 UNKNOWN_HANDLER_MAX_DEFER = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLettered:
+    """How a run ended its job when it wrote a dead letter (a run that succeeded returns None)."""
+
+    dead_id: str
+    """The dead letter's id in ``relay:dead``."""
+
+
 def keep_result_seconds(settings: Settings) -> float:
     """How long arq keeps a finished job's result, and so refuses the same job id again.
 
@@ -106,13 +115,13 @@ def arq_function(
         found = registry.get(handler)
         started = time.perf_counter()
         outcome = "error"  # unless the run ends one of the ways below: a bug, or arq cancelled it
-        note: str | None = None
+        dead: DeadLettered | None = None
         retried: Retry | None = None
         try:
             with tracked.track(handler, entry_id):
-                note = await _run(found, handler, ctx, event)
-            outcome = "ok" if note is None else "dead"
-            return note
+                dead = await _run(found, handler, ctx, event)
+            outcome = "ok" if dead is None else "dead"
+            return None if dead is None else f"dead letter {dead.dead_id}"  # what arq keeps as the result
         except Retry as retry:
             outcome = "retry" if found is not None and not isinstance(retry, SlotDeferred) else "skipped"
             retried = retry
@@ -121,9 +130,15 @@ def arq_function(
             seconds = time.perf_counter() - started
             counted.ran(handler, outcome, seconds)
             if outcome != "error":  # for the admin page (worker/outcomes.py); bounded, never raises
-                keep_ms = settings.retention_ms
+                dead_id = dead.dead_id if dead is not None else ""
                 await outcomes.record(
-                    ctx, handler, entry_id, outcome, note=note, retry=retried, keep_ms=keep_ms
+                    ctx,
+                    handler,
+                    entry_id,
+                    outcome,
+                    dead_id=dead_id,
+                    retry=retried,
+                    keep_ms=settings.retention_ms,
                 )
             if outcome == "ok":
                 fields = _log_fields(event, handler, int(ctx.get("attempt", 0)))
@@ -136,7 +151,7 @@ def arq_function(
 
     async def _run(
         found: Handler | None, handler: str, ctx: dict[str, Any], event: StoredEvent
-    ) -> str | None:
+    ) -> DeadLettered | None:
         if found is None:
             return await skip_unknown(
                 handler,
@@ -185,11 +200,11 @@ async def skip_unknown(
     tries: int = UNKNOWN_HANDLER_TRIES,
     backoff_base: float = UNKNOWN_HANDLER_BACKOFF,
     metrics: WorkerMetrics | None = None,
-) -> str:
+) -> DeadLettered:
     """A run of a job for handler `name`, which this worker lacks: defer it, or dead-letter it.
 
     Raises `arq.Retry` (another worker may have the handler) until the job was skipped `tries` times,
-    then writes an ``UnknownHandler`` dead letter and returns its note. Never drops the job.
+    then writes an ``UnknownHandler`` dead letter. Never drops the job.
     """
     job_try = int(ctx["job_try"])
     extra = _log_fields(event, name, 0)
@@ -236,12 +251,12 @@ async def run_attempt(
     *,
     metrics: WorkerMetrics | None = None,
     registry: Registry | None = None,
-) -> str | None:
+) -> DeadLettered | None:
     """Run one attempt of `handler` for `event`; raise `arq.Retry` to be run again later.
 
     `registry` (default: `handler` alone) is what ``ctx["later"]`` may schedule.
 
-    Returns None on success, or a short note naming the dead letter written.
+    Returns None on success, or the dead letter written.
     """
     job_try = int(ctx["job_try"])
     attempt = job_try
@@ -368,7 +383,7 @@ async def _dead_letter(
     extra: dict[str, object],
     reason: str,
     metrics: WorkerMetrics | None,
-) -> str:
+) -> DeadLettered:
     try:
         async with asyncio.timeout(BOOKKEEPING_SECONDS):
             dead_id = await deadletter.write(
@@ -390,7 +405,7 @@ async def _dead_letter(
         "%s gave up on %s after %d attempt(s): %s: %s (dead letter %s)",
         handler, event.entry_id, attempts, failure.error_type, failure.message, dead_id, extra=extra,
     )  # fmt: skip
-    return f"dead letter {dead_id}"
+    return DeadLettered(dead_id)
 
 
 class ArqJobLines(logging.Filter):

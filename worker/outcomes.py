@@ -140,8 +140,6 @@ def _record(redis: Any, entry_id: str, handler: str, outcome: Outcome, keep_ms: 
 
 # How `worker.jobs` names a run's end, and the state it leaves the handler in.
 _STATES: dict[str, State] = {"ok": "done", "retry": "retrying", "dead": "dead", "skipped": "waiting"}
-DEAD_NOTE = "dead letter "
-"""`worker.jobs` returns ``"dead letter <id>"`` for a run that wrote one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +189,11 @@ def _clip(text: str) -> str:
 
 
 def outcome_of(
-    run_end: str, *, now_ms: int, attempt: int, note: str | None, retry: BaseException | None
+    run_end: str, *, now_ms: int, attempt: int, dead_id: str = "", retry: BaseException | None
 ) -> Outcome | None:
-    """The outcome a run ending as `run_end` (``ok``, ``retry``, ``dead``, ``skipped``) leaves; None
-    for an end that says nothing about the handler (``error``: cancelled, or a bug in the wrapper)."""
+    """The outcome a run ending as `run_end` (``ok``, ``retry``, ``dead`` with the dead letter's id,
+    ``skipped``) leaves; None for an end that says nothing about the handler (``error``: cancelled, or
+    a bug in the wrapper)."""
     state = _STATES.get(run_end)
     if state is None:
         return None
@@ -206,8 +205,7 @@ def outcome_of(
             error = _clip(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
         defer_ms = getattr(retry, "defer_score", None) if RETRY_KNOWS_ITS_DELAY else None
         retry_at_ms = now_ms + int(defer_ms) if isinstance(defer_ms, int | float) else 0
-    dead_id = note.removeprefix(DEAD_NOTE) if state == "dead" and note else ""
-    return Outcome(state, now_ms, attempt, error, retry_at_ms, dead_id)
+    return Outcome(state, now_ms, attempt, error, retry_at_ms, dead_id if state == "dead" else "")
 
 
 async def record(
@@ -216,13 +214,14 @@ async def record(
     entry_id: str,
     run_end: str,
     *,
-    note: str | None = None,
+    dead_id: str = "",
     retry: BaseException | None = None,
     keep_ms: int,
 ) -> None:
     """Record how a run of `handler` for `entry_id` ended, and count it in its minute. Never raises."""
     now_ms = timestamp_ms()
-    outcome = outcome_of(run_end, now_ms=now_ms, attempt=int(ctx.get("attempt", 0)), note=note, retry=retry)
+    attempt = int(ctx.get("attempt", 0))
+    outcome = outcome_of(run_end, now_ms=now_ms, attempt=attempt, dead_id=dead_id, retry=retry)
     if outcome is None:
         return
     _record(ctx["redis"], entry_id, handler, outcome, keep_ms)

@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from relay.core.events import Event, ReviewAdd, VoteAdd
+from relay.core.keys import DEAD_STREAM, StoredEvent
 from relay.core.settings import Settings
 from tests.worker.helpers import (
     bridge_all,
@@ -26,6 +27,7 @@ from tests.worker.helpers import (
 )
 from worker import Context, Permanent, Registry
 from worker.bridge import Bridge
+from worker.jobs import DeadLettered, run_attempt
 from worker.keys import ARQ_QUEUE, failing_redis_key
 from worker.main import Hooks
 
@@ -287,3 +289,38 @@ async def test_a_body_that_no_longer_parses_is_dead_lettered_without_running(
     [letter] = await dead_letters(redis)
     assert (letter.handler, letter.error_type, letter.attempts) == ("reward_voter", "InvalidEvent", 1)
     assert "user_id" in letter.error
+
+
+# -- one attempt, stepped by hand ----------------------------------------------------------------
+
+
+def attempts_registry() -> Registry:
+    registry = Registry()
+
+    @registry.on(VoteAdd, max_attempts=3, backoff=0)
+    async def flaky(ctx: Context, event: VoteAdd) -> None:
+        raise RuntimeError("not yet")
+
+    @registry.on(VoteAdd)
+    async def doomed(ctx: Context, event: VoteAdd) -> None:
+        raise Permanent("no such user")
+
+    return registry
+
+
+async def attempt(redis: Redis, settings: Settings, name: str, job_try: int = 1) -> DeadLettered | None:
+    """One attempt of handler `name` for a vote stored as entry 1-0, as arq's `job_try` run."""
+    handler = attempts_registry().get(name)
+    assert handler is not None
+    ctx: dict[str, object] = {"redis": redis, "job_try": job_try, "job_id": f"1-0:{name}"}
+    return await run_attempt(handler, settings, ctx, StoredEvent("1-0", "VOTE_ADD", vote_body(), 1, ""))
+
+
+async def test_an_attempt_that_dead_letters_returns_the_letter_it_wrote(
+    redis: Redis, settings: Settings
+) -> None:
+    dead = await attempt(redis, settings, "doomed")
+
+    [(dead_id, fields)] = await redis.xrange(DEAD_STREAM)
+    assert dead == DeadLettered(dead_id.decode())
+    assert (fields[b"handler"], fields[b"error_type"]) == (b"doomed", b"Permanent")
