@@ -12,9 +12,10 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, func
@@ -36,8 +37,6 @@ from worker.slots import SLOT_WAIT_SECONDS, NoSlot, Slots
 from worker.slots import defer_seconds as slot_defer_seconds
 
 log = logging.getLogger("worker.jobs")
-
-T = TypeVar("T")
 
 MARGIN_SECONDS = 2.0
 """arq's timeout for a job is the largest handler timeout plus this, so the wrapper, not arq, handles
@@ -181,13 +180,21 @@ def _log_fields(event: StoredEvent, handler: str, attempt: int) -> dict[str, obj
     return {"entry_id": event.entry_id, "event_type": event.type, "handler": handler, "attempt": attempt}
 
 
-async def _bookkeeping(what: str, call: Awaitable[T], extra: dict[str, object]) -> T:
-    """Await `call`, a Redis call the job cannot go on without, or leave the job queued for later."""
+@asynccontextmanager
+async def _bookkeeping(
+    what: str, extra: dict[str, object], *, required: bool = True, level: int = logging.WARNING
+) -> AsyncIterator[None]:
+    """Bound the job's own Redis bookkeeping inside by `BOOKKEEPING_SECONDS`. When it fails, log that
+    the job could not `what`; `required` bookkeeping then leaves the job queued for a later run
+    (`arq.Retry`), any other is done without."""
     try:
         async with asyncio.timeout(BOOKKEEPING_SECONDS):
-            return await call
+            yield
     except (TimeoutError, RedisError, OSError) as exc:
-        log.warning("could not %s, the job stays queued: %r", what, exc, extra=extra)
+        if not required:
+            log.warning("could not %s: %r", what, exc, extra=extra)
+            return
+        log.log(level, "could not %s, the job stays queued: %r", what, exc, extra=extra)
         raise Retry(defer=UNRECORDED_RETRY_SECONDS) from exc
 
 
@@ -208,11 +215,8 @@ async def skip_unknown(
     """
     job_try = int(ctx["job_try"])
     extra = _log_fields(event, name, 0)
-    skipped = await _bookkeeping(
-        "count a run skipped for want of its handler",
-        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_ms),
-        extra,
-    )
+    async with _bookkeeping("count a run skipped for want of its handler", extra):
+        skipped = await deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_ms)
     if skipped < tries:
         wait = backoff.ceiling(skipped, backoff_base, cap=UNKNOWN_HANDLER_MAX_DEFER)
         log.warning(
@@ -235,11 +239,8 @@ class SlotDeferred(Retry):
 
 async def skip_for_slot(name: str, settings: Settings, ctx: dict[str, Any], event: StoredEvent) -> NoReturn:
     """Every slot of handler `name` is busy in this process: defer the run, counted as skipped."""
-    await _bookkeeping(
-        "count a run deferred for want of a slot",
-        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_ms),
-        _log_fields(event, name, 0),
-    )
+    async with _bookkeeping("count a run deferred for want of a slot", _log_fields(event, name, 0)):
+        await deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_ms)
     raise SlotDeferred(defer=slot_defer_seconds())
 
 
@@ -261,11 +262,10 @@ async def run_attempt(
     job_try = int(ctx["job_try"])
     attempt = job_try
     if job_try > 1:  # a first run cannot follow a skipped one: no Redis call on the usual path
-        attempt -= await _bookkeeping(
-            "read the runs skipped for want of the handler",
-            deadletter.skipped_runs(ctx["redis"], ctx["job_id"]),
-            _log_fields(event, handler.name, job_try),
-        )
+        async with _bookkeeping(
+            "read the runs skipped for want of the handler", _log_fields(event, handler.name, job_try)
+        ):
+            attempt -= await deadletter.skipped_runs(ctx["redis"], ctx["job_id"])
     ctx.update(
         event_id=event.entry_id,
         attempt=attempt,
@@ -332,7 +332,8 @@ async def run_attempt(
         raise Retry(defer=wait) from exc
 
     if job_try > 1:
-        await _forget_failures(ctx, extra)
+        async with _bookkeeping("clear the failure record (it expires on its own)", extra, required=False):
+            await deadletter.forget_failures(ctx["redis"], ctx["job_id"])
     return None
 
 
@@ -356,22 +357,11 @@ def refuse_awaitable(handler: Handler, result: object) -> None:
 
 
 async def _note_failure(ctx: dict[str, Any], settings: Settings, extra: dict[str, object]) -> None:
-    try:
-        async with asyncio.timeout(BOOKKEEPING_SECONDS):
-            await deadletter.record_failure(
-                ctx["redis"], ctx["job_id"], now_ms=timestamp_ms(), keep_ms=settings.retention_ms
-            )
-    except (TimeoutError, RedisError, OSError) as exc:
-        # Only the dead letter's "first failure" time suffers; the retry itself goes ahead.
-        log.warning("could not record the first failure time: %r", exc, extra=extra)
-
-
-async def _forget_failures(ctx: dict[str, Any], extra: dict[str, object]) -> None:
-    try:
-        async with asyncio.timeout(BOOKKEEPING_SECONDS):
-            await deadletter.forget_failures(ctx["redis"], ctx["job_id"])
-    except (TimeoutError, RedisError, OSError) as exc:
-        log.warning("could not clear the failure record (it expires on its own): %r", exc, extra=extra)
+    # Only the dead letter's "first failure" time suffers if this fails; the retry itself goes ahead.
+    async with _bookkeeping("record the first failure time", extra, required=False):
+        await deadletter.record_failure(
+            ctx["redis"], ctx["job_id"], now_ms=timestamp_ms(), keep_ms=settings.retention_ms
+        )
 
 
 async def _dead_letter(
@@ -384,21 +374,17 @@ async def _dead_letter(
     reason: str,
     metrics: WorkerMetrics | None,
 ) -> DeadLettered:
-    try:
-        async with asyncio.timeout(BOOKKEEPING_SECONDS):
-            dead_id = await deadletter.write(
-                ctx["redis"],
-                event,
-                handler=handler,
-                attempts=attempts,
-                failure=failure,
-                now_ms=timestamp_ms(),
-                job_id=ctx["job_id"],
-            )
-    except (TimeoutError, RedisError, OSError) as exc:
-        # Dropping the job now would lose the event: keep it queued; its next run writes the dead letter.
-        log.error("could not write the dead letter, the job stays queued: %r", exc, extra=extra)
-        raise Retry(defer=UNRECORDED_RETRY_SECONDS) from exc
+    # Dropping the job when this fails would lose the event: it stays queued, its next run writes it.
+    async with _bookkeeping("write the dead letter", extra, level=logging.ERROR):
+        dead_id = await deadletter.write(
+            ctx["redis"],
+            event,
+            handler=handler,
+            attempts=attempts,
+            failure=failure,
+            now_ms=timestamp_ms(),
+            job_id=ctx["job_id"],
+        )
     if metrics is not None:
         metrics.dead_lettered(handler, reason)
     log.error(
