@@ -100,8 +100,8 @@ def arq_function(
 
     A job naming a handler `registry` lacks is skipped and deferred (`skip_unknown`), `unknown_tries`
     times with a doubling wait from `unknown_backoff` seconds, then dead-lettered. Every run is
-    counted in `metrics`, and a successful one logged (arq's own lines about jobs are dropped by
-    `ArqJobLines`: they carry no fields).
+    counted in `metrics`, and a successful one logged (in place of arq's own lines about jobs, which
+    `worker.main.ArqLines` drops: they carry no fields).
     """
     counted = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
     slots = Slots(registry)
@@ -392,17 +392,3 @@ async def _dead_letter(
         handler, event.entry_id, attempts, failure.error_type, failure.message, dead_id, extra=extra,
     )  # fmt: skip
     return DeadLettered(dead_id)
-
-
-class ArqJobLines(logging.Filter):
-    """Drops arq's INFO lines about each job (started, finished, retrying).
-
-    The relay logs its own line for each run (`arq_function`), with the entry id, event type,
-    handler and attempt as fields; arq's carry them only inside the text.
-    """
-
-    FORMATS = frozenset({"%6.2fs → %s(%s)%s", "%6.2fs ← %s ● %s", "%6.2fs ↻ %s retrying job in %0.2fs"})
-    """arq 0.28's formats of those lines (a test checks they are still the ones arq uses)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.INFO and record.msg in self.FORMATS)
