@@ -20,9 +20,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = Path(__file__).with_name("compose_tasks.py")
@@ -172,13 +174,29 @@ def stack_variables(secret: str, port: int) -> dict[str, str]:
     }
 
 
-def tasks_override(folder: Path) -> Path:
-    """A compose file that mounts the counting handlers into the workers."""
+IMAGE = f"sphere-relay-test:{os.getpid()}"
+"""The tag the tests build the relay's image under: not the files' `sphere-relay:latest`, which a stack
+of the user's runs, and which a rebuild from this checkout would make its next `up` recreate with."""
+
+
+def override_for(folder: Path, file: Path) -> Path:
+    """A compose file over `file`: the image the tests build for every service that builds one, and the
+    counting handlers mounted into the workers."""
+    built = [
+        name for name, service in yaml.safe_load(file.read_text())["services"].items() if "build" in service
+    ]
+    services: dict[str, Any] = {name: {"image": IMAGE} for name in built}
+    services["worker"]["volumes"] = [f"{TASKS}:/srv/relay/compose_tasks.py:ro"]
     override = folder / "override.yml"
-    override.write_text(
-        f"services:\n  worker:\n    volumes:\n      - {TASKS}:/srv/relay/compose_tasks.py:ro\n"
-    )
+    override.write_text(yaml.safe_dump({"services": services}))
     return override
+
+
+def image_id(tag: str) -> str | None:
+    found = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", tag], capture_output=True, text=True
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def docker(*args: str) -> str:

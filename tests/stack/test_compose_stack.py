@@ -22,7 +22,19 @@ import httpx
 import pytest
 
 from relay.core.keys import EVENTS_STREAM
-from tests.stack.compose import DEADLINE, RUNS, TASKS, Project, Stack, container_states, docker, review, vote
+from tests.stack.compose import (
+    DEADLINE,
+    IMAGE,
+    RUNS,
+    TASKS,
+    Project,
+    Stack,
+    container_states,
+    docker,
+    image_id,
+    review,
+    vote,
+)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("COMPOSE_TEST") != "1", reason="needs Docker; run it with `make compose-test`"
@@ -35,6 +47,16 @@ def test_the_file_keeps_two_workers_and_publishes_the_edge_on_loopback_only(stac
     assert ports and all(p.startswith("127.0.0.1:") for p in ports), ports
     assert httpx.get(f"{stack.url}/metrics", timeout=5).status_code == 404  # not on the public port
     assert httpx.get(f"{stack.url}/openapi.json", timeout=5).status_code == 404
+
+
+def test_the_tests_build_an_image_of_their_own_and_leave_the_users_tag_alone(
+    stack: Stack, users_image: str | None
+) -> None:
+    containers = [c for service in ("edge", "worker") for c in stack.containers(service)]
+    images = {found["Config"]["Image"] for found in json.loads(docker("inspect", *containers))}
+
+    assert images == {IMAGE}
+    assert image_id("sphere-relay:latest") == users_image  # not rebuilt: a user's next `up` keeps its image
 
 
 def test_every_handler_runs_once_for_each_event(stack: Stack) -> None:

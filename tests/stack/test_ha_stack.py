@@ -26,8 +26,8 @@ from tests.stack.compose import (
     docker,
     made_by,
     mounted_volumes,
+    override_for,
     stack_variables,
-    tasks_override,
     volumes,
     vote,
 )
@@ -45,7 +45,7 @@ def ha_stack(folder: Path, name: str, workers: int) -> Stack:
     port = free_port()
     secret = secrets.token_hex(32)
     variables = stack_variables(secret, port) | {"RELAY_WORKERS": str(workers)}
-    files = [ROOT / "docker-compose.ha.yml", tasks_override(folder)]
+    files = [ROOT / "docker-compose.ha.yml", override_for(folder, ROOT / "docker-compose.ha.yml")]
     project = Project(f"relaytest{name}{os.getpid()}", files, folder / "env", variables)
     return Stack(project, f"http://127.0.0.1:{port}", secret, redis_service="redis-primary")
 
