@@ -47,7 +47,15 @@ RELAY_HTTPTOOLS = Server(
     "the relay edge under uvicorn's own --http httptools, the same limits otherwise",
     ("--http", "httptools", *EDGE_LIMITS[2:]),
 )
-SERVERS = {server.name: server for server in (CEILING, BASELINE, RELAY, RELAY_HTTPTOOLS)}
+RELAY_TWO_WRITES = Server(
+    "relay-two-writes",
+    RELAY_APP,
+    EVENTS_STREAM,
+    "the relay edge's protocol writing each answer's head and body apart, as uvicorn does (bench.two_writes)",
+    ("--http", "bench.two_writes:TwoWritesProtocol", *EDGE_LIMITS[2:]),
+)
+"""Not measured by default: ``--servers ...,relay-two-writes`` prices the edge's one write per answer."""
+SERVERS = {server.name: server for server in (CEILING, BASELINE, RELAY, RELAY_HTTPTOOLS, RELAY_TWO_WRITES)}
 
 
 @dataclass(frozen=True)
