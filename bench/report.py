@@ -427,7 +427,8 @@ METHOD = """\
   `relay.cli.devrun.EDGE_LIMITS`, as in `docker-compose.yml`), against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
   `relay-httptools` is the same edge under uvicorn's own `--http httptools` (the other limits the same):
   what the edge's protocol (bounded heads, one write per answer) costs or saves; `relay-two-writes`
-  (only with `--servers`) keeps the bounds and writes each answer's head and body apart.
+  (only with `--servers`) keeps the bounds and writes each answer's head and body apart; `relay-before`
+  (only with `--before REF`) is the edge as of another git revision, the same flags, in the same rounds.
   Each server gets a {warmup:g} s warm-up, then Redis is emptied before every measured run of {seconds:g} s.
 - **Rounds**: the servers are measured {rounds} times over, interleaved (ceiling, baseline, relay, then
   again), each time in a fresh process: back-to-back runs of the same server on this shared machine
