@@ -83,19 +83,28 @@ NO_SENDER = "no sender is set up"
 """How start-up refuses settings that enable no route at all (`relay.cli.devrun` looks for it)."""
 
 
+def weak_secret_reason(secret: str, variable: str = "RELAY_SECRET") -> str | None:
+    """Why `secret` would be refused at start-up as `variable` (``RELAY_SECRET``, ``RELAY_TOPGG_SECRET``,
+    ...), or None: for tools that sign with it (``relay send``)."""
+    checks: dict[str, Callable[[SecretStr], SecretStr]] = {
+        "RELAY_SECRET": _refuse_weak,
+        "RELAY_TOPGG_SECRET": lambda s: _refuse_weak(s, _TOPGG_WHERE, "whs_"),
+        "RELAY_TOPGG_AUTHORIZATION": lambda s: _refuse_weak(s, _TOPGG_V0_WHERE),
+        "RELAY_STANDARD_WEBHOOKS_SECRET": _refuse_weak_standard,
+    }
+    try:
+        checks[variable](SecretStr(secret))
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def _comma_list(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
 
 
-def weak_secret_reason(secret: str) -> str | None:
-    """Why `secret` would be refused at start-up, or None: for tools that sign with it (``relay send``)."""
-    try:
-        _refuse_weak(SecretStr(secret))
-    except ValueError as error:
-        return str(error)
-    return None
 
 
 # --- Redis: where it is, how to reach it, how many replicas an acknowledgement waits for (issue 14) ---
