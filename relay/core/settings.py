@@ -105,8 +105,6 @@ def _comma_list(value: object) -> object:
     return value
 
 
-
-
 # --- Redis: where it is, how to reach it, how many replicas an acknowledgement waits for (issue 14) ---
 
 
