@@ -4,6 +4,7 @@ sender signs, accepted and stored under its type; forgeries refused; the edge's 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,7 @@ import redis
 
 from relay.core.keys import EVENTS_STREAM, F_BODY, F_SOURCE, F_TYPE
 from tests.cli.cli_support import cli_env, invoke
-from tests.conftest import make_settings
+from tests.conftest import SECRET, make_settings
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer
 from tests.support.senders import SENDER_SETTINGS, STANDARD_SECRET, TOPGG_AUTHORIZATION, TOPGG_SECRET
@@ -107,3 +108,28 @@ def test_top_gg_sends_no_reviews() -> None:
 
     assert result.exit_code == 2
     assert "top.gg sends no reviews" in result.output
+
+
+def test_stats_and_rejected_tell_the_senders_apart(
+    edge_url: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAY_SECRET", SECRET)
+    monkeypatch.setenv("RELAY_TOPGG_SECRET", TOPGG_SECRET)
+    assert invoke(["send", "vote", "--url", edge_url, "--count", "2"]).exit_code == 0
+    assert invoke(["send", "vote", "--url", edge_url, "--source", "topgg"]).exit_code == 0
+    assert invoke(["send", "vote", "--url", edge_url, "--source", "topgg", "--bad-signature"]).exit_code == 0
+
+    stats = json.loads(invoke(["stats", "--json"]).output)
+    assert [(s["source"], s["recent"]) for s in stats["sources"]] == [("sphere", 2), ("topgg", 1)]
+    assert "by source, in the newest 3: sphere 2 (newest " in invoke(["stats"]).output
+
+    for _ in range(200):  # the edge records a refusal after answering
+        rejected = json.loads(invoke(["rejected", "--json"]).output)
+        if rejected["latest"]:
+            break
+        time.sleep(0.01)
+    [record] = rejected["latest"]
+    assert (record["source"], record["reason"]) == ("topgg", "invalid_signature: wrong v1 signature")
+    text = invoke(["rejected"]).output
+    assert "topgg  401 invalid_signature: wrong v1 signature  (compare RELAY_TOPGG_SECRET" in text
+    assert "x-topgg-signature: t=" in text and TOPGG_SECRET not in text
