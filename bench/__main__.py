@@ -31,7 +31,7 @@ from bench.pipeline import measure_pipeline
 from bench.processes import ProcessGroup, Redis, start_redis
 from bench.profile import profile_server, profile_worker, py_spy_available
 from bench.report import LOADED, Machine, Results, kept_notes, render, summary, targets, to_json
-from bench.senders import SOURCES, SenderSecrets, measure_senders, write_sender_requests
+from bench.senders import ASGI_ONLY, SOURCES, SenderSecrets, measure_senders, write_sender_requests
 from bench.traces import TRACE_DIR_ENV
 
 HERE = Path(__file__).resolve().parent
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
     parser.add_argument("--senders", default=",".join(SOURCES),
                         help="senders whose routes are measured side by side on one edge (bench.senders); '' for none")  # fmt: skip
+    parser.add_argument("--senders-protocol", choices=("edge", "asgi"), default="edge",
+                        help="the senders phase's HTTP protocol: the edge's own (as shipped), or uvicorn's "
+                             "httptools, which sends every route through ASGI")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")
     parser.add_argument("--rounds", type=int, default=3,
                         help="times each edge server and each worker count is measured, interleaved; the median round counts")  # fmt: skip
@@ -325,6 +328,7 @@ def _measure_senders(
     results.senders = measure_senders(
         group, store, requests, connections=LOADED, seconds=args.seconds, warmup_seconds=args.warmup,
         rounds=args.rounds, env={**group.env, **keys.env()},
+        http=ASGI_ONLY if args.senders_protocol == "asgi" else None,
     )  # fmt: skip
 
 
