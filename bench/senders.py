@@ -219,6 +219,7 @@ def measure_senders(
             if warmup_seconds > 0:
                 client.flush()
                 run_wrk(url, files, connections=connections, seconds=warmup_seconds)
+                _settled(client)  # what wrk left in flight is stored before the next flush
         for number in range(1, rounds + 1):
             for source, files in requests.items():
                 client.flush()
