@@ -22,7 +22,7 @@ from pathlib import Path
 
 from standardwebhooks import Webhook
 
-from bench.load import Requests, Signer, WrkResult, run_wrk
+from bench.load import Requests, Signer, WrkResult, run_wrk, write_records
 from bench.pipeline import median_by
 from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn
 from bench.store import Store
@@ -150,17 +150,13 @@ def write_sender_requests(
 ) -> Requests:
     """``<prefix>.<source>.N`` per wrk thread: `per_thread` distinct signed votes of `source`, one length."""
     make = request_maker(source, keys, int(time.time()))
-    target = Path(f"{prefix}.{source}")
-    length = len(make(b"%07d%011d" % (nonce % 10**7, 0)))
-    for thread in range(1, threads + 1):
-        first = (thread - 1) * per_thread
-        with Path(f"{target}.{thread}").open("wb") as out:
-            for number in range(first, first + per_thread):
-                request = make(b"%07d%011d" % (nonce % 10**7, number))
-                if len(request) != length:
-                    raise ValueError(f"{source} request {number} is {len(request)} bytes, not {length}")
-                out.write(request)
-    return Requests(target, length, per_thread)
+    prefix_nonce = nonce % 10**7
+    return write_records(
+        Path(f"{prefix}.{source}"),
+        threads,
+        per_thread,
+        lambda number: make(b"%07d%011d" % (prefix_nonce, number)),
+    )
 
 
 @dataclass(frozen=True)
