@@ -40,6 +40,7 @@ from relay.edge.ingest import IngestWriter
 from relay.edge.metrics import EdgeMetrics
 from relay.edge.rejections import RejectionRecorder
 from relay.edge.senders import SenderEndpoint, configured
+from relay.edge.senders import openapi as senders_openapi
 from relay.edge.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,15 @@ class AllowListedEdgeApp(EdgeApp):
 
 
 class _EdgeAPI(FastAPI):
+    senders: list[SenderEndpoint]
+    sphere: bool
+
     def openapi(self) -> dict[str, Any]:
         schema = super().openapi()
-        webhook.openapi(schema)  # FastAPI documents only its own routes
+        # FastAPI documents only its own routes: the webhook routes that are on are added here.
+        if self.sphere:
+            webhook.openapi(schema)
+        senders_openapi(schema, [endpoint.sender for endpoint in self.senders])
         return schema
 
 
@@ -191,6 +198,7 @@ def create_app(settings: Settings) -> EdgeApp:
         redoc_url=None,
         openapi_url="/openapi.json" if settings.openapi else None,
     )
+    api.senders, api.sphere = senders, settings.secret is not None
     api.include_router(probes.router)
     # The same endpoints as routes, so that FastAPI answers 405 for other methods on their paths.
     for path, each in routes.items():

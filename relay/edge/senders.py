@@ -17,7 +17,7 @@ from relay.core.senders.topgg import TopggSender
 from relay.core.settings import Settings
 from relay.edge.errors import BadSignature, BodyTooLarge
 from relay.edge.metrics import EdgeMetrics
-from relay.edge.webhook import WebhookEndpoint, content_length
+from relay.edge.webhook import WebhookEndpoint, content_length, describe
 
 
 def configured(settings: Settings) -> list[Sender]:
@@ -54,3 +54,21 @@ class SenderEndpoint(WebhookEndpoint):
             raise BadSignature(refused)
         payload = sender.parse(body)
         return sender.dedupe_key(payload, head, body), qualified(sender.NAME, sender.event_type(payload))
+
+
+def openapi(schema: dict[str, Any], senders: list[Sender]) -> None:
+    """Describe each sender's route in an OpenAPI document (as `relay.edge.webhook.openapi` does Sphere's)."""
+    for sender in senders:
+        headers = [
+            {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+            for name in sorted(sender.HEADERS)
+        ]
+        models = list(dict.fromkeys([*sender.MODELS.values(), sender.BASE]))
+        describe(
+            schema,
+            sender.PATH,
+            f"Receive a signed {sender.NAME} event",
+            f"webhook_{sender.NAME}",
+            models,
+            headers,
+        )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -193,7 +193,25 @@ def _stored_answer(written: Written) -> tuple[Answer, bytes]:
 
 def openapi(schema: dict[str, Any]) -> None:
     """Describe ``POST /webhook`` in an OpenAPI document built by FastAPI (which cannot see it)."""
-    models: list[type[BaseModel]] = [VoteAdd, ReviewAdd, Event]
+    header = {
+        "name": signature.HEADER,
+        "in": "header",
+        "required": True,
+        "description": "Hex HMAC-SHA256 of the raw body under the listing's secret",
+        "schema": {"type": "string"},
+    }
+    describe(schema, PATH, "Receive a signed Sphere event", "webhook", [VoteAdd, ReviewAdd, Event], [header])
+
+
+def describe(
+    schema: dict[str, Any],
+    path: str,
+    summary: str,
+    operation_id: str,
+    models: Sequence[type[BaseModel]],
+    headers: list[dict[str, Any]],
+) -> None:
+    """Add a webhook route taking `models`, signed in `headers`, to an OpenAPI document."""
     keys, defs = models_json_schema(
         [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
     )
@@ -216,19 +234,11 @@ def openapi(schema: dict[str, Any]) -> None:
 
     unavailable = error("Redis is unavailable (or an unexpected failure): deliver again later")
     unavailable["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
-    schema.setdefault("paths", {})[PATH] = {
+    schema.setdefault("paths", {})[path] = {
         "post": {
-            "summary": "Receive a signed Sphere event",
-            "operationId": "webhook",
-            "parameters": [
-                {
-                    "name": signature.HEADER,
-                    "in": "header",
-                    "required": True,
-                    "description": "Hex HMAC-SHA256 of the raw body under the listing's secret",
-                    "schema": {"type": "string"},
-                }
-            ],
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": headers,
             "requestBody": {
                 "required": True,
                 "content": {

@@ -246,3 +246,17 @@ def test_metrics_count_each_senders_requests(redis_url: str) -> None:
     assert counts[("sphere", "queued")] == counts[("sphere", "invalid_signature")] == 1
     assert counts[("standard", "queued")] == 0
     assert 'relay_webhook_requests_total{outcome="invalid_signature"} 2.0' in text  # the totals stay whole
+
+
+def test_openapi_documents_only_the_routes_that_are_on(redis_url: str) -> None:
+    settings = make_settings(
+        redis_url, openapi=True, secret=None, previous_secrets=[], topgg_secret=TOPGG_SECRET
+    )
+    with running_edge(settings) as url:
+        schema = httpx.get(f"{url}/openapi.json").json()
+
+    operation = schema["paths"]["/webhook/topgg"]["post"]
+    assert {p["name"] for p in operation["parameters"]} == {"x-topgg-signature", "authorization"}
+    assert {"200", "202", "401", "422", "503"} <= set(operation["responses"])
+    assert {"TopggVote", "TopggTest", "TopggLegacyVote", "TopggEvent"} <= set(schema["components"]["schemas"])
+    assert "/webhook" not in schema["paths"] and "/webhook/standard" not in schema["paths"]
