@@ -3,7 +3,7 @@ stored event, and which stored types a normalized `Vote` or `Review` stands for.
 
 A stored event's type names its sender: Sphere's types are bare (``VOTE_ADD``), every other sender's
 carry its name (``topgg:vote.create``), so a handler, a dead letter or a replay never mistakes one
-sender's ``test`` for another's. Adding a sender: its module here, and one line in `PAYLOADS`.
+sender's ``test`` for another's. Adding a sender: its module here, and its class in `SENDERS`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from collections.abc import Mapping
 
 from relay.core import events
 from relay.core.events import Event, InvalidBody, Payload, Review, Vote, load_object
+from relay.core.keys import SPHERE
 from relay.core.senders import standard, topgg
 
-SPHERE = "sphere"
-"""The sender whose types are stored bare (and whose stream entries carry no ``source`` field)."""
+SENDERS = (topgg.TopggSender, standard.StandardSender)
+"""Every sender beside Sphere (whose types are stored bare and whose entries carry no ``source``)."""
 
 PAYLOADS: Mapping[str, tuple[Mapping[str, type[Payload]], type[Payload]]] = {
     SPHERE: (events.MODELS, Event),
-    "topgg": (topgg.MODELS, topgg.TopggEvent),
-    "standard": (standard.MODELS, standard.StandardEvent),
+    **{sender.NAME: (sender.MODELS, sender.BASE) for sender in SENDERS},
 }
 """Per sender: its models by event type, and the base model for a type the relay does not know."""
 
