@@ -257,6 +257,7 @@ async def run_attempt(
         handler=handler.name,
         event_type=event.type,
         received_ms=event.received_ms,
+        body=event.body,
         settings=settings,
         once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_seconds * 1000),
         later=Later(ctx["redis"], registry or _alone(handler), event, settings.retention_seconds * 1000),
