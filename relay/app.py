@@ -35,11 +35,11 @@ from relay.core.networks import Address
 from relay.core.redis import async_client, check, describe
 from relay.core.settings import Settings, listen_address, load_settings
 from relay.edge import probes, webhook
+from relay.edge.allowlist import AllowList
 from relay.edge.errors import error_answer, http_error_answer, to_response
 from relay.edge.ingest import IngestWriter
 from relay.edge.metrics import EdgeMetrics
 from relay.edge.rejections import RejectionRecorder
-from relay.edge.sources import SourceFilter
 from relay.edge.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -73,24 +73,24 @@ class EdgeApp:
             await self.api(scope, receive, send)
 
 
-class SourceCheckedEdgeApp(EdgeApp):
+class AllowListedEdgeApp(EdgeApp):
     """An `EdgeApp` that first refuses ``/webhook`` requests from outside ``RELAY_ALLOWED_SOURCES``.
 
     A subclass chosen by `create_app` only when the allow-list is on, so that without one the hot
     path does not even test for it.
     """
 
-    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI, sources: SourceFilter) -> None:
+    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI, allow_list: AllowList) -> None:
         super().__init__(endpoint, api)
-        self.sources = sources
+        self.allow_list = allow_list
 
     def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
         # A request from outside the allow-list goes the usual way, to be refused by `__call__`.
-        return self.endpoint if self.sources.verdict(scope)[0] else None
+        return self.endpoint if self.allow_list.verdict(scope)[0] else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == webhook.PATH:
-            allowed, client = self.sources.verdict(scope)
+            allowed, client = self.allow_list.verdict(scope)
             if not allowed:
                 await self._refuse(scope, send, client)
                 return
@@ -192,8 +192,8 @@ def create_app(settings: Settings) -> EdgeApp:
 
         api.add_api_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
     if settings.allowed_sources:
-        return SourceCheckedEdgeApp(
-            endpoint, api, SourceFilter(settings.allowed_sources, settings.trusted_proxies)
+        return AllowListedEdgeApp(
+            endpoint, api, AllowList(settings.allowed_sources, settings.trusted_proxies)
         )
     return EdgeApp(endpoint, api)
 

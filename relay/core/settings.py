@@ -197,7 +197,7 @@ class Settings(RedisAccess):
     """Seconds a client may take to send a body that did not arrive at once; a slower one gets 408."""
 
     allowed_sources: Annotated[list[Network], NoDecode] = Field(default_factory=list)
-    """Comma-separated networks (CIDR, IPv4 or IPv6) that may post webhooks; empty: any (`relay.edge.sources`)."""
+    """Comma-separated networks (CIDR, IPv4 or IPv6) that may post webhooks; empty: any (`relay.edge.allowlist`)."""
 
     trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
     """Comma-separated networks of reverse proxies whose ``X-Forwarded-For`` the allow-list believes."""
