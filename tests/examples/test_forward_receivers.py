@@ -72,9 +72,7 @@ def receiver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Receive
 
 def signed(raw: bytes, webhook_id: str, at: datetime | None = None) -> tuple[bytes, dict[str, str]]:
     event = parse(raw)
-    data = message.body(
-        event_type=event.event, source="sphere", entry_id="1-0", received_ms=1, event=event, payload=raw
-    )
+    data = message.body(stored_type=event.event, entry_id="1-0", received_ms=1, event=event, payload=raw)
     return data, message.signed_headers(Webhook(FORWARD_SECRET), webhook_id, data, at)
 
 

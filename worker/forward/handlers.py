@@ -17,7 +17,7 @@ import httpx
 from arq.worker import Retry
 from standardwebhooks import Webhook
 
-from relay.core.events import Event
+from relay.core.events import Payload
 from relay.core.settings import Settings
 from worker.errors import Permanent
 from worker.forward import message, response
@@ -65,13 +65,12 @@ class Forwarder:
         self.signer = Webhook(secret)
         self.timeout = forwarding.settings.forward_timeout
 
-    async def __call__(self, ctx: dict[str, Any], event: Event) -> None:
+    async def __call__(self, ctx: dict[str, Any], event: Payload) -> None:
         client = self.forwarding.client
         if client is None:
             raise DeliveryFailed("the worker's HTTP client is not open (worker starting or stopping)")
         data = message.body(
-            event_type=ctx["event_type"],
-            source=str(ctx.get("source") or message.SOURCE_SPHERE),
+            stored_type=ctx["event_type"],
             entry_id=ctx["event_id"],
             received_ms=ctx["received_ms"],
             event=event,
@@ -130,7 +129,7 @@ def listed_handlers(urls: Iterable[str]) -> list[Handler]:
     return [_handler(destination, _sent_by_workers) for destination in map(Destination, urls)]
 
 
-async def _sent_by_workers(ctx: dict[str, Any], event: Event) -> None:
+async def _sent_by_workers(ctx: dict[str, Any], event: Payload) -> None:
     raise Permanent("forwarding runs in the workers, which have RELAY_FORWARD_SECRET")
 
 

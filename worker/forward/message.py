@@ -8,35 +8,25 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from relay.core.events import Event, ReviewAdd, VoteAdd
-
-SOURCE_SPHERE = "sphere"
-"""The source of an entry that names none (written before other senders existed)."""
+from relay.core.events import Payload, Review, Vote, normalize
+from relay.core.senders import split
 
 
-def normalized(event: Event) -> tuple[str, dict[str, Any]] | None:
-    """``("vote", {...})`` or ``("review", {...})``: the event in the relay's sender-neutral shape."""
-    if isinstance(event, VoteAdd):
-        return "vote", {"user_id": event.user_id, "guild_id": event.guild_id}
-    if isinstance(event, ReviewAdd):
-        review = event.review
-        return "review", {
-            "user_id": event.user_id,
-            "guild_id": event.guild_id,
-            "review_id": review.id,
-            "stars": review.stars,
-            "title": review.content.title,
-            "description": review.content.description,
-            "published_ms": review.published_timestamp,
-        }
+def normalized(event: Payload) -> tuple[str, dict[str, Any]] | None:
+    """``("vote", {...})`` or ``("review", {...})``: the relay's sender-neutral `Vote` or `Review`, without
+    its ``payload`` (the body carries the original separately, byte for byte)."""
+    found = normalize(event)
+    if isinstance(found, Vote | Review):
+        kind = "vote" if isinstance(found, Vote) else "review"
+        return kind, found.model_dump(mode="json", exclude={"payload"})
     return None
 
 
-def body(
-    *, event_type: str, source: str, entry_id: str, received_ms: int, event: Event, payload: bytes
-) -> bytes:
-    """The forwarded JSON: the event's type and source, its ``vote`` or ``review`` (else null), and the
-    original ``payload``, spliced in byte for byte (it was stored as valid JSON)."""
+def body(*, stored_type: str, entry_id: str, received_ms: int, event: Payload, payload: bytes) -> bytes:
+    """The forwarded JSON: the sender's own event type and the sender (``source``), the event's
+    normalized ``vote`` or ``review`` (else null), and the original ``payload``, spliced in byte for
+    byte (it was stored as valid JSON)."""
+    source, event_type = split(stored_type)
     shape = normalized(event)
     head = {
         "type": event_type,

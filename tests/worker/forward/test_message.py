@@ -8,16 +8,17 @@ from datetime import UTC, datetime
 from standardwebhooks import Webhook
 
 from relay.core.events import parse
+from relay.core.senders import parse_stored
+from tests.core.test_normalize import TOPGG_VOTE
 from tests.worker.forward.signing import FORWARD_SECRET, signature_ok
 from tests.worker.helpers import review_body, unknown_body, vote_body
 from worker.forward import message
 
 
-def forwarded(raw: bytes, source: str = "sphere") -> bytes:
+def forwarded(raw: bytes, stored_type: str | None = None) -> bytes:
     event = parse(raw)
     return message.body(
-        event_type=event.event,
-        source=source,
+        stored_type=stored_type or event.event,
         entry_id="1-0",
         received_ms=1718000000000,
         event=event,
@@ -34,7 +35,17 @@ def test_a_vote_carries_its_type_source_normalized_vote_and_original_payload() -
         "source": "sphere",
         "event_id": "1-0",
         "received_ms": 1718000000000,
-        "vote": {"user_id": original["user_id"], "guild_id": original["guild_id"]},
+        "vote": {
+            "source": "sphere",
+            "user_id": original["user_id"],
+            "target_id": original["guild_id"],
+            "target": "guild",
+            "weight": 1,
+            "test": False,
+            "id": None,
+            "created_at": None,
+            "expires_at": None,
+        },
         "review": None,
         "payload": original,
     }
@@ -50,15 +61,17 @@ def test_a_review_carries_the_normalized_review() -> None:
     body = json.loads(forwarded(raw))
     assert body["vote"] is None
     assert body["review"]["stars"] == 4
-    assert body["review"]["review_id"] == json.loads(raw)["review"]["id"]
+    assert body["review"]["id"] == json.loads(raw)["review"]["id"]
+    assert body["review"]["text"] == json.loads(raw)["review"]["content"]["description"]
+    assert body["review"]["created_at"] == "2024-06-10T06:13:20Z"
 
 
 def test_an_event_of_an_unknown_type_is_forwarded_without_a_normalized_part() -> None:
     raw = unknown_body()
-    body = json.loads(forwarded(raw, source="topgg"))
+    body = json.loads(forwarded(raw))
     assert (body["type"], body["source"], body["vote"], body["review"]) == (
         "GUILD_BOOST",
-        "topgg",
+        "sphere",
         None,
         None,
     )
@@ -73,3 +86,15 @@ def test_the_headers_carry_a_standard_webhooks_signature_of_the_exact_body() -> 
     assert headers["webhook-timestamp"] == str(int(at.timestamp()))
     assert signature_ok(FORWARD_SECRET, headers, data)
     assert not signature_ok(FORWARD_SECRET, headers, data + b" ")
+
+
+def test_another_senders_event_names_its_source_and_its_own_type() -> None:
+    raw = json.dumps(TOPGG_VOTE).encode()
+    event = parse_stored("topgg:vote.create", raw)
+    data = message.body(
+        stored_type="topgg:vote.create", entry_id="2-0", received_ms=1, event=event, payload=raw
+    )
+    body = json.loads(data)
+    assert (body["type"], body["source"]) == ("vote.create", "topgg")
+    assert (body["vote"]["source"], body["vote"]["target"], body["review"]) == ("topgg", "bot", None)
+    assert body["payload"] == TOPGG_VOTE
