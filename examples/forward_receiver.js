@@ -19,7 +19,7 @@ const secret = process.env.RELAY_FORWARD_SECRET || "";
 const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
 const seen = new Set();
 
-function verify(body, headers) {
+function verify(body, headers) {   // body: the raw request bytes (a Buffer)
   const id = headers["webhook-id"];
   const timestamp = headers["webhook-timestamp"];
   const signatures = headers["webhook-signature"];

@@ -23,7 +23,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 SEEN_IDS_KEPT = 100_000
 """Ids remembered (the oldest are forgotten first); the relay retries one event for about two hours."""
 
-webhook = Webhook(os.environ["RELAY_FORWARD_SECRET"])
+webhook = Webhook(os.environ["RELAY_FORWARD_SECRET"])  # pip install standardwebhooks
 seen: OrderedDict[str, None] = OrderedDict()
 app = FastAPI()
 
