@@ -30,6 +30,7 @@ from relay.core.keys import (
 )
 from worker.deadletter import DeadLetter, get_dead
 from worker.outcomes import Outcome
+from worker.forward.destination import NAME_PREFIX
 from worker.registry import Registry
 
 CHART_MINUTES = 60
@@ -107,8 +108,9 @@ def per_second(minutes: Sequence[Minute], now_ms: int, attribute: str) -> float:
     return float(sum(getattr(m, attribute) for m in window)) / seconds
 
 
-async def overview(redis: Redis, redis_name: str) -> Overview:
-    stats = await collect(redis, redis_name)
+async def overview(redis: Redis, redis_name: str, registry: Registry | None = None) -> Overview:
+    forward = [h.name for h in registry or () if h.name.startswith(NAME_PREFIX)]
+    stats = await collect(redis, redis_name, forward)
     minutes, complete = await last_hour(redis, stats.time_ms)
     return Overview(
         stats=stats,

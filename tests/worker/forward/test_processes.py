@@ -59,8 +59,25 @@ def received_ids(log: Path) -> list[str]:
     return [json.loads(line)["received"] for line in lines if line.startswith('{"received"')]
 
 
+def relay(redis_url: str, forward_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``relay`` command with the workers' settings (it learns the destinations from them)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
+    env.update(RELAY_REDIS_URL=redis_url, RELAY_TASKS=NO_HANDLERS, RELAY_FORWARD_URL=forward_url)
+    return subprocess.run(
+        [str(RELAY), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def destination_states(redis_url: str, forward_url: str) -> dict[str, tuple[int, int, int]]:
+    done = relay(redis_url, forward_url, "stats", "--json")
+    assert done.returncode == 0, done.stderr
+    return {
+        d["name"]: (d["delivered"], d["retrying"], d["dead"]) for d in json.loads(done.stdout)["destinations"]
+    }
+
+
 def test_a_receiver_that_comes_up_late_gets_every_event_signed_with_stable_ids(
-    client: redis.Redis, workers: WorkerPool, receiver_log: Path
+    client: redis.Redis, workers: WorkerPool, receiver_log: Path, redis_url: str
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/relay"
@@ -72,6 +89,8 @@ def test_a_receiver_that_comes_up_late_gets_every_event_signed_with_stable_ids(
         40,
         "every delivery failed once (nobody listening) and waits for its retry",
     )
+    [(delivered, retrying, dead)] = destination_states(redis_url, url).values()
+    assert (delivered, dead) == (0, 0) and 1 <= retrying <= 20  # some retries may be due already
 
     env = {**os.environ, "RELAY_FORWARD_SECRET": FORWARD_SECRET, "PORT": str(port)}
     with receiver_log.open("wb") as log:
@@ -86,6 +105,9 @@ def test_a_receiver_that_comes_up_late_gets_every_event_signed_with_stable_ids(
     ids = received_ids(receiver_log)
     assert sorted(ids) == sorted(expected_webhook_id(e, url) for e in entries)
     until(lambda: all(state(client, e, handler) == "done" for e in entries), 10, "every outcome is done")
+    assert destination_states(redis_url, url) == {handler: (20, 0, 0)}
+    text = relay(redis_url, url, "stats")
+    assert f"forward   {handler}: 20 delivered, 0 retrying, 0 dead" in text.stdout
 
 
 def test_429_with_retry_after_is_tried_again_no_sooner_than_asked(
@@ -117,18 +139,10 @@ def test_410_is_dead_lettered_at_once_and_a_replay_sends_the_same_id(
     assert letter.error_type == "Permanent"
     assert "HTTP 410" in letter.error and "this bot left the server" in letter.error
     assert len(sink.requests()) == 1
+    assert destination_states(redis_url, sink.url) == {letter.handler: (0, 0, 1)}
 
     sink.default = Answer(204)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
-    env.update(RELAY_REDIS_URL=redis_url, RELAY_TASKS=NO_HANDLERS, RELAY_FORWARD_URL=sink.url)
-    done = subprocess.run(
-        [str(RELAY), "dlq", "replay", letter.id],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = relay(redis_url, sink.url, "dlq", "replay", letter.id)
     assert done.returncode == 0, done.stderr
     again = until(lambda: sink.requests()[1:], 30, "the replay's delivery")
     assert again[0].webhook_id == sink.requests()[0].webhook_id
