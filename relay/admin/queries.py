@@ -29,8 +29,8 @@ from relay.core.keys import (
     outcome_redis_key,
 )
 from worker.deadletter import DeadLetter, get_dead
-from worker.outcomes import Outcome
 from worker.forward.destination import NAME_PREFIX
+from worker.outcomes import Outcome
 from worker.registry import Registry
 
 CHART_MINUTES = 60
