@@ -19,7 +19,7 @@ from typing import cast
 
 import redis
 
-from bench.handlers import store_events
+from bench.handlers import PerEvent, store_events
 from bench.load import review_body
 from bench.pipeline import fresh_start, wait_for
 from bench.processes import ProcessGroup, Redis, free_port, start_worker, wait_for_port
@@ -30,21 +30,14 @@ WARM_UP_EVENTS = 20
 
 
 @dataclass(frozen=True)
-class ForwardRun:
+class ForwardRun(PerEvent):
     events: int
     concurrency: int
     """``RELAY_FORWARD_CONCURRENCY``: requests in flight to the destination."""
     seconds: float
-    worker_cpu_s: float
+    workers_cpu_s: float
+    """The one worker's."""
     round: int = 1
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def us_per_event(self) -> float:
-        return self.worker_cpu_s / self.events * 1e6 if self.events else 0.0
 
 
 def _delivered(client: redis.Redis, name: str) -> int:

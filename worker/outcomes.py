@@ -207,6 +207,8 @@ def outcome_of(
     retry_at_ms = 0
     if retry is not None:
         cause = retry.__cause__
+        while isinstance(cause, Retry) and cause.__cause__ is not None:  # a handler's Retry, from its reason
+            cause = cause.__cause__
         if cause is not None:
             error = _clip(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
         defer_ms = getattr(retry, "defer_score", None) if RETRY_KNOWS_ITS_DELAY else None

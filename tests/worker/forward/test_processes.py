@@ -153,24 +153,12 @@ def test_a_worker_killed_mid_delivery_delivers_again_with_the_same_id(
     client: redis.Redis, workers: WorkerPool, sink: Sink
 ) -> None:
     sink.script = [Answer(204, stall=30)]  # the first request hangs until the worker is gone
-    workers.start(
-        NO_HANDLERS,
-        forward_url=sink.url,
-        forward_secret=FORWARD_SECRET,
-        forward_timeout="2",
-        worker_metrics="off",
-    )
+    forwarding(workers, sink.url, forward_timeout="2")
     entry_id = store_sync(client, vote_body())
     until(lambda: sink.requests(), 30, "the first delivery reached the receiver")
     workers.kill_all()
 
-    workers.start(
-        NO_HANDLERS,
-        forward_url=sink.url,
-        forward_secret=FORWARD_SECRET,
-        forward_timeout="2",
-        worker_metrics="off",
-    )
+    forwarding(workers, sink.url, forward_timeout="2")
     first, second = until(lambda: sink.requests()[:2] if len(sink.requests()) >= 2 else None, 60, "again")
     assert first.webhook_id == second.webhook_id == expected_webhook_id(entry_id, sink.url)
     assert signature_ok(FORWARD_SECRET, second.headers, second.body)
