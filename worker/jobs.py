@@ -292,9 +292,10 @@ async def run_attempt(
     except Retry as exc:  # arq's own way to ask for a retry: after the delay the handler chose
         wait = (exc.defer_score or 0) / 1000
         if attempt >= handler.max_attempts:
+            why = f": {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ is not None else ""
             failure = Failure(
                 "Retry",
-                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts})",
+                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts}){why}",
             )
             return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
         log.warning(

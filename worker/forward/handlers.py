@@ -22,7 +22,7 @@ from relay.core.settings import Settings
 from worker.errors import Permanent
 from worker.forward import message, response
 from worker.forward.destination import Destination
-from worker.registry import DEFAULT_MAX_BACKOFF, WILDCARD, Handler, Registry
+from worker.registry import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, WILDCARD, Handler, Registry
 
 HANDLER_MARGIN_SECONDS = 5.0
 """The handler's own timeout is the attempt's plus this, so the attempt's clearer error comes first."""
@@ -64,6 +64,8 @@ class Forwarder:
         self.forwarding = forwarding
         self.signer = Webhook(secret)
         self.timeout = forwarding.settings.forward_timeout
+        self.backoff, self.cap = DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF
+        """The handler's schedule (the registry's defaults), which a requested delay keeps to."""
 
     async def __call__(self, ctx: dict[str, Any], event: Payload) -> None:
         client = self.forwarding.client
@@ -90,7 +92,10 @@ class Forwarder:
         if verdict.action == "give_up":
             raise Permanent(verdict.reason)
         if verdict.action == "retry_after":
-            raise Retry(defer=verdict.delay) from DeliveryFailed(verdict.reason)
+            wait = response.retry_after_wait(
+                verdict.delay, int(ctx.get("attempt", 1)), self.backoff, self.cap
+            )
+            raise Retry(defer=wait) from DeliveryFailed(verdict.reason)
         raise DeliveryFailed(verdict.reason)
 
     async def _post(

@@ -2,7 +2,7 @@
 handler's schedule, or give up. Pure: status, headers and the first bytes of the body in, a verdict out.
 
     2xx                          delivered
-    429, 503 with Retry-After    retry after that many seconds (capped)
+    429, 503 with Retry-After    retry after that many seconds (capped; see `retry_after_wait`)
     429, 503 without, other 5xx  retry on the handler's backoff
     410, any other 4xx, 3xx      dead letter at once (retrying cannot change the answer)
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 import email.utils
 from dataclasses import dataclass
 from typing import Literal
+
+from worker import backoff
 
 BODY_HEAD_BYTES = 300
 """How much of a refusal's body a dead letter or a retry's error keeps."""
@@ -66,3 +68,15 @@ def judge(
     if 300 <= status < 400:
         return Verdict("give_up", reason + " (a redirect: set RELAY_FORWARD_URL to the final URL)")
     return Verdict("give_up", reason)
+
+
+def retry_after_wait(asked: float, attempt: int, base: float, cap: float) -> float:
+    """The wait before the next attempt when attempt `attempt` was answered ``Retry-After: asked``.
+
+    The longer of `asked` and the shortest backoff of the step before (none after the first attempt),
+    capped: the first request for a delay is followed to the second, while a destination that keeps
+    asking for a second or two is still tried for over an hour (as a failing handler is), not
+    dead-lettered within a minute.
+    """
+    floor = backoff.ceiling(attempt - 1, base, cap) * (1 - backoff.JITTER) if attempt > 1 else 0.0
+    return min(max(asked, floor), cap)

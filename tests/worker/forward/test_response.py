@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from worker.forward.response import BODY_HEAD_BYTES, judge, retry_after
+from worker.forward.response import BODY_HEAD_BYTES, judge, retry_after, retry_after_wait
 
 NOW = 1_800_000_000.0
 
@@ -52,3 +52,15 @@ def test_a_refusal_keeps_the_status_and_the_start_of_the_body() -> None:
     assert verdict.reason.startswith("HTTP 410: gone: x")
     assert len(verdict.reason) <= len("HTTP 410: ") + BODY_HEAD_BYTES
     assert judge(404, None, b"", now=NOW, cap=1800).reason == "HTTP 404 (empty body)"
+
+
+def test_the_first_requested_delay_is_followed_to_the_second() -> None:
+    assert retry_after_wait(3, attempt=1, base=10, cap=1800) == 3
+    assert retry_after_wait(90, attempt=2, base=10, cap=1800) == 90
+    assert retry_after_wait(86400, attempt=5, base=10, cap=1800) == 1800
+
+
+def test_a_destination_that_keeps_asking_for_a_second_is_tried_for_over_an_hour() -> None:
+    waits = [retry_after_wait(1, attempt=n, base=10, cap=1800) for n in range(1, 12)]  # before attempts 2..12
+    assert waits[0] == 1 and waits[1] == 7.5  # the backoff's shortest wait after attempt 1
+    assert sum(waits) > 3600
