@@ -40,6 +40,7 @@ from relay.edge.errors import error_answer, http_error_answer, to_response
 from relay.edge.ingest import IngestWriter
 from relay.edge.metrics import EdgeMetrics
 from relay.edge.rejections import RejectionRecorder
+from relay.edge.senders import SenderEndpoint, configured
 from relay.edge.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -49,22 +50,28 @@ FORBIDDEN_SOURCE = "forbidden_source"
 
 
 class EdgeApp:
-    """Sends ``POST /webhook`` directly to its endpoint and everything else to FastAPI."""
+    """Sends ``POST`` to a webhook route directly to its endpoint and everything else to FastAPI.
 
-    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI) -> None:
+    `routes` holds the routes of the senders that are on (``/webhook`` only when ``RELAY_SECRET`` is
+    set); FastAPI answers 404 on the path of a sender that is off.
+    """
+
+    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI, routes: dict[str, WebhookEndpoint]) -> None:
         self.endpoint = endpoint
         self.api = api
         self.metrics = endpoint.metrics
+        self.routes = routes
 
     def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
         """The endpoint that may answer this ``POST /webhook`` straight from the HTTP protocol
         (`relay.edge.direct`), or None to send it through this app as usual."""
-        return self.endpoint
+        return self.routes.get(webhook.PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+        endpoint = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is not None:
             if scope["method"] == "POST":
-                await self.endpoint(scope, receive, send)
+                await endpoint(scope, receive, send)
                 return
             started = time.perf_counter()  # another method: FastAPI answers 405, counted with the rest
             await self.api(scope, receive, send)
@@ -80,16 +87,22 @@ class AllowListedEdgeApp(EdgeApp):
     path does not even test for it.
     """
 
-    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI, allow_list: AllowList) -> None:
-        super().__init__(endpoint, api)
+    def __init__(
+        self,
+        endpoint: WebhookEndpoint,
+        api: FastAPI,
+        routes: dict[str, WebhookEndpoint],
+        allow_list: AllowList,
+    ) -> None:
+        super().__init__(endpoint, api, routes)
         self.allow_list = allow_list
 
     def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
         # A request from outside the allow-list goes the usual way, to be refused by `__call__`.
-        return self.endpoint if self.allow_list.verdict(scope)[0] else None
+        return self.routes.get(webhook.PATH) if self.allow_list.verdict(scope)[0] else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+        if scope["type"] == "http" and scope["path"] in self.routes:
             allowed, client = self.allow_list.verdict(scope)
             if not allowed:
                 await self._refuse(scope, send, client)
@@ -121,6 +134,10 @@ def create_app(settings: Settings) -> EdgeApp:
     """Build the edge for `settings`. Nothing connects until the ASGI lifespan starts."""
     metrics = EdgeMetrics()
     endpoint = WebhookEndpoint(settings, metrics)
+    senders = [SenderEndpoint(settings, sender, metrics) for sender in configured(settings)]
+    routes: dict[str, WebhookEndpoint] = {webhook.PATH: endpoint} if settings.secret else {}
+    routes.update((sender.path, sender) for sender in senders)
+    endpoints = [endpoint, *senders]
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -139,8 +156,9 @@ def create_app(settings: Settings) -> EdgeApp:
         api.state.redis = client
         api.state.redis_timeout = settings.redis_timeout
         api.state.min_replicas = settings.min_replicas
-        endpoint.writer = writer
-        endpoint.rejections = rejections = RejectionRecorder(client, timeout=settings.redis_timeout)
+        rejections = RejectionRecorder(client, timeout=settings.redis_timeout)
+        for each in endpoints:
+            each.writer, each.rejections = writer, rejections
         # Everything alive now lives until shutdown: keep it out of the collector's scans, which
         # otherwise show up as latency spikes under load.
         gc.collect()
@@ -153,18 +171,21 @@ def create_app(settings: Settings) -> EdgeApp:
                 "max_body_bytes": settings.max_body_bytes,
                 "dedupe_seconds": settings.dedupe_seconds,
                 "previous_secrets": len(settings.previous_secrets),
+                "routes": ",".join(routes),
                 "metrics": metrics_server.url if metrics_server else settings.metrics,
             },
         )
-        endpoint.request_log.start()  # after configure_logging: it decides how lines are written
+        for each in endpoints:
+            each.request_log.start()  # after configure_logging: it decides how lines are written
         try:
             yield
         finally:
-            endpoint.writer = None
-            endpoint.rejections = None
+            for each in endpoints:
+                each.writer, each.rejections = None, None
             await writer.close()
             await rejections.close()
-            endpoint.request_log.stop()  # the last tick's lines; any later ones are logged as usual
+            for each in endpoints:
+                each.request_log.stop()  # the last tick's lines; any later ones are logged as usual
             if metrics_server is not None:
                 await metrics_server.close()
             api.state.redis = None
@@ -181,8 +202,9 @@ def create_app(settings: Settings) -> EdgeApp:
         openapi_url="/openapi.json" if settings.openapi else None,
     )
     api.include_router(probes.router)
-    # The same endpoint as a route, so that FastAPI answers 405 for other methods on the path.
-    api.router.routes.append(Route(webhook.PATH, endpoint, methods=["POST"], include_in_schema=False))
+    # The same endpoints as routes, so that FastAPI answers 405 for other methods on their paths.
+    for path, each in routes.items():
+        api.router.routes.append(Route(path, each, methods=["POST"], include_in_schema=False))
     api.add_exception_handler(HTTPException, _http_error)
     if settings.metrics == "on":
 
@@ -193,9 +215,9 @@ def create_app(settings: Settings) -> EdgeApp:
         api.add_api_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
     if settings.allowed_sources:
         return AllowListedEdgeApp(
-            endpoint, api, AllowList(settings.allowed_sources, settings.trusted_proxies)
+            endpoint, api, routes, AllowList(settings.allowed_sources, settings.trusted_proxies)
         )
-    return EdgeApp(endpoint, api)
+    return EdgeApp(endpoint, api, routes)
 
 
 async def _serve_metrics(settings: Settings, metrics: EdgeMetrics) -> MetricsServer | None:

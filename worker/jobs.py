@@ -19,8 +19,9 @@ from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, func
 from redis.exceptions import RedisError
 
-from relay.core.events import InvalidBody, InvalidEvent, parse
+from relay.core.events import InvalidBody, InvalidEvent, Payload, Review, Vote, normalize
 from relay.core.keys import StoredEvent
+from relay.core.senders import parse_stored
 from relay.core.settings import Settings
 from worker import backoff, deadletter, outcomes
 from worker.deadletter import Failure
@@ -60,6 +61,15 @@ UNKNOWN_HANDLER_BACKOFF = 1.0
 keeps coming back for about a quarter of an hour, long enough for a rolling deploy to finish."""
 
 UNKNOWN_HANDLER_MAX_DEFER = 60.0
+
+
+def handed_to(handler: Handler, payload: Payload) -> Payload | Vote | Review:
+    """What `handler` receives: the normalized `Vote`/`Review` if it asked for one, else the sender's model."""
+    if handler.normalized:
+        normalized = normalize(payload)
+        if normalized is not None:
+            return normalized
+    return payload
 
 
 def keep_result_seconds(settings: Settings) -> float:
@@ -273,7 +283,7 @@ async def run_attempt(
         return await _dead_letter(ctx, event, handler.name, attempt - 1, died, extra, "worker_died", metrics)
 
     try:
-        model = parse(event.body)
+        model = handed_to(handler, parse_stored(event.type, event.body))
     except (InvalidBody, InvalidEvent) as exc:  # retrying cannot fix the body; a replay after a fix can
         failure = Failure.from_exception(exc)
         return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "invalid_event", metrics)

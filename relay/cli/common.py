@@ -83,7 +83,10 @@ class CliSettings(RedisAccess):
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
 
     secret: SecretStr | None = None
-    """Only ``relay send`` needs it, and ``--secret`` overrides it."""
+    """Only ``relay send`` needs it (and the other senders' secrets below), and ``--secret`` overrides it."""
+    topgg_secret: SecretStr | None = None
+    topgg_authorization: SecretStr | None = None
+    standard_webhooks_secret: SecretStr | None = None
     tasks: str = _default("tasks")
     retention_seconds: int = Field(default=_default("retention_seconds"), gt=0)
     """Replayed jobs may wait in the queue this long, as the bridge's do."""

@@ -14,7 +14,15 @@ from redis.exceptions import RedisError, ResponseError
 from relay.cli.common import App, Unreachable, pass_app, redis_failure, redis_now_ms
 from relay.cli.timespec import ago, id_ms, iso, span
 from relay.core.heartbeat import Heartbeat
-from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM, WORKER_HEARTBEAT_PREFIX, as_text
+from relay.core.keys import (
+    DEAD_STREAM,
+    EVENTS_STREAM,
+    F_SOURCE,
+    REJECTED_STREAM,
+    SPHERE,
+    WORKER_HEARTBEAT_PREFIX,
+    as_text,
+)
 from relay.edge import rejections
 from worker.forward.destination import Destination
 from worker.forward.states import DestinationState, read_states
@@ -33,6 +41,20 @@ class ConsumerStats:
     """How long its oldest pending entry has waited since it was read: high means the worker is stuck or dead."""
     live: bool = False
     """A worker process with this consumer name beats (`relay.core.heartbeat`); False: it stopped or died."""
+
+
+SOURCE_SAMPLE = 1000
+"""Entries read back from the newest to tell each sender's share and latest delivery."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStats:
+    source: str
+    """``sphere``, ``topgg``, ``standard``."""
+    recent: int
+    """Its entries among the newest `SOURCE_SAMPLE`."""
+    newest_id: str
+    """Its newest entry: when the sender last reached the relay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +89,8 @@ class Stats:
     """Of those, the ones kept in ``relay:rejected`` (capped, rate-limited)."""
     workers: list[Heartbeat] = field(default_factory=list)
     """The worker processes whose heartbeat is fresh (``relay:worker:*``)."""
+    sources: list[SourceStats] = field(default_factory=list)
+    """Each sender's entries among the newest `SOURCE_SAMPLE`, busiest first."""
     destinations: list[DestinationState] = field(default_factory=list)
     """Each forwarding destination (``RELAY_FORWARD_URL``): delivered, retrying, dead."""
 
@@ -95,6 +119,17 @@ async def _consumers(redis: Redis, group: str) -> list[ConsumerStats]:
             )
         )
     return result
+
+
+async def _sources(redis: Redis) -> list[SourceStats]:
+    counts: dict[str, int] = {}
+    newest: dict[str, str] = {}
+    for entry_id, fields in await redis.xrevrange(EVENTS_STREAM, count=SOURCE_SAMPLE):
+        source = as_text(fields.get(F_SOURCE.encode(), SPHERE))  # Sphere's entries carry no source field
+        counts[source] = counts.get(source, 0) + 1
+        newest.setdefault(source, as_text(entry_id))
+    ranked = sorted(counts, key=lambda source: (-counts[source], source))
+    return [SourceStats(source, counts[source], newest[source]) for source in ranked]
 
 
 async def _groups(redis: Redis) -> list[GroupStats]:
@@ -162,6 +197,7 @@ async def collect(redis: Redis, redis_name: str, destinations: Iterable[str] = (
         dead_letters=int(await redis.xlen(DEAD_STREAM)),
         refused=refused,
         refused_recorded=recorded,
+        sources=await _sources(redis),
         destinations=await read_states(redis, now_ms, destinations),
     )
 
@@ -179,6 +215,13 @@ def render(stats: Stats) -> str:
         oldest, newest = id_ms(stats.oldest_event_id), id_ms(stats.newest_event_id)
         events += f" (oldest {ago(oldest, now)}, newest {ago(newest, now)})"
     lines.append(f"{'events':<10}{EVENTS_STREAM:<16}{events}")
+    if stats.sources:
+        sampled = sum(source.recent for source in stats.sources)
+        shares = ", ".join(
+            f"{source.source} {source.recent} (newest {ago(id_ms(source.newest_id), now)})"
+            for source in stats.sources
+        )
+        lines.append(f"{'':<10}by source, in the newest {sampled}: {shares}")
     if not stats.groups:
         lines.append(f"{'':<10}no consumer group yet: no worker has started")
     for group in stats.groups:
@@ -235,7 +278,8 @@ def render(stats: Stats) -> str:
 @click.option("--iterations", type=click.IntRange(min=1), default=None, hidden=True)
 @pass_app
 def stats(app: App, as_json: bool, watch: float | None, iterations: int | None) -> None:
-    """Show whether the pipeline keeps up: the event stream, each consumer group with its lag and
+    """Show whether the pipeline keeps up: the event stream (with each sender's share of the newest
+    entries and its latest delivery), each consumer group with its lag and
     pending entries (by consumer, with the oldest one's waiting time), the arq queue, the dead
     letters, the refused requests, and each forwarding destination (RELAY_FORWARD_URL): events
     delivered, waiting for a retry, and dead letters.

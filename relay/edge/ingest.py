@@ -126,15 +126,27 @@ class IngestWriter:
         self.submit(dedupe_key, event_type, body, received_ms, future)
         return await future
 
-    def submit(self, dedupe_key: str, event_type: str, body: bytes, received_ms: int, waiter: Waiter) -> None:
+    def submit(
+        self,
+        dedupe_key: str,
+        event_type: str,
+        body: bytes,
+        received_ms: int,
+        waiter: Waiter,
+        source: str = "",
+    ) -> None:
         """`write` without the coroutine: `waiter` is given the result, or `RedisUnavailable`.
 
+        `source` names the sender in the entry (empty for Sphere, whose entries have no such field).
         Raises `RedisUnavailable` at once when the writer is closed. Call it on the event loop.
         """
         if self._closed:
             raise RedisUnavailable("the edge is shutting down")
         loop = self._running_loop()
-        self._pending.append((self._pack(dedupe_key, event_type, body, received_ms), loop.time(), waiter))
+        command = self._pack(dedupe_key, event_type, body, received_ms)
+        if source:
+            command = b"*11" + command[3:] + _bulk(source.encode())
+        self._pending.append((command, loop.time(), waiter))
         if not self._scheduled and len(self._flushes) < self._max_flushes:
             self._schedule(loop)
 

@@ -72,6 +72,8 @@ class WebhookEndpoint:
         self.metrics = metrics if metrics is not None else EdgeMetrics()
         self._observe = self.metrics.observe
         self._verify = signature.Verifier(settings.signing_keys())
+        self.source = ""
+        """The sender's name in refusal records; empty for Sphere's own route."""
         self.max_body = settings.max_body_bytes
         self._body_timeout = settings.body_timeout
         self._too_large = f"body is over {settings.max_body_bytes} bytes"
@@ -87,21 +89,34 @@ class WebhookEndpoint:
         body = b""
         event_type: str | None = None
         entry_id: bytes | None = None
+        why = ""
         try:
-            claimed, claims = self.read_head(scope["headers"])
+            head = self.check_head(scope["headers"])
             body = await self._read_body(receive)
             size = len(body)
             stored: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
-            event_type = self.store(claimed, claims, body, received_ms, stored)
+            event_type = self.accept(head, body, received_ms, stored)
             answer, entry_id = stored_answer(await stored)
         except _ClientGone:
             self.finish_gone(size, event_type, started)
             return
         except Exception as exc:
             answer = refusal(exc)
+            why = str(exc) if isinstance(exc, BadSignature) else ""
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
         await send({"type": "http.response.body", "body": answer.body})
-        self.finish(scope, answer, body, event_type, entry_id, started, received_ms)
+        self.finish(scope, answer, body, event_type, entry_id, started, received_ms, why)
+
+    # What a sender's endpoint (`relay.edge.senders`) overrides: the head's check and the acceptance.
+
+    def check_head(self, headers: list[tuple[bytes, bytes]]) -> Any:
+        """What `accept` needs of the request's head; raises what the request is refused with."""
+        return self.read_head(headers)
+
+    def accept(self, head: Any, body: bytes, received_ms: int, waiter: Waiter) -> str:
+        """Verify, parse and submit the event; its stored type (see `store`)."""
+        claimed, claims = head
+        return self.store(claimed, claims, body, received_ms, waiter)
 
     # The steps, shared with `relay.edge.direct`, which runs them straight from the HTTP protocol.
 
@@ -140,13 +155,16 @@ class WebhookEndpoint:
         entry_id: bytes | None,
         started: float,
         received_ms: int,
+        why: str = "",
     ) -> None:
-        """After answering: the request's one count, its one log line, and a 4xx's record."""
+        """After answering: the request's one count, its one log line, and a 4xx's record (`why`: what
+        failed, for the record only: the answer is the same for every signature failure)."""
         elapsed = time.perf_counter() - started
         self._observe(answer.code, elapsed)
         self.request_log.write(answer.code, answer.status, len(body), event_type, entry_id, elapsed)
         if 400 <= answer.status < 500 and self.rejections is not None:  # after answering: never delays it
-            self.rejections.record(scope, answer.status, answer.code, len(body), body, received_ms)
+            reason = f"{answer.code}: {why}" if why else answer.code
+            self.rejections.record(scope, answer.status, reason, len(body), body, received_ms, self.source)
 
     def finish_gone(self, size: int, event_type: str | None, started: float) -> None:
         """The client left before its body was complete: counted and logged, nobody to answer."""
@@ -194,6 +212,11 @@ def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int, 
         elif name == _CONTENT_LENGTH and value.isdigit():
             declared = int(value)
     return claimed, claims, declared
+
+
+def content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The declared length of a body, or -1."""
+    return _scan_headers(headers)[2]
 
 
 def stored_answer(written: Written) -> tuple[Answer, bytes]:
