@@ -29,7 +29,7 @@ from relay.core.keys import (
     outcome_redis_key,
 )
 from worker.deadletter import DeadLetter, get_dead
-from worker.forward.destination import NAME_PREFIX
+from worker.forward.destination import is_destination_name
 from worker.outcomes import Outcome
 from worker.registry import Registry
 
@@ -109,7 +109,7 @@ def per_second(minutes: Sequence[Minute], now_ms: int, attribute: str) -> float:
 
 
 async def overview(redis: Redis, redis_name: str, registry: Registry | None = None) -> Overview:
-    forward = [h.name for h in registry or () if h.name.startswith(NAME_PREFIX)]
+    forward = [h.name for h in registry or () if is_destination_name(h.name)]
     stats = await collect(redis, redis_name, forward)
     minutes, complete = await last_hour(redis, stats.time_ms)
     return Overview(

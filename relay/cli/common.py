@@ -108,9 +108,9 @@ def load_registry(tasks: str, forward_url: Sequence[str] = ()) -> Registry:
         sys.path.append(os.getcwd())
     try:
         import_tasks(tasks)
+        registry = with_forwarding(default_registry, listed_handlers(forward_url))
     except TasksError as exc:
         raise ConfigError(exc.lines) from None
-    registry = with_forwarding(default_registry, listed_handlers(forward_url))
     if not len(registry):
         raise ConfigError(
             f"RELAY_TASKS={tasks} registers no handler: decorate functions with @on(...), or set RELAY_FORWARD_URL"

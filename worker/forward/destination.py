@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 NAME_PREFIX = "forward-"
-"""Every forwarding handler's name starts with it (`relay stats` and the admin page group them by it)."""
+"""Every forwarding handler's name starts with it; `is_destination_name` tells them from others."""
 
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9.-]+")
+_DESTINATION_NAME = re.compile(r"forward-[A-Za-z0-9.-]+-[0-9a-f]{6}")
 MAX_HOST_CHARS = 60
 
 
@@ -35,3 +36,8 @@ class Destination:
     def webhook_id(self, entry_id: str) -> str:
         """One id per (event, destination), the same on every attempt and replay: receivers dedupe on it."""
         return f"msg_{entry_id}_{url_tag(self.url)}"
+
+
+def is_destination_name(name: str) -> bool:
+    """Whether `name` has the shape of a forwarding handler's (`Destination.name`)."""
+    return _DESTINATION_NAME.fullmatch(name) is not None

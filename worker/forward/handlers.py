@@ -19,6 +19,7 @@ from standardwebhooks import Webhook
 
 from relay.core.events import Payload
 from relay.core.settings import Settings
+from worker.checks import TasksError
 from worker.errors import Permanent
 from worker.forward import message, response
 from worker.forward.destination import Destination
@@ -162,6 +163,14 @@ def with_forwarding(registry: Registry, handlers: Iterable[Handler]) -> Registry
     if not added:
         return registry
     combined = Registry()
-    for handler in [*registry, *added]:
+    for handler in registry:
+        combined.add(handler)
+    for handler in added:
+        if combined.get(handler.name) is not None:
+            raise TasksError(
+                [
+                    f"handler {handler.name!r}: that name is a forwarding destination's (RELAY_FORWARD_URL); rename it"
+                ]
+            )
         combined.add(handler)
     return combined

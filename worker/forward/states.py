@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from relay.core.keys import DEAD_STREAM, HANDLED_TOTALS, as_text
 from worker.deadletter import F_HANDLER
-from worker.forward.destination import NAME_PREFIX
+from worker.forward.destination import is_destination_name
 from worker.keys import ARQ_QUEUE
 
 PAGE = 1000
@@ -57,5 +57,5 @@ async def read_states(redis: Redis, now_ms: int, configured: Iterable[str] = ())
     names = {*configured, *totals, *waiting, *dead}
     return [
         DestinationState(name, totals.get(name, 0), waiting[name], dead[name])
-        for name in sorted(n for n in names if n.startswith(NAME_PREFIX))
+        for name in sorted(n for n in names if is_destination_name(n))
     ]

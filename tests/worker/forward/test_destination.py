@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.worker.forward.signing import expected_webhook_id
-from worker.forward.destination import Destination
+from worker.forward.destination import Destination, is_destination_name
 from worker.registry import NAME_PATTERN
 
 
@@ -33,3 +33,9 @@ def test_a_webhook_id_is_one_per_event_and_destination() -> None:
     )
     assert one.webhook_id("1718000000000-0") != one.webhook_id("1718000000000-1")
     assert one.webhook_id("1718000000000-0") != two.webhook_id("1718000000000-0")
+
+
+def test_destination_names_are_told_from_handler_names() -> None:
+    assert is_destination_name(Destination("https://bot.example.com/relay").name)
+    assert not is_destination_name("forward-to-discord")
+    assert not is_destination_name("thank_voter")

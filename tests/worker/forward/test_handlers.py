@@ -16,6 +16,7 @@ from tests.support.forward_sink import Answer, Sink, forward_sink
 from tests.support.redis_server import free_port
 from tests.worker.forward.signing import FORWARD_SECRET, expected_webhook_id, signature_ok
 from tests.worker.helpers import vote_body
+from worker.checks import TasksError
 from worker.errors import Permanent
 from worker.forward.destination import Destination
 from worker.forward.handlers import DeliveryFailed, Forwarder, Forwarding, delivery_handlers, with_forwarding
@@ -115,3 +116,18 @@ def test_each_destination_is_a_wildcard_handler_with_its_own_limit() -> None:
     assert [h.name for h in registry.for_type("SOMETHING_NEW")] == [Destination(u).name for u in urls]
     assert {h.concurrency for h in registry} == {3}
     assert all(h.timeout > settings.forward_timeout for h in registry)
+
+
+def test_a_handler_with_a_destinations_name_is_refused_in_one_line() -> None:
+    url = "http://a.example/relay"
+    mine = Registry()
+
+    @mine.on("*", name=Destination(url).name)
+    async def clash(ctx: object, event: object) -> None:
+        pass
+
+    settings = make_settings("redis://127.0.0.1:1/0", forward_url=[url], forward_secret=FORWARD_SECRET)
+    with pytest.raises(TasksError) as refused:
+        with_forwarding(mine, delivery_handlers(settings, Forwarding(settings)))
+    [line] = refused.value.lines
+    assert "rename it" in line and Destination(url).name in line
