@@ -30,6 +30,9 @@ HANDLER_MARGIN_SECONDS = 5.0
 
 USER_AGENT = "sphere-relay-forward"
 
+DRAIN_BYTES = 65536
+"""The most of an answer's body read (to keep its connection); a receiver's answer is usually empty."""
+
 
 class DeliveryFailed(Exception):
     """An attempt that may succeed later: no connection, no answer in time, or a 5xx."""
@@ -102,14 +105,17 @@ class Forwarder:
     async def _post(
         self, client: httpx.AsyncClient, data: bytes, headers: dict[str, str]
     ) -> tuple[int, str | None, bytes]:
-        """Status, ``Retry-After`` and the first bytes of the body (a receiver's page is not read whole)."""
+        """Status, ``Retry-After`` and the first bytes of the body. A body read to its end lets the
+        connection be reused; one longer than `DRAIN_BYTES` is cut off (and its connection closed)."""
         async with client.stream("POST", self.destination.url, content=data, headers=headers) as answer:
             head = b""
-            if not answer.is_success:
-                async for chunk in answer.aiter_bytes():
-                    head += chunk
-                    if len(head) >= response.BODY_HEAD_BYTES:
-                        break
+            read = 0
+            async for chunk in answer.aiter_bytes():
+                if len(head) < response.BODY_HEAD_BYTES:
+                    head += chunk[: response.BODY_HEAD_BYTES - len(head)]
+                read += len(chunk)
+                if read > DRAIN_BYTES:
+                    break
             return answer.status_code, answer.headers.get("retry-after"), head
 
 
