@@ -26,6 +26,8 @@ class Received:
     """time.monotonic() when the request's body had arrived."""
     headers: dict[str, str]
     body: bytes
+    peer: int = 0
+    """The client's port: the same for requests over one kept-alive connection."""
 
     @property
     def webhook_id(self) -> str:
@@ -60,11 +62,13 @@ def forward_sink() -> Iterator[Sink]:
     sink = Sink()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver does
+
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
             headers = {name.lower(): value for name, value in self.headers.items()}
-            answer = sink._next(Received(time.monotonic(), headers, body))
+            answer = sink._next(Received(time.monotonic(), headers, body, self.client_address[1]))
             if answer.stall:
                 time.sleep(answer.stall)
             self.send_response(answer.status)

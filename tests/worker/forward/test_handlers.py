@@ -67,6 +67,13 @@ async def test_a_2xx_is_delivered_signed(forwarding: Forwarding, sink: Sink) -> 
     assert request.headers["content-type"] == "application/json"
 
 
+async def test_deliveries_share_one_kept_alive_connection(forwarding: Forwarding, sink: Sink) -> None:
+    sink.default = Answer(200, body=b"thanks")  # a body: read, or the connection could not be reused
+    for _ in range(5):
+        await deliver(forwarding, sink.url)
+    assert len({request.peer for request in sink.requests()}) == 1
+
+
 async def test_a_5xx_fails_the_attempt_for_the_backoff(forwarding: Forwarding, sink: Sink) -> None:
     sink.default = Answer(502, body=b"bad gateway")
     with pytest.raises(DeliveryFailed, match="HTTP 502: bad gateway"):
