@@ -301,16 +301,16 @@ async def run_attempt(
         return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "permanent", metrics)
     except Retry as exc:  # arq's own way to ask for a retry: after the delay the handler chose
         wait = (exc.defer_score or 0) / 1000
+        reason = f": {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ is not None else ""
         if attempt >= handler.max_attempts:
-            why = f": {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ is not None else ""
             failure = Failure(
                 "Retry",
-                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts}){why}",
+                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts}){reason}",
             )
             return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
         log.warning(
-            "%s asked to retry %s (attempt %d of %d) in %.2fs",
-            handler.name, event.entry_id, attempt, handler.max_attempts, wait, extra=extra,
+            "%s asked to retry %s (attempt %d of %d) in %.2fs%s",
+            handler.name, event.entry_id, attempt, handler.max_attempts, wait, reason, extra=extra,
         )  # fmt: skip
         await _note_failure(ctx, settings, extra)
         raise Retry(defer=wait) from exc

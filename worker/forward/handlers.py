@@ -9,6 +9,7 @@ receiver asked for, `DeliveryFailed` (retried on the handler's backoff) for the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,14 +39,29 @@ class DeliveryFailed(Exception):
     """An attempt that may succeed later: no connection, no answer in time, or a 5xx."""
 
 
+class DestinationRequestLines(logging.Filter):
+    """Drops httpx's INFO line per request to a destination: it would print the URL, which may carry
+    a token, once per event (the worker logs its own line per run, naming the destination's handler)."""
+
+    def __init__(self, urls: Iterable[str]) -> None:
+        super().__init__()
+        self.urls = {str(httpx.URL(url)) for url in urls}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) > 1 and str(args[1]) in self.urls)
+
+
 class Forwarding:
     """The HTTP client every forwarding handler of a worker process uses, born in ``on_startup``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client: httpx.AsyncClient | None = None
+        self.quiet = DestinationRequestLines(settings.forward_url)
 
     async def start(self) -> None:
+        logging.getLogger("httpx").addFilter(self.quiet)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
         self.client = httpx.AsyncClient(
             timeout=self.settings.forward_timeout,
@@ -55,6 +71,7 @@ class Forwarding:
         )
 
     async def close(self) -> None:
+        logging.getLogger("httpx").removeFilter(self.quiet)
         if self.client is not None:
             await self.client.aclose()
             self.client = None

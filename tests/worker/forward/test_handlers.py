@@ -3,9 +3,11 @@ answer (or no answer) raises, and that its registry has one handler per destinat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from arq.worker import Retry
 
@@ -138,3 +140,14 @@ def test_a_handler_with_a_destinations_name_is_refused_in_one_line() -> None:
         with_forwarding(mine, delivery_handlers(settings, Forwarding(settings)))
     [line] = refused.value.lines
     assert "rename it" in line and Destination(url).name in line
+
+
+async def test_httpx_logs_no_line_with_a_destinations_url(
+    forwarding: Forwarding, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        await deliver(forwarding, sink.url)
+        async with httpx.AsyncClient() as other:  # a handler's own requests keep their lines
+            await other.post(sink.url.replace("/hook", "/other"), content=b"{}")
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert len(lines) == 1 and "/other" in lines[0]
