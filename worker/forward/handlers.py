@@ -85,8 +85,6 @@ class Forwarder:
         self.forwarding = forwarding
         self.signer = Webhook(secret)
         self.timeout = forwarding.settings.forward_timeout
-        self.backoff, self.cap = DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF
-        """The handler's schedule (the registry's defaults), which a requested delay keeps to."""
 
     async def __call__(self, ctx: dict[str, Any], event: Payload) -> None:
         client = self.forwarding.client
@@ -106,16 +104,16 @@ class Forwarder:
         except TimeoutError:
             raise DeliveryFailed(f"no answer within {self.timeout:g}s (RELAY_FORWARD_TIMEOUT)") from None
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc or 'connection failed'}") from exc
+            raise DeliveryFailed(f"{type(exc).__name__}: {str(exc) or 'connection failed'}") from exc
         verdict = response.judge(status, retry_after, head, now=time.time(), cap=DEFAULT_MAX_BACKOFF)
         if verdict.action == "delivered":
             return
         if verdict.action == "give_up":
             raise Permanent(verdict.reason)
         if verdict.action == "retry_after":
-            wait = response.retry_after_wait(
-                verdict.delay, int(ctx.get("attempt", 1)), self.backoff, self.cap
-            )
+            # The handler keeps the registry's default schedule (`_handler`): a requested delay keeps to it.
+            attempt = int(ctx.get("attempt", 1))
+            wait = response.retry_after_wait(verdict.delay, attempt, DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF)
             raise Retry(defer=wait) from DeliveryFailed(verdict.reason)
         raise DeliveryFailed(verdict.reason)
 
