@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.core.redis import async_client, describe, failure
-from relay.core.settings import RedisAccess, Settings, describe_errors, forward_urls
+from relay.core.settings import RedisAccess, Retention, Settings, describe_errors, forward_urls
 from worker.checks import TasksError, check_registry, import_tasks
 from worker.forward.handlers import listed_handlers, with_forwarding
 from worker.registry import Registry, default_registry
@@ -77,7 +77,7 @@ def _default(name: str) -> Any:
     return Settings.model_fields[name].default
 
 
-class CliSettings(RedisAccess):
+class CliSettings(RedisAccess, Retention):
     """The ``RELAY_*`` settings the command uses; the same names and defaults as `relay.core.settings.Settings`."""
 
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
@@ -88,8 +88,6 @@ class CliSettings(RedisAccess):
     topgg_authorization: SecretStr | None = None
     standard_webhooks_secret: SecretStr | None = None
     tasks: str = _default("tasks")
-    retention_seconds: int = Field(default=_default("retention_seconds"), gt=0)
-    """Replayed jobs may wait in the queue this long, as the bridge's do."""
     forward_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """The workers' forwarding destinations: each is a handler (`worker.forward`) replays may name."""
 
