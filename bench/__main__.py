@@ -31,7 +31,8 @@ from bench.load import Requests, require_wrk, write_requests
 from bench.pipeline import measure_pipeline
 from bench.processes import ProcessGroup, Redis, start_redis
 from bench.profile import profile_server, profile_worker, py_spy_available
-from bench.report import Machine, Results, kept_notes, render, summary, targets, to_json
+from bench.report import LOADED, Machine, Results, kept_notes, render, summary, targets, to_json
+from bench.senders import ASGI_ONLY, SOURCES, SenderSecrets, measure_senders, write_sender_requests
 from bench.traces import TRACE_DIR_ENV
 
 HERE = Path(__file__).resolve().parent
@@ -60,6 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="edge servers to measure, in order; '' for none",
     )
     parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
+    parser.add_argument("--senders", default=",".join(SOURCES),
+                        help="senders whose routes are measured side by side on one edge (bench.senders); '' for none")  # fmt: skip
+    parser.add_argument("--senders-protocol", choices=("edge", "asgi"), default="edge",
+                        help="the senders phase's HTTP protocol: the edge's own (as shipped), or uvicorn's "
+                             "httptools, which sends every route through ASGI")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")
     parser.add_argument("--rounds", type=int, default=3,
                         help="times each edge server and each worker count is measured, interleaved; the median round counts")  # fmt: skip
@@ -115,6 +121,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
     args.servers = [name for name in args.servers.split(",") if name]
+    args.senders = [name for name in args.senders.split(",") if name]
+    if set(args.senders) - set(SOURCES):
+        parser.error(f"unknown senders; choose from {', '.join(SOURCES)}")
     unknown = set(args.servers) - set(SERVERS)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}; choose from {', '.join(SERVERS)}")
@@ -243,6 +252,7 @@ def _measure(
                 if name == CEILING.name:
                     # Nothing stores more requests than the bare route answers: size the bodies by it.
                     requests = requests_for(max(r.wrk.rps for r in runs), requests)
+        _measure_senders(args, results, group, store, scratch, secret, nonce)
         for round_number in range(1, args.rounds + 1):
             for count in args.workers:
                 pipe = measure_pipeline(
@@ -299,6 +309,33 @@ def _measure(
         "rate": args.latency_rate,
         "lat_seconds": args.latency_seconds,
     }
+
+
+def _measure_senders(
+    args: argparse.Namespace,
+    results: Results,
+    group: ProcessGroup,
+    store: Redis,
+    scratch: Path,
+    secret: str,
+    nonce: int,
+) -> None:
+    """Each sender's route of one edge, side by side (`bench.senders`); signed now, for their timestamps."""
+    if not args.senders:
+        return
+    keys = replace(SenderSecrets.generate(), sphere=secret)
+    per_thread = int(args.rate_hint * max(args.seconds, args.warmup) * 1.25 / WRK_THREADS) + 1000
+    requests = {
+        source: write_sender_requests(
+            scratch / "requests", source, keys, WRK_THREADS, per_thread, nonce + 500
+        )
+        for source in args.senders
+    }
+    results.senders = measure_senders(
+        group, store, requests, connections=LOADED, seconds=args.seconds, warmup_seconds=args.warmup,
+        rounds=args.rounds, env={**group.env, **keys.env()},
+        http=ASGI_ONLY if args.senders_protocol == "asgi" else None,
+    )  # fmt: skip
 
 
 def _measure_handlers(

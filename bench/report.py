@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import forward, handlers
+from bench import forward, handlers, senders
 from bench.drain import DrainRun
 from bench.edge import EdgeRun, median_run
 from bench.pipeline import PipelineRun, Throughput, median_by
@@ -64,6 +64,8 @@ class Results:
     """An idle worker's CPU and wake-up (`bench.handlers`), when measured."""
     io: list[handlers.IoRun] = field(default_factory=list)
     """I/O-bound scaling runs (`bench.handlers`)."""
+    senders: list[senders.SenderRun] = field(default_factory=list)
+    """Each sender's route of one edge, side by side (`bench.senders`)."""
     forward: list[forward.ForwardRun] = field(default_factory=list)
     """Forwarding runs (`bench.forward`)."""
 
@@ -191,6 +193,7 @@ def targets(results: Results) -> list[Target]:
             )
         )
     out += [Target(*found) for found in handlers.targets(results.idle, results.io)]
+    out += [Target(*found) for found in senders.targets(results.senders)]
     return out
 
 
@@ -339,6 +342,13 @@ def summary(results: Results) -> str:
                 by_round,
                 "",
             ]
+    if results.senders:
+        parts += [
+            f"Each sender's route of one edge, {LOADED} connections, its own signed votes (bench/senders.py):",
+            "",
+            senders.table(results.senders),
+            "",
+        ]
     if results.idle is not None or results.io:
         parts += [handlers.table(results.idle, results.io)]
     if results.forward:
@@ -412,6 +422,20 @@ def to_json(results: Results) -> dict[str, Any]:
             for d in results.drains
         ],
         "handlers": handlers.to_json(results.idle, results.io),
+        "senders": [
+            {
+                "source": r.source,
+                "round": r.round,
+                "requests": r.wrk.requests,
+                "requests_per_s": r.wrk.rps,
+                "p99_ms": r.wrk.p99_ms,
+                "edge_cpu_us_per_request": r.edge_us_per_request,
+                "redis_cpu_us_per_request": r.redis_us_per_request,
+                "entries": r.entries,
+                "stored_all": r.stored_all,
+            }
+            for r in results.senders
+        ],
         "forward": forward.to_json(results.forward),
         "targets": [vars(t) for t in targets(results)],
     }

@@ -36,6 +36,7 @@ class SenderEndpoint(WebhookEndpoint):
 
     def __init__(self, settings: Settings, sender: Sender, metrics: EdgeMetrics | None = None) -> None:
         super().__init__(settings, metrics)
+        self._observe = self.metrics.observer(sender.NAME)
         self.sender = sender
         self.source = sender.NAME
         self.path = sender.PATH

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -70,7 +71,7 @@ class WebhookEndpoint:
 
     def __init__(self, settings: Settings, metrics: EdgeMetrics | None = None) -> None:
         self.metrics = metrics if metrics is not None else EdgeMetrics()
-        self._observe = self.metrics.observe
+        self._observe: Callable[[str, float], None] = self.metrics.observe
         self._verify = signature.Verifier(settings.signing_keys())
         self.source = ""
         """The sender's name in refusal records; empty for Sphere's own route."""

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 from relay.core.keys import EVENTS_STREAM, F_SOURCE, F_TYPE
 from relay.edge.rejections import recent
@@ -223,3 +224,25 @@ def test_sphere_without_its_secret_has_no_route(shared_redis: RedisServer) -> No
         sphere = httpx.post(f"{url}/webhook", content=VOTE, headers=signed(VOTE))
         topgg = httpx.post(f"{url}/webhook/topgg", content=body, headers=topgg_signed(body))
     assert (sphere.status_code, topgg.status_code) == (404, 202)
+
+
+def test_metrics_count_each_senders_requests(redis_url: str) -> None:
+    vote = topgg_vote()
+    with running_edge(make_settings(redis_url, **SENDER_SETTINGS)) as url:
+        httpx.post(f"{url}/webhook/topgg", content=vote, headers=topgg_signed(vote))
+        httpx.post(f"{url}/webhook/topgg", content=vote, headers=topgg_signed(b"x"))
+        httpx.post(f"{url}/webhook", content=VOTE, headers=signed(VOTE))
+        httpx.post(f"{url}/webhook", content=VOTE, headers={"X-Sphere-Signature": "0" * 64})
+        text = httpx.get(f"{url}/metrics").text
+
+    counts = {
+        (sample.labels["source"], sample.labels["outcome"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "relay_webhook_source_requests_total"
+    }
+
+    assert counts[("topgg", "queued")] == counts[("topgg", "invalid_signature")] == 1
+    assert counts[("sphere", "queued")] == counts[("sphere", "invalid_signature")] == 1
+    assert counts[("standard", "queued")] == 0
+    assert 'relay_webhook_requests_total{outcome="invalid_signature"} 2.0' in text  # the totals stay whole

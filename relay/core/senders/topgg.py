@@ -71,8 +71,19 @@ class TopggTestData(_Model):
     user: TopggUser
 
 
-def _target(project_type: str) -> Literal["guild", "bot"]:
-    return "bot" if project_type == "bot" else "guild"
+def _vote(payload: TopggEvent, data: TopggTestData | TopggVoteData, **fields: Any) -> Vote:
+    """A v1 event's `Vote`: the voter and the project from `data`, the rest from `fields`."""
+    target = "bot" if data.project.type == "bot" else "guild"
+    return Vote.model_validate(
+        {
+            "source": "topgg",
+            "user_id": data.user.platform_id,
+            "target_id": data.project.platform_id,
+            "target": target,
+            "payload": payload,
+            **fields,
+        }
+    )
 
 
 class TopggVote(TopggEvent):
@@ -85,16 +96,8 @@ class TopggVote(TopggEvent):
 
     def normalized(self) -> Vote:
         data = self.data
-        return Vote(
-            source="topgg",
-            user_id=data.user.platform_id,
-            target_id=data.project.platform_id,
-            target=_target(data.project.type),
-            weight=data.weight,
-            id=data.id,
-            created_at=data.created_at,
-            expires_at=data.expires_at,
-            payload=self,
+        return _vote(
+            self, data, weight=data.weight, id=data.id, created_at=data.created_at, expires_at=data.expires_at
         )
 
 
@@ -107,15 +110,7 @@ class TopggTest(TopggEvent):
     data: TopggTestData
 
     def normalized(self) -> Vote:
-        data = self.data
-        return Vote(
-            source="topgg",
-            user_id=data.user.platform_id,
-            target_id=data.project.platform_id,
-            target=_target(data.project.type),
-            test=True,
-            payload=self,
-        )
+        return _vote(self, self.data, test=True)
 
 
 class TopggLegacyVote(TopggEvent):
