@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,17 +18,12 @@ from standardwebhooks import Webhook
 
 from relay.core.events import parse
 from tests.support.processes import stop
+from tests.support.receivers import receiver_command
 from tests.support.redis_server import free_port
 from tests.support.worker_process import ROOT
 from tests.worker.forward.signing import FORWARD_SECRET
 from tests.worker.helpers import review_body, vote_body
 from worker.forward import message
-
-NODE = shutil.which("node")
-COMMANDS = {
-    "python": [sys.executable, "examples/forward_receiver.py"],
-    "javascript": [NODE or "node", "examples/forward_receiver.js"],
-}
 
 
 class Receiver:
@@ -47,13 +40,12 @@ class Receiver:
 
 @pytest.fixture(params=["python", "javascript"])
 def receiver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Receiver]:
-    if request.param == "javascript" and NODE is None:
-        pytest.skip("node is not installed: the JavaScript receiver is tested where it is")
+    command = receiver_command(request.param)
     port = free_port()
     log = tmp_path / "receiver.log"
     env = {**os.environ, "RELAY_FORWARD_SECRET": FORWARD_SECRET, "PORT": str(port)}
     with log.open("wb") as out:
-        process = subprocess.Popen(COMMANDS[request.param], cwd=ROOT, env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}/relay"
     deadline = time.monotonic() + 20
     while True:

@@ -20,6 +20,7 @@ import redis
 from relay.core.keys import outcome_redis_key
 from tests.support.forward_sink import Answer, Sink, forward_sink
 from tests.support.processes import stop
+from tests.support.receivers import receiver_command
 from tests.support.redis_server import free_port
 from tests.support.worker_process import ROOT, WorkerPool
 from tests.worker.forward.signing import FORWARD_SECRET, expected_webhook_id, signature_ok
@@ -76,9 +77,11 @@ def destination_states(redis_url: str, forward_url: str) -> dict[str, tuple[int,
     }
 
 
+@pytest.mark.parametrize("language", ["python", "javascript"])
 def test_a_receiver_that_comes_up_late_gets_every_event_signed_with_stable_ids(
-    client: redis.Redis, workers: WorkerPool, receiver_log: Path, redis_url: str
+    client: redis.Redis, workers: WorkerPool, receiver_log: Path, redis_url: str, language: str
 ) -> None:
+    command = receiver_command(language)  # the example receivers: FastAPI, and node where installed
     port = free_port()
     url = f"http://127.0.0.1:{port}/relay"
     handler = Destination(url).name
@@ -94,9 +97,7 @@ def test_a_receiver_that_comes_up_late_gets_every_event_signed_with_stable_ids(
 
     env = {**os.environ, "RELAY_FORWARD_SECRET": FORWARD_SECRET, "PORT": str(port)}
     with receiver_log.open("wb") as log:
-        receiver = subprocess.Popen(
-            [sys.executable, "examples/forward_receiver.py"], cwd=ROOT, env=env, stdout=log, stderr=log
-        )
+        receiver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         until(lambda: len(received_ids(receiver_log)) >= 20, 60, "the receiver got all 20 events")
     finally:
