@@ -30,3 +30,21 @@ def test_every_forward_setting_is_documented() -> None:
 
     for name in (n for n in Settings.model_fields if n.startswith("forward_")):
         assert f"`RELAY_{name.upper()}`" in GUIDE
+
+
+def test_the_body_shown_is_what_the_relay_sends_for_its_payload() -> None:
+    import json
+
+    from relay.core.events import parse
+    from worker.forward import message
+
+    shown = json.loads(blocks("json")[0])
+    raw = json.dumps(shown["payload"]).encode()
+    sent = message.body(
+        stored_type=shown["type"],
+        entry_id=shown["event_id"],
+        received_ms=shown["received_ms"],
+        event=parse(raw),
+        payload=raw,
+    )
+    assert json.loads(sent) == shown
