@@ -23,7 +23,10 @@ from standardwebhooks import Webhook, WebhookVerificationError
 SEEN_IDS_KEPT = 100_000
 """Ids remembered (the oldest are forgotten first); the relay retries one event for about two hours."""
 
-webhook = Webhook(os.environ["RELAY_FORWARD_SECRET"])  # pip install standardwebhooks
+SECRET = os.environ.get("RELAY_FORWARD_SECRET", "")
+if not SECRET.startswith("whsec_"):
+    raise SystemExit("set RELAY_FORWARD_SECRET to the relay's whsec_... secret")
+webhook = Webhook(SECRET)  # pip install standardwebhooks
 seen: OrderedDict[str, None] = OrderedDict()
 app = FastAPI()
 
