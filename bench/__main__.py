@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.drain import measure_drain
 from bench.edge import CEILING, SERVERS, measure_server
-from bench.forward import measure_forward
+from bench.forward import FORWARD, NOOP, measure_forward
 from bench.handlers import measure_idle, measure_io
 from bench.load import Requests, require_wrk, write_requests
 from bench.pipeline import measure_pipeline
@@ -364,15 +364,16 @@ def _measure_handlers(
                 f"{run.us_per_event:,.0f} worker CPU µs/event, {run.handled}/{run.events} handled"
             )
     for round_number in range(1, args.forward_rounds + 1) if args.forward_events > 0 else ():
-        forward = measure_forward(
-            group, store, events=args.forward_events, nonce=nonce + 500 + 2 * round_number,
-            env=group.env, round=round_number,
-        )  # fmt: skip
-        results.forward.append(forward)
-        print(
-            f"bench: round {round_number} forwarding, 1 worker: {forward.rate:,.0f} events/s, "
-            f"{forward.us_per_event:,.0f} worker CPU µs/event"
-        )
+        for number, kind in enumerate((NOOP, FORWARD)):
+            forward = measure_forward(
+                group, store, events=args.forward_events, nonce=nonce + 500 + 4 * round_number + 2 * number,
+                env=group.env, round=round_number, kind=kind,
+            )  # fmt: skip
+            results.forward.append(forward)
+            print(
+                f"bench: round {round_number} {kind}, 1 worker: {forward.rate:,.0f} events/s, "
+                f"{forward.us_per_event:,.0f} worker CPU µs/event"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

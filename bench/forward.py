@@ -4,7 +4,9 @@ backlog to a local receiver that answers at once (`bench.slow_server` with no de
 Once the worker has joined the group and delivered a warm-up, the bench appends `events` events with
 the edge's ingest script and times until the worker's outcome recorder has counted every delivery
 (``relay:handled``, flushed every 0.1 s): forwarded events/s, and the worker's CPU µs per event
-(signing, the HTTP request, the job's bookkeeping).
+(signing, the HTTP request, the job's bookkeeping). In each round the same is first measured with
+`bench.noop_tasks` instead (a handler that does nothing), so that the ratio of the two CPU figures
+says what forwarding adds to the job machinery, measured in one run.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from bench.load import review_body
 from bench.pipeline import fresh_start, wait_for
 from bench.processes import ProcessGroup, Redis, free_port, start_worker, wait_for_port
 from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM, HANDLED_TOTALS
-from worker.forward.destination import Destination
 
 WARM_UP_EVENTS = 20
+FORWARD = "forwarding"
+NOOP = "no-op handler"
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,13 @@ class ForwardRun(PerEvent):
     workers_cpu_s: float
     """The one worker's."""
     round: int = 1
+    kind: str = FORWARD
+    """`FORWARD`, or `NOOP` for the no-op handler measured beside it."""
 
 
-def _delivered(client: redis.Redis, name: str) -> int:
-    value = cast(bytes | None, client.hget(HANDLED_TOTALS, name))
-    return int(value or 0)
+def _handled(client: redis.Redis) -> int:
+    values = cast(list[bytes], client.hvals(HANDLED_TOTALS))
+    return sum(int(value) for value in values)
 
 
 def _joined(client: redis.Redis) -> bool:
@@ -53,64 +58,89 @@ def _joined(client: redis.Redis) -> bool:
 
 
 def measure_forward(
-    group: ProcessGroup, store: Redis, *, events: int, nonce: int, env: Mapping[str, str], round: int = 1
+    group: ProcessGroup,
+    store: Redis,
+    *,
+    events: int,
+    nonce: int,
+    env: Mapping[str, str],
+    round: int = 1,
+    kind: str = FORWARD,
 ) -> ForwardRun:
-    """One worker forwarding `events` stored at once to a receiver that answers at once."""
-    port = free_port()
-    receiver = group.start(
-        f"forward-receiver-{round}", [sys.executable, "-m", "bench.slow_server", str(port), "0"]
-    )
-    wait_for_port(port, receiver.popen, receiver.log)
-    url = f"http://127.0.0.1:{port}/relay"
-    run_env = {
-        **env,
-        "RELAY_TASKS": "bench.forward_tasks",
-        "RELAY_FORWARD_URL": url,
-        "RELAY_FORWARD_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
-    }
+    """One worker forwarding `events` stored at once to a receiver that answers at once; with
+    ``kind=NOOP``, the same worker running `bench.noop_tasks` instead, no receiver."""
+    receiver = None
+    run_env = {**env, "RELAY_TASKS": "bench.noop_tasks"}
+    if kind == FORWARD:
+        port = free_port()
+        command = [sys.executable, "-m", "bench.slow_server", str(port), "0"]
+        receiver = group.start(f"forward-receiver-{round}", command)
+        wait_for_port(port, receiver.popen, receiver.log)
+        run_env |= {
+            "RELAY_TASKS": "bench.forward_tasks",
+            "RELAY_FORWARD_URL": f"http://127.0.0.1:{port}/relay",
+            "RELAY_FORWARD_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        }
     concurrency = int(run_env.get("RELAY_FORWARD_CONCURRENCY", "8"))
     store_client, _ = fresh_start(store, run_env)
     client = redis.Redis.from_url(store.url)
-    name = Destination(url).name
-    worker = start_worker(group, f"forward-worker-{round}", run_env)
+    worker = start_worker(group, f"forward-worker-{round}-{kind.split()[0]}", run_env)
     try:
-        wait_for(lambda: _joined(client), 30, "the forwarding worker to join the group")
+        wait_for(lambda: _joined(client), 30, "the worker to join the group")
         store_events(store.url, [review_body(n, nonce) for n in range(WARM_UP_EVENTS)])
-        wait_for(lambda: _delivered(client, name) >= WARM_UP_EVENTS, 60, "the warm-up deliveries")
+        wait_for(lambda: _handled(client) >= WARM_UP_EVENTS, 60, "the warm-up events")
         time.sleep(0.5)
         bodies = [review_body(n, nonce + 1) for n in range(events)]
         cpu_before = worker.cpu_seconds()
         begin = time.monotonic()
         store_events(store.url, bodies)
-        wait_for(lambda: _delivered(client, name) >= WARM_UP_EVENTS + events, 300, f"{events} deliveries")
+        wait_for(lambda: _handled(client) >= WARM_UP_EVENTS + events, 300, f"{events} events ({kind})")
         seconds = time.monotonic() - begin
         cpu = worker.cpu_seconds() - cpu_before
     finally:
         for process in (worker, receiver):
-            group.stop(process)
+            if process is not None:
+                group.stop(process)
         client.close()
         store_client.close()
-    return ForwardRun(events, concurrency, seconds, cpu, round)
+    return ForwardRun(events, concurrency, seconds, cpu, round, kind)
 
 
-def median(runs: Sequence[ForwardRun]) -> ForwardRun | None:
-    ranked = sorted(runs, key=lambda r: r.rate)
+def median(runs: Sequence[ForwardRun], kind: str = FORWARD) -> ForwardRun | None:
+    ranked = sorted((r for r in runs if r.kind == kind), key=lambda r: r.rate)
     return ranked[(len(ranked) - 1) // 2] if ranked else None
 
 
 def table(runs: Sequence[ForwardRun]) -> str:
-    run = median(runs)
-    if run is None:
+    forward, noop = median(runs, FORWARD), median(runs, NOOP)
+    if forward is None:
         return ""
     lines = [
-        "| forwarding, 1 worker | in flight | events | events/s | worker CPU µs/event |",
+        "| 1 worker, a backlog of | in flight | events | events/s | worker CPU µs/event |",
         "|---|---|---|---|---|",
-        f"| receiver answering at once | {run.concurrency} | {run.events} | {run.rate:,.0f} | {run.us_per_event:,.0f} |",
-        "",
     ]
-    if len(runs) > 1:
-        each = ", ".join(f"{r.rate:,.0f} events/s at {r.us_per_event:,.0f} µs" for r in runs)
-        lines += [f"Forwarding, the median round of: {each}.", ""]
+    for run, what in (
+        (noop, "no-op handler (bench.noop_tasks)"),
+        (forward, "forwarding, receiver answering at once"),
+    ):
+        if run is not None:
+            in_flight = run.concurrency if run.kind == FORWARD else "-"
+            lines.append(
+                f"| {what} | {in_flight} | {run.events} | {run.rate:,.0f} | {run.us_per_event:,.0f} |"
+            )
+    lines.append("")
+    if noop is not None and noop.us_per_event:
+        lines += [
+            f"Forwarding costs {forward.us_per_event / noop.us_per_event:.2f}x the worker CPU per event of "
+            "the no-op handler (medians of the same run).",
+            "",
+        ]
+    for kind in (NOOP, FORWARD):
+        mine = [r for r in runs if r.kind == kind]
+        if len(mine) > 1:
+            each = ", ".join(f"{r.rate:,.0f} events/s at {r.us_per_event:,.0f} µs" for r in mine)
+            lines += [f"- {kind}, by round: {each}"]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -483,7 +483,9 @@ METHOD = """\
   delivers a backlog, stored at once with the edge's ingest script, to a local receiver that answers
   at once (`bench/slow_server.py` with no delay); events/s from the store to the worker's count of
   2xx answers (`relay:handled`, written every 0.1 s), and the worker's CPU per event: signing, the HTTP
-  request and the job's bookkeeping. Its median round is shown.
+  request and the job's bookkeeping. Each round first measures the same worker running
+  `bench.noop_tasks` (a handler that does nothing) on the same backlog: the ratio of the two CPU
+  figures is what forwarding adds. Medians of the rounds are shown.
 - **Drain diagnostic** (`bench/drain.py`; run when 2 workers miss their target, or with `--drain`): not a
   target. In as many rounds, wrk fills an emptied Redis through the edge at 50 connections, the edge
   stops, and 1, then 2, workers drain the backlog alone; the rate and CPU are counted from the first

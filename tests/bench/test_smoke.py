@@ -127,10 +127,12 @@ def test_forwarding_gives_a_well_formed_result(tmp_path: Path) -> None:
     result, markdown = run_bench(
         tmp_path, "--servers", "", "--workers", "", "--forward-events", "100", "--forward-rounds", "1"
     )
-    [run] = result["forward"]
+    noop, run = result["forward"]
+    assert (noop["kind"], run["kind"]) == ("no-op handler", "forwarding")
     assert (run["events"], run["concurrency"], run["round"]) == (100, 8, 1)
-    assert run["rate"] > 0 and run["us_per_event"] > 0
-    assert "| receiver answering at once | 8 | 100 |" in markdown
+    assert run["rate"] > 0 and run["us_per_event"] > 0 and noop["us_per_event"] > 0
+    assert "| forwarding, receiver answering at once | 8 | 100 |" in markdown
+    assert "x the worker CPU per event of the no-op handler" in markdown
 
 
 def test_the_senders_routes_give_well_formed_results(tmp_path: Path) -> None:
