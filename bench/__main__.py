@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from bench.drain import measure_drain
-from bench.edge import CEILING, SERVERS, measure_server
+from bench.edge import BEFORE, CEILING, SERVERS, Server, measure_server, relay_at
 from bench.forward import FORWARD, NOOP, measure_forward
 from bench.handlers import measure_idle, measure_io
 from bench.load import Requests, require_wrk, write_requests
@@ -32,7 +32,7 @@ from bench.pipeline import measure_pipeline
 from bench.processes import ProcessGroup, Redis, start_redis
 from bench.profile import profile_server, profile_worker, py_spy_available
 from bench.report import LOADED, Machine, Results, kept_notes, render, summary, targets, to_json
-from bench.senders import ASGI_ONLY, SOURCES, SenderSecrets, measure_senders, write_sender_requests
+from bench.senders import SOURCES, SenderSecrets, measure_senders, write_sender_requests
 from bench.traces import TRACE_DIR_ENV
 
 HERE = Path(__file__).resolve().parent
@@ -60,12 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="ceiling,baseline,relay,relay-httptools",
         help="edge servers to measure, in order; '' for none",
     )
+    parser.add_argument("--before", metavar="REF",
+                        help=f"also measure the relay edge as of this git revision ({BEFORE}), just before relay")  # fmt: skip
     parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
     parser.add_argument("--senders", default=",".join(SOURCES),
                         help="senders whose routes are measured side by side on one edge (bench.senders); '' for none")  # fmt: skip
-    parser.add_argument("--senders-protocol", choices=("edge", "asgi"), default="edge",
-                        help="the senders phase's HTTP protocol: the edge's own (as shipped), or uvicorn's "
-                             "httptools, which sends every route through ASGI")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")
     parser.add_argument("--rounds", type=int, default=3,
                         help="times each edge server and each worker count is measured, interleaved; the median round counts")  # fmt: skip
@@ -124,7 +123,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.senders = [name for name in args.senders.split(",") if name]
     if set(args.senders) - set(SOURCES):
         parser.error(f"unknown senders; choose from {', '.join(SOURCES)}")
-    unknown = set(args.servers) - set(SERVERS)
+    if args.before and BEFORE not in args.servers:
+        at = args.servers.index("relay") if "relay" in args.servers else len(args.servers)
+        args.servers.insert(at, BEFORE)
+    unknown = set(args.servers) - set(SERVERS) - ({BEFORE} if args.before else set())
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}; choose from {', '.join(SERVERS)}")
     return args
@@ -236,10 +238,13 @@ def _measure(
             return write_requests(scratch / "requests", WRK_THREADS, per_thread, secret.encode(), nonce)
 
         requests = requests_for(args.rate_hint)
+        servers: dict[str, Server] = dict(SERVERS)
+        if args.before:
+            servers[BEFORE] = relay_at(args.before, scratch / "before")
         for round_number in range(1, args.rounds + 1):
             for name in args.servers:
                 runs = measure_server(
-                    group, store, SERVERS[name], requests,
+                    group, store, servers[name], requests,
                     connections=args.connections, seconds=args.seconds, warmup_seconds=args.warmup,
                     env=group.env, round=round_number,
                 )  # fmt: skip
@@ -334,7 +339,6 @@ def _measure_senders(
     results.senders = measure_senders(
         group, store, requests, connections=LOADED, seconds=args.seconds, warmup_seconds=args.warmup,
         rounds=args.rounds, env={**group.env, **keys.env()},
-        http=ASGI_ONLY if args.senders_protocol == "asgi" else None,
     )  # fmt: skip
 
 

@@ -26,14 +26,11 @@ from bench.load import Requests, Signer, WrkResult, run_wrk
 from bench.pipeline import median_by
 from bench.processes import RELAY_APP, ProcessGroup, Redis, start_uvicorn
 from bench.store import Store
-from relay.cli.devrun import EDGE_LIMITS
 from relay.core.keys import EVENTS_STREAM
 from relay.core.senders import topgg
 from relay.edge.signature import HEADER
 
 SOURCES = ("sphere", "topgg", "standard")
-ASGI_ONLY = ("--http", "httptools", *EDGE_LIMITS[2:])
-"""uvicorn's own httptools protocol with the edge's limits: no request is answered outside ASGI."""
 RATIO_LIMIT = 1.25
 """A route's CPU per request may be at most this times Sphere's (the senders issue: within 25%)."""
 
@@ -204,13 +201,9 @@ def measure_senders(
     warmup_seconds: float,
     rounds: int,
     env: Mapping[str, str],
-    http: Sequence[str] | None = None,
 ) -> list[SenderRun]:
-    """Start one edge with every sender on, then measure each route once per round, interleaved.
-
-    `http`: uvicorn's HTTP flags (default: the edge's own protocol, as shipped; `ASGI_ONLY` sends
-    every request through ASGI, Sphere's too, as uvicorn's own httptools protocol does)."""
-    process, port = start_uvicorn(group, "senders-edge", RELAY_APP, env, http=http)
+    """Start one edge with every sender on, then measure each route once per round, interleaved."""
+    process, port = start_uvicorn(group, "senders-edge", RELAY_APP, env)
     url = f"http://127.0.0.1:{port}"  # the request files carry each route's path
     client = Store(store.url)
     runs = []

@@ -3,11 +3,10 @@
 ``uvicorn relay.app:app`` reads the settings from the environment when it first looks ``app`` up
 (not when this module is imported), so tests and tools build their own with `create_app`.
 
-Requests for ``POST /webhook`` go straight to `relay.edge.webhook.WebhookEndpoint`, ahead of FastAPI's
-middleware and routing; everything else (probes, docs, 404, 405) is served by FastAPI. Under the
-edge's own HTTP protocol (`relay.edge.protocol`), the usual webhook request does not even reach this app:
-`EdgeApp.direct_endpoint` lets the protocol answer it without ASGI (`relay.edge.direct`). The
-lifespan creates the Redis client and the ingest writer, and closes them.
+Requests for ``POST /webhook`` (and the other senders' routes, `relay.edge.senders`) go straight to
+their `relay.edge.webhook.WebhookEndpoint`, ahead of FastAPI's middleware and routing; everything
+else (probes, docs, 404, 405) is served by FastAPI. The lifespan creates the Redis client and the
+ingest writer, and closes them.
 
 Metrics (`relay.core.metrics`) live in a registry of this app's own. ``RELAY_METRICS=on`` serves them at
 ``GET /metrics`` here; a ``[host:]port`` serves them there instead (`relay.core.exposition`), started and
@@ -62,11 +61,6 @@ class EdgeApp:
         self.metrics = endpoint.metrics
         self.routes = routes
 
-    def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
-        """The endpoint that may answer this ``POST /webhook`` straight from the HTTP protocol
-        (`relay.edge.direct`), or None to send it through this app as usual."""
-        return self.routes.get(webhook.PATH)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.routes.get(scope["path"]) if scope["type"] == "http" else None
         if endpoint is not None:
@@ -96,10 +90,6 @@ class AllowListedEdgeApp(EdgeApp):
     ) -> None:
         super().__init__(endpoint, api, routes)
         self.allow_list = allow_list
-
-    def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
-        # A request from outside the allow-list goes the usual way, to be refused by `__call__`.
-        return self.routes.get(webhook.PATH) if self.allow_list.verdict(scope)[0] else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in self.routes:

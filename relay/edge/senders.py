@@ -15,8 +15,7 @@ from relay.core.senders.base import Sender, read_headers
 from relay.core.senders.standard import StandardSender
 from relay.core.senders.topgg import TopggSender
 from relay.core.settings import Settings
-from relay.edge.errors import BadSignature, BodyTooLarge, RedisUnavailable
-from relay.edge.ingest import Waiter
+from relay.edge.errors import BadSignature, BodyTooLarge
 from relay.edge.metrics import EdgeMetrics
 from relay.edge.webhook import WebhookEndpoint, content_length
 
@@ -42,11 +41,11 @@ class SenderEndpoint(WebhookEndpoint):
         self.path = sender.PATH
 
     def check_head(self, headers: list[tuple[bytes, bytes]]) -> Any:
-        if content_length(headers) > self.max_body:
+        if content_length(headers) > self._max_body:
             raise BodyTooLarge(self._too_large)
         return read_headers(headers, self.sender.HEADERS)
 
-    def accept(self, head: Any, body: bytes, received_ms: int, waiter: Waiter) -> str:
+    def accept(self, head: Any, body: bytes) -> tuple[str, str]:
         if isinstance(head, str):  # a header repeated or too long
             raise BadSignature(head)
         sender = self.sender
@@ -54,11 +53,4 @@ class SenderEndpoint(WebhookEndpoint):
         if refused is not None:
             raise BadSignature(refused)
         payload = sender.parse(body)
-        writer = self.writer
-        if writer is None:
-            raise RedisUnavailable("the edge is not started")
-        event_type = qualified(sender.NAME, sender.event_type(payload))
-        writer.submit(
-            sender.dedupe_key(payload, head, body), event_type, body, received_ms, waiter, sender.NAME
-        )
-        return event_type
+        return sender.dedupe_key(payload, head, body), qualified(sender.NAME, sender.event_type(payload))

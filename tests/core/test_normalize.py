@@ -10,43 +10,12 @@ import pytest
 from relay.core.events import Event, Review, Vote, VoteAdd, normalize, parse
 from relay.core.senders import parse_stored, qualified, split, types_of
 from relay.core.senders.topgg import TopggLegacyVote, TopggTest, TopggVote
+from tests.support.senders import BOT, GUILD, USER, topgg_legacy, topgg_test, topgg_vote
 
-GUILD, USER = "338202622731485185", "258317078560243712"
-
-# top.gg's documented samples (developer-docs webhooks/events.mdx, the Python SDK's tests/mocks).
-TOPGG_VOTE = {
-    "type": "vote.create",
-    "data": {
-        "id": "808499215864008704",
-        "weight": 1,
-        "created_at": "2026-02-09T00:47:14.2510149+00:00",
-        "expires_at": "2026-02-09T12:47:14.2510149+00:00",
-        "project": {
-            "id": "803190510032756736",
-            "type": "bot",
-            "platform": "discord",
-            "platform_id": "160105994217586689",
-        },
-        "query": {"key1": "value", "key2": "value2"},
-        "user": {
-            "id": "1",
-            "platform_id": "160105994217586680",
-            "name": "username",
-            "avatar_url": "<avatar url>",
-        },
-    },
-}
-TOPGG_TEST = {
-    "type": "webhook.test",
-    "data": {"user": TOPGG_VOTE["data"]["user"], "project": TOPGG_VOTE["data"]["project"]},  # type: ignore[index]
-}
-TOPGG_V0 = {
-    "bot": "803190510032756736",
-    "user": "160105994217586689",
-    "type": "upvote",
-    "isWeekend": False,
-    "query": "",
-}
+# Shaped as top.gg's developer docs show them (webhooks/events.mdx), with distinct voter and target ids.
+TOPGG_VOTE = json.loads(topgg_vote())
+TOPGG_TEST = json.loads(topgg_test())
+TOPGG_V0 = json.loads(topgg_legacy())
 
 
 def raw(data: object) -> bytes:
@@ -87,14 +56,12 @@ def test_an_unknown_sphere_type_has_no_normalized_form() -> None:
 
 
 def test_a_topgg_v1_vote_carries_weight_expiry_and_its_id() -> None:
-    event = parse_stored(
-        "topgg:vote.create", raw({**TOPGG_VOTE, "data": {**TOPGG_VOTE["data"], "weight": 2}})
-    )  # type: ignore[dict-item]
+    event = parse_stored("topgg:vote.create", topgg_vote(weight=2))
     vote = normalize(event)
 
     assert isinstance(event, TopggVote) and isinstance(vote, Vote)
     assert (vote.source, vote.user_id, vote.target_id, vote.target) == (
-        "topgg", "160105994217586680", "160105994217586689", "bot",
+        "topgg", USER, BOT, "bot",
     )  # fmt: skip
     assert (vote.weight, vote.test, vote.id) == (2, False, "808499215864008704")
     assert vote.expires_at is not None and vote.created_at is not None

@@ -58,12 +58,14 @@ class Sender(ABC):
 
 def read_headers(raw: Iterable[tuple[bytes, bytes]], wanted: frozenset[str]) -> dict[str, str] | str:
     """The `wanted` headers of a raw ASGI header list, or why they cannot be trusted: a repeated or
-    overlong one (a request carries each of them once)."""
+    overlong one (a request carries each of them once). ASGI servers give names in lowercase."""
     found: dict[str, str] = {}
     for raw_name, raw_value in raw:
-        name = raw_name.decode("latin-1").lower()
+        name = raw_name.decode("latin-1")
         if name not in wanted:
-            continue
+            name = name.lower()  # another server's spelling: only then pay for lowering it
+            if name not in wanted:
+                continue
         if name in found:
             return f"repeated {name} header"
         if len(raw_value) > MAX_HEADER_CHARS:

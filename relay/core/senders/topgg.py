@@ -184,22 +184,27 @@ class TopggSender(Sender):
     def _verify_v1(self, header: str, body: bytes, now: float) -> str | None:
         if not self._keyed:
             return f"a v1 {SIGNATURE_HEADER}, but RELAY_TOPGG_SECRET is not set"
-        fields: dict[str, list[str]] = {}
+        timestamps: list[str] = []
+        claimed: list[str] = []
         for part in header.split(","):
-            key, sep, value = part.strip().partition("=")
-            if sep:
-                fields.setdefault(key, []).append(value)
-        timestamps, claimed = fields.get("t", []), [v.lower() for v in fields.get("v1", [])]
+            key, _, value = part.partition("=")
+            key = key.strip()
+            if key == "t":
+                timestamps.append(value.strip())
+            elif key == "v1":
+                claimed.append(value.strip().lower())
         if len(timestamps) != 1 or not claimed:
             return f"malformed {SIGNATURE_HEADER} (expected t=<unix seconds>,v1=<hex>)"
         refused = timestamp_refusal(timestamps[0], now, self._tolerance)
         if refused is not None:
             return refused
+        signed = timestamps[0].encode() + b"."
         claimed = [c for c in claimed if len(c) == _HEX_LENGTH and c.isascii()]
         matched = False
         for keyed in self._keyed:  # every secret, every claim: the time taken tells nothing
             digest = keyed.copy()
-            digest.update(timestamps[0].encode() + b"." + body)
+            digest.update(signed)
+            digest.update(body)
             expected = digest.hexdigest()
             for value in claimed:
                 matched |= hmac.compare_digest(expected, value)
