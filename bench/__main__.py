@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench.drain import measure_drain
 from bench.edge import BEFORE, CEILING, SERVERS, Server, measure_server, relay_at
+from bench.forward import FORWARD, NOOP, measure_forward
 from bench.handlers import measure_idle, measure_io
 from bench.load import Requests, require_wrk, write_requests
 from bench.pipeline import measure_pipeline
@@ -97,6 +98,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=3,
         help="times each I/O-bound worker count is measured (the median is reported)",
+    )
+    parser.add_argument("--forward-events", type=int, default=2000,
+                        help="events one forwarding worker delivers in each round (bench.forward); 0 skips it")  # fmt: skip
+    parser.add_argument(
+        "--forward-rounds", type=int, default=3, help="forwarding rounds (the median is reported)"
     )
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="Markdown report to write")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -339,7 +345,8 @@ def _measure_senders(
 def _measure_handlers(
     args: argparse.Namespace, results: Results, group: ProcessGroup, store: Redis, secret: bytes, nonce: int
 ) -> None:
-    """The handler-side runs (`bench.handlers`): idle cost and wake-up, then I/O-bound scaling."""
+    """The handler-side runs (`bench.handlers`): idle cost and wake-up, I/O-bound scaling, then
+    forwarding (`bench.forward`)."""
     if args.idle_seconds > 0:
         results.idle = measure_idle(
             group, store, secret, idle_seconds=args.idle_seconds, quiet_seconds=args.idle_quiet,
@@ -359,6 +366,17 @@ def _measure_handlers(
             print(
                 f"bench: round {round_number} I/O-bound, {count} worker(s): {run.rate:,.0f} events/s, "
                 f"{run.us_per_event:,.0f} worker CPU µs/event, {run.handled}/{run.events} handled"
+            )
+    for round_number in range(1, args.forward_rounds + 1) if args.forward_events > 0 else ():
+        for number, kind in enumerate((NOOP, FORWARD)):
+            forward = measure_forward(
+                group, store, events=args.forward_events, nonce=nonce + 500 + 4 * round_number + 2 * number,
+                env=group.env, round=round_number, kind=kind,
+            )  # fmt: skip
+            results.forward.append(forward)
+            print(
+                f"bench: round {round_number} {kind}, 1 worker: {forward.rate:,.0f} events/s, "
+                f"{forward.us_per_event:,.0f} worker CPU µs/event"
             )
 
 

@@ -282,6 +282,7 @@ async def run_attempt(
         handler=handler.name,
         event_type=event.type,
         received_ms=event.received_ms,
+        body=event.body,
         settings=settings,
         once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_ms),
         later=Later(ctx["redis"], registry or _alone(handler), event, settings.retention_ms),
@@ -315,15 +316,16 @@ async def run_attempt(
         return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "permanent", metrics)
     except Retry as exc:  # arq's own way to ask for a retry: after the delay the handler chose
         wait = (exc.defer_score or 0) / 1000
+        reason = f": {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ is not None else ""
         if attempt >= handler.max_attempts:
             failure = Failure(
                 "Retry",
-                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts})",
+                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts}){reason}",
             )
             return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
         log.warning(
-            "%s asked to retry %s (attempt %d of %d) in %.2fs",
-            handler.name, event.entry_id, attempt, handler.max_attempts, wait, extra=extra,
+            "%s asked to retry %s (attempt %d of %d) in %.2fs%s",
+            handler.name, event.entry_id, attempt, handler.max_attempts, wait, reason, extra=extra,
         )  # fmt: skip
         await _note_failure(ctx, settings, extra)
         raise Retry(defer=wait) from exc

@@ -32,6 +32,7 @@ from relay.core.keys import (
 )
 from relay.core.senders import parse_stored
 from worker.deadletter import DeadLetter, get_dead
+from worker.forward.destination import is_destination_name
 from worker.outcomes import Outcome
 from worker.registry import Registry
 
@@ -110,8 +111,9 @@ def per_second(minutes: Sequence[Minute], now_ms: int, attribute: str) -> float:
     return float(sum(getattr(m, attribute) for m in window)) / seconds
 
 
-async def overview(redis: Redis, redis_name: str) -> Overview:
-    stats = await collect(redis, redis_name)
+async def overview(redis: Redis, redis_name: str, registry: Registry | None = None) -> Overview:
+    forward = [h.name for h in registry or () if is_destination_name(h.name)]
+    stats = await collect(redis, redis_name, forward)
     minutes, complete = await last_hour(redis, stats.time_ms)
     return Overview(
         stats=stats,

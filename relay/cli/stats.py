@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import click
@@ -23,6 +24,8 @@ from relay.core.keys import (
     as_text,
 )
 from relay.edge import rejections
+from worker.forward.destination import Destination
+from worker.forward.states import DestinationState, read_states
 from worker.keys import ARQ_QUEUE
 
 
@@ -88,6 +91,8 @@ class Stats:
     """The worker processes whose heartbeat is fresh (``relay:worker:*``)."""
     sources: list[SourceStats] = field(default_factory=list)
     """Each sender's entries among the newest `SOURCE_SAMPLE`, busiest first."""
+    destinations: list[DestinationState] = field(default_factory=list)
+    """Each forwarding destination (``RELAY_FORWARD_URL``): delivered, retrying, dead."""
 
 
 async def _first_id(redis: Redis, newest: bool) -> str | None:
@@ -171,8 +176,11 @@ def _mark_live(groups: list[GroupStats], workers: list[Heartbeat]) -> list[Group
     ]
 
 
-async def collect(redis: Redis, redis_name: str) -> Stats:
-    """Read one snapshot. Each figure is exact when read; together they are a few milliseconds apart."""
+async def collect(redis: Redis, redis_name: str, destinations: Iterable[str] = ()) -> Stats:
+    """Read one snapshot. Each figure is exact when read; together they are a few milliseconds apart.
+
+    `destinations`: the forwarding handlers' names configured (shown even before their first event).
+    """
     now_ms = await redis_now_ms(redis)
     refused, recorded = await rejections.totals(redis)
     workers = await read_heartbeats(redis, now_ms)
@@ -190,6 +198,7 @@ async def collect(redis: Redis, redis_name: str) -> Stats:
         refused=refused,
         refused_recorded=recorded,
         sources=await _sources(redis),
+        destinations=await read_states(redis, now_ms, destinations),
     )
 
 
@@ -242,6 +251,11 @@ def render(stats: Stats) -> str:
     )
     hint = "  (relay dlq ls)" if stats.dead_letters else ""
     lines.append(f"{'dead':<10}{DEAD_STREAM:<16}{stats.dead_letters} dead letters{hint}")
+    for destination in stats.destinations:
+        lines.append(
+            f"{'forward':<10}{destination.name}: {destination.delivered} delivered, "
+            f"{destination.retrying} retrying, {destination.dead} dead"
+        )
     hint = "  (relay rejected)" if stats.refused_recorded else ""
     lines.append(
         f"{'rejected':<10}{REJECTED_STREAM:<16}{stats.refused} requests refused, "
@@ -267,7 +281,8 @@ def stats(app: App, as_json: bool, watch: float | None, iterations: int | None) 
     """Show whether the pipeline keeps up: the event stream (with each sender's share of the newest
     entries and its latest delivery), each consumer group with its lag and
     pending entries (by consumer, with the oldest one's waiting time), the arq queue, the dead
-    letters and the refused requests.
+    letters, the refused requests, and each forwarding destination (RELAY_FORWARD_URL): events
+    delivered, waiting for a retry, and dead letters.
 
     A growing lag means the workers read slower than events arrive; pending entries waiting long
     mean a worker is stuck or dead (another takes them over after RELAY_CLAIM_IDLE_SECONDS).
@@ -279,24 +294,33 @@ def stats(app: App, as_json: bool, watch: float | None, iterations: int | None) 
         relay stats --json | jq .dead_letters
     """
     if watch is None:
-        snapshot = app.run(lambda redis: collect(redis, app.redis_name))
+        snapshot = app.run(lambda redis: collect(redis, app.redis_name, forward_names(app)))
         click.echo(to_json(snapshot) if as_json else render(snapshot))
         return
     try:
-        app.run(lambda redis: _watch(redis, app.redis_name, watch, iterations, as_json))
+        app.run(lambda redis: _watch(redis, app.redis_name, watch, iterations, as_json, forward_names(app)))
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a watch ends
 
 
+def forward_names(app: App) -> list[str]:
+    return [Destination(url).name for url in app.settings.forward_url]
+
+
 async def _watch(
-    redis: Redis, redis_name: str, interval: float, iterations: int | None, as_json: bool
+    redis: Redis,
+    redis_name: str,
+    interval: float,
+    iterations: int | None,
+    as_json: bool,
+    destinations: Sequence[str] = (),
 ) -> None:
     """Print a snapshot every `interval` seconds; a Redis outage is shown and watched through."""
     count = 0
     while iterations is None or count < iterations:
         count += 1
         try:
-            snapshot = await collect(redis, redis_name)
+            snapshot = await collect(redis, redis_name, destinations)
         except (RedisError, OSError) as exc:
             error = (
                 redis_failure(exc, redis_name)

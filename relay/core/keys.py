@@ -49,6 +49,10 @@ MINUTE_PREFIX = "relay:minute:"
 """``relay:minute:<minutes since the epoch>``: runs handled and failed in that minute (`worker.outcomes`)."""
 
 
+HANDLED_TOTALS = "relay:handled"
+"""A hash: per handler, how many of its jobs ended done, in all (`worker.outcomes`; best effort)."""
+
+
 def outcome_redis_key(entry_id: str) -> str:
     return OUTCOME_PREFIX + entry_id
 

@@ -8,9 +8,11 @@ pass their own `Settings(...)`.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from collections.abc import Callable
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -97,6 +99,55 @@ def weak_secret_reason(secret: str, variable: str = "RELAY_SECRET") -> str | Non
     except ValueError as error:
         return str(error)
     return None
+
+
+FORWARD_SECRET_PREFIX = "whsec_"
+FORWARD_SECRET_MIN_BYTES = 24
+"""Standard Webhooks asks for 24 to 64 random bytes; fewer is a stand-in or guessable."""
+
+_MAKE_FORWARD_SECRET = "make one with: echo whsec_$(openssl rand -base64 32)"
+
+
+def forward_secret_bytes(value: str) -> bytes:
+    """The key a ``whsec_`` secret stands for, or ValueError saying what is wrong (never the value)."""
+    if not value.startswith(FORWARD_SECRET_PREFIX):
+        raise ValueError(f"must start with {FORWARD_SECRET_PREFIX}; {_MAKE_FORWARD_SECRET}")
+    encoded = value.removeprefix(FORWARD_SECRET_PREFIX)
+    try:  # strict: the signing library skips characters outside base64, which would shorten the key
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"is not base64 after {FORWARD_SECRET_PREFIX}; {_MAKE_FORWARD_SECRET}") from None
+    if len(key) < FORWARD_SECRET_MIN_BYTES or len(set(key)) < 8:
+        raise ValueError(
+            f"is weak: fewer than {FORWARD_SECRET_MIN_BYTES} random bytes after {FORWARD_SECRET_PREFIX}; "
+            + _MAKE_FORWARD_SECRET
+        )
+    return key
+
+
+def check_forward_url(value: str, position: int) -> str:
+    """One destination of ``RELAY_FORWARD_URL``: an absolute http(s) URL. Errors never echo it (a URL
+    may carry a token)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"URL {position} is not an http:// or https:// URL with a host, e.g. https://bot.example.com/relay"
+        )
+    if parts.fragment:
+        raise ValueError(f"URL {position} has a #fragment, which is never sent; remove it")
+    return value
+
+
+def forward_urls(value: object) -> object:
+    """``RELAY_FORWARD_URL``'s comma-separated URLs as a list, each checked (`check_forward_url`)."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        urls = [check_forward_url(str(url), n) for n, url in enumerate(value, 1)]
+        if len(set(urls)) != len(urls):
+            raise ValueError("lists the same URL twice; give each destination once")
+        return urls
+    return value
 
 
 def _comma_list(value: object) -> object:
@@ -264,6 +315,37 @@ class Settings(RedisAccess, Retention):
 
     admin_token: SecretStr | None = None
     """The page's sign-in token (also ``Authorization: Bearer``); ``relay admin`` refuses to start without one."""
+
+    # -- forwarding every event to the bot's own HTTP endpoint(s) (issue 23, docs/forward.md) --
+    forward_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated http(s) URLs; each gets every stored event, signed per Standard Webhooks."""
+
+    forward_secret: SecretStr | None = Field(default=None, validate_default=True)
+    """The ``whsec_...`` key forwarded events are signed with; required when ``forward_url`` is set."""
+
+    forward_concurrency: int = Field(default=8, ge=1, le=1000)
+    """Deliveries to one destination at once, per worker process."""
+
+    forward_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds one delivery attempt may take; a slower answer counts as a failed attempt."""
+
+    @field_validator("forward_url", mode="before")
+    @classmethod
+    def _forward_urls(cls, value: object) -> object:
+        return forward_urls(value)
+
+    @field_validator("forward_secret")
+    @classmethod
+    def _forward_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            if info.data.get("forward_url"):
+                raise ValueError(
+                    f"is required when RELAY_FORWARD_URL is set (receivers check it); {_MAKE_FORWARD_SECRET}"
+                )
+            return None
+        secret = value.get_secret_value().strip()
+        forward_secret_bytes(secret)
+        return SecretStr(secret)
 
     @field_validator("secret")
     @classmethod
