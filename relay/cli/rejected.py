@@ -11,15 +11,15 @@ from relay.cli.common import App, pass_app
 from relay.edge import rejections
 from relay.edge.rejections import Rejection
 from relay.ops.redis import redis_now_ms
-from relay.ops.rejected import HINTS, shown_body, to_dict
+from relay.ops.rejected import hint, shown_body, to_dict
 from relay.ops.timespec import ago, iso
 
 
 def render(rejection: Rejection, now_ms: int) -> str:
-    hint = HINTS.get(rejection.reason)
+    told = hint(rejection)
     lines = [
-        f"{iso(rejection.received_ms)} ({ago(rejection.received_ms, now_ms)})  {rejection.status} "
-        f"{rejection.reason}" + (f"  ({hint})" if hint else ""),
+        f"{iso(rejection.received_ms)} ({ago(rejection.received_ms, now_ms)})  {rejection.source}  "
+        f"{rejection.status} {rejection.reason}" + (f"  ({told})" if told else ""),
         f"  from {rejection.client or 'unknown'}, {rejection.size} bytes received",
     ]
     lines += [f"  {name}: {value}" for name, value in rejection.headers]
@@ -34,8 +34,9 @@ def render(rejection: Rejection, now_ms: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="A JSON object with the totals and the records.")
 @pass_app
 def rejected(app: App, limit: int, as_json: bool) -> None:
-    """Show the latest requests the edge refused, newest first: when, why, from where, with which
-    headers and the first bytes of the body.
+    """Show the latest requests the edge refused, newest first: when, which sender's route, why (a
+    signature refusal says what failed: missing header, stale timestamp, wrong signature...), from
+    where, with which headers and the first bytes of the body.
 
     Every refusal is counted; a few per second are recorded (the latest 1000 or so are kept), so
     a flood of forgeries costs Redis little. Credential headers are never recorded and the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import click
@@ -11,9 +12,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from relay.cli.common import App, Unreachable, pass_app, redis_failure
-from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM, WORKER_HEARTBEAT_PREFIX
+from relay.core.keys import (
+    DEAD_STREAM,
+    EVENTS_STREAM,
+    REJECTED_STREAM,
+    WORKER_HEARTBEAT_PREFIX,
+)
 from relay.ops.stats import Stats, collect
 from relay.ops.timespec import ago, id_ms, iso, span
+from worker.forward.destination import Destination
 from worker.keys import ARQ_QUEUE
 
 
@@ -30,6 +37,13 @@ def render(stats: Stats) -> str:
         oldest, newest = id_ms(stats.oldest_event_id), id_ms(stats.newest_event_id)
         events += f" (oldest {ago(oldest, now)}, newest {ago(newest, now)})"
     lines.append(f"{'events':<10}{EVENTS_STREAM:<16}{events}")
+    if stats.sources:
+        sampled = sum(source.recent for source in stats.sources)
+        shares = ", ".join(
+            f"{source.source} {source.recent} (newest {ago(id_ms(source.newest_id), now)})"
+            for source in stats.sources
+        )
+        lines.append(f"{'':<10}by source, in the newest {sampled}: {shares}")
     if not stats.groups:
         lines.append(f"{'':<10}no consumer group yet: no worker has started")
     for group in stats.groups:
@@ -59,6 +73,11 @@ def render(stats: Stats) -> str:
     )
     hint = "  (relay dlq ls)" if stats.dead_letters else ""
     lines.append(f"{'dead':<10}{DEAD_STREAM:<16}{stats.dead_letters} dead letters{hint}")
+    for destination in stats.destinations:
+        lines.append(
+            f"{'forward':<10}{destination.name}: {destination.delivered} delivered, "
+            f"{destination.retrying} retrying, {destination.dead} dead"
+        )
     hint = "  (relay rejected)" if stats.refused_recorded else ""
     lines.append(
         f"{'rejected':<10}{REJECTED_STREAM:<16}{stats.refused} requests refused, "
@@ -81,9 +100,11 @@ def render(stats: Stats) -> str:
 @click.option("--iterations", type=click.IntRange(min=1), default=None, hidden=True)
 @pass_app
 def stats(app: App, as_json: bool, watch: float | None, iterations: int | None) -> None:
-    """Show whether the pipeline keeps up: the event stream, each consumer group with its lag and
+    """Show whether the pipeline keeps up: the event stream (with each sender's share of the newest
+    entries and its latest delivery), each consumer group with its lag and
     pending entries (by consumer, with the oldest one's waiting time), the arq queue, the dead
-    letters and the refused requests.
+    letters, the refused requests, and each forwarding destination (RELAY_FORWARD_URL): events
+    delivered, waiting for a retry, and dead letters.
 
     A growing lag means the workers read slower than events arrive; pending entries waiting long
     mean a worker is stuck or dead (another takes them over after RELAY_CLAIM_IDLE_SECONDS).
@@ -95,24 +116,33 @@ def stats(app: App, as_json: bool, watch: float | None, iterations: int | None) 
         relay stats --json | jq .dead_letters
     """
     if watch is None:
-        snapshot = app.run(lambda redis: collect(redis, app.redis_name))
+        snapshot = app.run(lambda redis: collect(redis, app.redis_name, forward_names(app)))
         click.echo(to_json(snapshot) if as_json else render(snapshot))
         return
     try:
-        app.run(lambda redis: _watch(redis, app.redis_name, watch, iterations, as_json))
+        app.run(lambda redis: _watch(redis, app.redis_name, watch, iterations, as_json, forward_names(app)))
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a watch ends
 
 
+def forward_names(app: App) -> list[str]:
+    return [Destination(url).name for url in app.settings.forward_url]
+
+
 async def _watch(
-    redis: Redis, redis_name: str, interval: float, iterations: int | None, as_json: bool
+    redis: Redis,
+    redis_name: str,
+    interval: float,
+    iterations: int | None,
+    as_json: bool,
+    destinations: Sequence[str] = (),
 ) -> None:
     """Print a snapshot every `interval` seconds; a Redis outage is shown and watched through."""
     count = 0
     while iterations is None or count < iterations:
         count += 1
         try:
-            snapshot = await collect(redis, redis_name)
+            snapshot = await collect(redis, redis_name, destinations)
         except (RedisError, OSError) as exc:
             error = (
                 redis_failure(exc, redis_name)

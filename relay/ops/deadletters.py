@@ -13,6 +13,7 @@ from typing import Any
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
+from relay.core.senders import split
 from relay.ops.pacing import Pacer
 from worker import deadletter, outcomes
 from worker.deadletter import DeadLetter, list_dead
@@ -50,6 +51,7 @@ def to_dict(letter: DeadLetter, *, traceback: bool) -> dict[str, Any]:
         "id": letter.id,
         "entry_id": letter.entry_id,
         "type": letter.type,
+        "source": split(letter.type)[0],
         "handler": letter.handler,
         "attempts": letter.attempts,
         "error_type": letter.error_type,

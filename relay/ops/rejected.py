@@ -8,6 +8,8 @@ from relay.edge.rejections import Rejection
 
 HINTS = {
     "invalid_signature": "signed with another secret? compare RELAY_SECRET with your listing's key",
+    "invalid_signature topgg": "compare RELAY_TOPGG_SECRET (whs_...) or RELAY_TOPGG_AUTHORIZATION with top.gg's",
+    "invalid_signature standard": "compare RELAY_STANDARD_WEBHOOKS_SECRET with the sender's whsec_... secret",
     "invalid_body": "not a JSON object",
     "invalid_event": "a known event type with invalid fields",
     "body_too_large": "over RELAY_MAX_BODY_BYTES",
@@ -25,6 +27,7 @@ def shown_body(head: bytes) -> str:
 def to_dict(rejection: Rejection) -> dict[str, Any]:
     return {
         "id": rejection.id,
+        "source": rejection.source,
         "received_ms": rejection.received_ms,
         "status": rejection.status,
         "reason": rejection.reason,
@@ -34,3 +37,9 @@ def to_dict(rejection: Rejection) -> dict[str, Any]:
         "body_head": rejection.body_head.decode(errors="replace"),
         "skipped_before": rejection.skipped,
     }
+
+
+def hint(rejection: Rejection) -> str | None:
+    """What to check, by the refusal's code (a signature refusal: by its sender too)."""
+    code = rejection.reason.partition(":")[0]
+    return HINTS.get(f"{code} {rejection.source}") or HINTS.get(code)

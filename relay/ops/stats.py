@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from relay.core.heartbeat import Heartbeat
-from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, WORKER_HEARTBEAT_PREFIX, as_text
+from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, F_SOURCE, SPHERE, WORKER_HEARTBEAT_PREFIX, as_text
 from relay.edge import rejections
 from relay.ops.redis import redis_now_ms
+from worker.forward.states import DestinationState, read_states
 from worker.keys import ARQ_QUEUE
 
 
@@ -26,6 +28,20 @@ class ConsumerStats:
     """How long its oldest pending entry has waited since it was read: high means the worker is stuck or dead."""
     live: bool = False
     """A worker process with this consumer name beats (`relay.core.heartbeat`); False: it stopped or died."""
+
+
+SOURCE_SAMPLE = 1000
+"""Entries read back from the newest to tell each sender's share and latest delivery."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStats:
+    source: str
+    """``sphere``, ``topgg``, ``standard``."""
+    recent: int
+    """Its entries among the newest `SOURCE_SAMPLE`."""
+    newest_id: str
+    """Its newest entry: when the sender last reached the relay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +76,10 @@ class Stats:
     """Of those, the ones kept in ``relay:rejected`` (capped, rate-limited)."""
     workers: list[Heartbeat] = field(default_factory=list)
     """The worker processes whose heartbeat is fresh (``relay:worker:*``)."""
+    sources: list[SourceStats] = field(default_factory=list)
+    """Each sender's entries among the newest `SOURCE_SAMPLE`, busiest first."""
+    destinations: list[DestinationState] = field(default_factory=list)
+    """Each forwarding destination (``RELAY_FORWARD_URL``): delivered, retrying, dead."""
 
 
 async def _first_id(redis: Redis, newest: bool) -> str | None:
@@ -86,6 +106,17 @@ async def _consumers(redis: Redis, group: str) -> list[ConsumerStats]:
             )
         )
     return result
+
+
+async def _sources(redis: Redis) -> list[SourceStats]:
+    counts: dict[str, int] = {}
+    newest: dict[str, str] = {}
+    for entry_id, fields in await redis.xrevrange(EVENTS_STREAM, count=SOURCE_SAMPLE):
+        source = as_text(fields.get(F_SOURCE.encode(), SPHERE))  # Sphere's entries carry no source field
+        counts[source] = counts.get(source, 0) + 1
+        newest.setdefault(source, as_text(entry_id))
+    ranked = sorted(counts, key=lambda source: (-counts[source], source))
+    return [SourceStats(source, counts[source], newest[source]) for source in ranked]
 
 
 async def _groups(redis: Redis) -> list[GroupStats]:
@@ -132,8 +163,11 @@ def _mark_live(groups: list[GroupStats], workers: list[Heartbeat]) -> list[Group
     ]
 
 
-async def collect(redis: Redis, redis_name: str) -> Stats:
-    """Read one snapshot. Each figure is exact when read; together they are a few milliseconds apart."""
+async def collect(redis: Redis, redis_name: str, destinations: Iterable[str] = ()) -> Stats:
+    """Read one snapshot. Each figure is exact when read; together they are a few milliseconds apart.
+
+    `destinations`: the forwarding handlers' names configured (shown even before their first event).
+    """
     now_ms = await redis_now_ms(redis)
     refused, recorded = await rejections.totals(redis)
     workers = await read_heartbeats(redis, now_ms)
@@ -150,4 +184,6 @@ async def collect(redis: Redis, redis_name: str) -> Stats:
         dead_letters=int(await redis.xlen(DEAD_STREAM)),
         refused=refused,
         refused_recorded=recorded,
+        sources=await _sources(redis),
+        destinations=await read_states(redis, now_ms, destinations),
     )
