@@ -135,6 +135,8 @@ def test_edge_limits_are_set_and_the_same_everywhere_the_edge_runs() -> None:
     start = args.index(EDGE_LIMITS[0])
 
     assert (params["limit_concurrency"], params["timeout_keep_alive"]) == (1000, 5)
+    # A stop waits this long at most, so that a deploy's gap stays within top.gg's retries.
+    assert params["timeout_graceful_shutdown"] == 1
     assert params["proxy_headers"] is False, "uvicorn would believe X-Forwarded-For from 127.0.0.1"
     assert params["server_header"] is False, "every answer would tell what software runs the edge"
     assert args[start : start + len(EDGE_LIMITS)] == list(EDGE_LIMITS), (

@@ -34,6 +34,7 @@ from relay.core.settings import Settings
 from relay.edge import signature
 from relay.edge.errors import (
     INTERNAL_ERROR,
+    SHUTTING_DOWN,
     Answer,
     BadSignature,
     BodyTimeout,
@@ -99,6 +100,10 @@ class WebhookEndpoint:
             return
         except Exception as exc:
             answer = refusal(exc)
+        except asyncio.CancelledError:
+            # uvicorn cancels what is still running when a stop's grace ends: a body still arriving,
+            # a write not yet confirmed. 503, not uvicorn's 500: the sender delivers it again.
+            answer = SHUTTING_DOWN
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
         await send({"type": "http.response.body", "body": answer.body})
         self.finish(scope, answer, body, event_type, entry_id, started, received_ms)
