@@ -3,7 +3,8 @@
 Each deploy changes a setting of the edge (``RELAY_DEDUPE_SECONDS``) and runs ``up -d``, which
 stops the old container (SIGTERM), then creates and starts the new one on the same published port:
 a gap the sender's retries must cover. The stack is a compose project of its own with an image of
-its own (so another stack's image is never replaced), removed with its volumes afterwards.
+its own (so that another stack's image is never replaced), removed with its volumes and that image
+afterwards.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from bench.sender import Target
 from relay.core.keys import EVENTS_STREAM
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "relay-deploytest"
+PROJECT = f"relay-deploytest-{os.getpid()}"
+IMAGE = f"{PROJECT}:latest"
 COMPOSE = tuple(shlex.split(os.environ.get("COMPOSE", "docker-compose")))
 """The client, as `make compose-test` picks it: Debian's docker-compose 1.29 by default;
 ``COMPOSE="docker compose"`` (v2) replaces a container the same way."""
@@ -31,7 +33,7 @@ def measure_compose(directory: Path, plan: Plan) -> DeployRun:
     env = {**os.environ, **settings, "EDGE_PUBLISH": f"127.0.0.1:{port}", "RELAY_WORKERS": "1"}
     override = directory / "docker-compose.override.yml"
     override.write_text(
-        "services:\n" + "".join(f"  {name}:\n    image: {PROJECT}:latest\n" for name in ("edge", "worker"))
+        "services:\n" + "".join(f"  {name}:\n    image: {IMAGE}\n" for name in ("edge", "worker"))
     )
     compose = [*COMPOSE, "-p", PROJECT, "-f", str(ROOT / "docker-compose.yml"), "-f", str(override)]
 
@@ -68,3 +70,4 @@ def measure_compose(directory: Path, plan: Plan) -> DeployRun:
             capture_output=True,
             timeout=300,
         )
+        subprocess.run(["docker", "image", "rm", IMAGE], capture_output=True, timeout=120)

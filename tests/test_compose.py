@@ -286,3 +286,10 @@ def test_the_edge_is_safe_by_default_on_the_host_and_keeps_metrics_off_the_webho
     ]
     assert published == [f"${{EDGE_PUBLISH:-127.0.0.1:{EDGE_PORT}}}:{EDGE_PORT}"]
     assert edge["environment"]["RELAY_METRICS"] == "${RELAY_METRICS:-0.0.0.0:9101}"
+
+
+def test_a_replaced_edge_stops_within_its_grace_so_a_redeploy_fits_top_gg_s_retries() -> None:
+    # top.gg tries a vote at 0, 1, 3 and 7 s: the old edge's stop and the new one's start share 7 s
+    # (docs/deploy.md, "Deploying a new version without losing a vote").
+    assert SERVICES["edge"]["stop_grace_period"] == "3s"
+    assert uvicorn_params()["timeout_graceful_shutdown"] < 3
