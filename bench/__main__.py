@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from bench.drain import measure_drain
-from bench.edge import CEILING, SERVERS, measure_server
+from bench.edge import BEFORE, CEILING, SERVERS, Server, measure_server, relay_at
 from bench.handlers import measure_idle, measure_io
 from bench.load import Requests, require_wrk, write_requests
 from bench.pipeline import measure_pipeline
@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="ceiling,baseline,relay,relay-httptools",
         help="edge servers to measure, in order; '' for none",
     )
+    parser.add_argument("--before", metavar="REF",
+                        help=f"also measure the relay edge as of this git revision ({BEFORE}), just before relay")  # fmt: skip
     parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
     parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")
     parser.add_argument("--rounds", type=int, default=3,
@@ -109,7 +111,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
     args.servers = [name for name in args.servers.split(",") if name]
-    unknown = set(args.servers) - set(SERVERS)
+    if args.before and BEFORE not in args.servers:
+        at = args.servers.index("relay") if "relay" in args.servers else len(args.servers)
+        args.servers.insert(at, BEFORE)
+    unknown = set(args.servers) - set(SERVERS) - ({BEFORE} if args.before else set())
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}; choose from {', '.join(SERVERS)}")
     return args
@@ -221,10 +226,13 @@ def _measure(
             return write_requests(scratch / "requests", WRK_THREADS, per_thread, secret.encode(), nonce)
 
         requests = requests_for(args.rate_hint)
+        servers: dict[str, Server] = dict(SERVERS)
+        if args.before:
+            servers[BEFORE] = relay_at(args.before, scratch / "before")
         for round_number in range(1, args.rounds + 1):
             for name in args.servers:
                 runs = measure_server(
-                    group, store, SERVERS[name], requests,
+                    group, store, servers[name], requests,
                     connections=args.connections, seconds=args.seconds, warmup_seconds=args.warmup,
                     env=group.env, round=round_number,
                 )  # fmt: skip

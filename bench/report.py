@@ -278,9 +278,10 @@ def ratios(results: Results) -> str:
         cpu = {
             r.server: r.server_us_per_request for r in results.edge_medians() if r.wrk.connections == conns
         }
-        if "relay" in cpu and "relay-httptools" in cpu:
+        for other in sorted(name for name in cpu if name.startswith("relay-") and "relay" in cpu):
             parts.append(
-                f"relay / relay-httptools CPU µs per request {ratio(cpu['relay'], cpu['relay-httptools']):.2f}"
+                f"relay / {other} requests/s {ratio(runs['relay'], runs[other]):.2f}, "
+                f"CPU µs per request {ratio(cpu['relay'], cpu[other]):.2f}"
             )
         if parts:
             lines.append(f"- {conns} connection(s): " + ", ".join(parts))
@@ -424,6 +425,10 @@ METHOD = """\
 - **Servers**: one uvicorn process each, `--loop uvloop --http httptools --no-access-log`, default log
   level (the relay edge with its production protocol and limits instead of plain httptools:
   `relay.cli.devrun.EDGE_LIMITS`, as in `docker-compose.yml`), against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
+  `relay-httptools` is the same edge under uvicorn's own `--http httptools` (the other limits the same):
+  what the edge's protocol (bounded heads, one write per answer) costs or saves; `relay-two-writes`
+  (only with `--servers`) keeps the bounds and writes each answer's head and body apart; `relay-before`
+  (only with `--before REF`) is the edge as of another git revision, the same flags, in the same rounds.
   Each server gets a {warmup:g} s warm-up, then Redis is emptied before every measured run of {seconds:g} s.
 - **Rounds**: the servers are measured {rounds} times over, interleaved (ceiling, baseline, relay, then
   again), each time in a fresh process: back-to-back runs of the same server on this shared machine

@@ -4,9 +4,7 @@
 (not when this module is imported), so tests and tools build their own with `create_app`.
 
 Requests for ``POST /webhook`` go straight to `relay.edge.webhook.WebhookEndpoint`, ahead of FastAPI's
-middleware and routing; everything else (probes, docs, 404, 405) is served by FastAPI. Under the
-edge's own HTTP protocol (`relay.edge.protocol`), the usual webhook request does not even reach this app:
-`EdgeApp.direct_endpoint` lets the protocol answer it without ASGI (`relay.edge.direct`). The
+middleware and routing; everything else (probes, docs, 404, 405) is served by FastAPI. The
 lifespan creates the Redis client and the ingest writer, and closes them.
 
 Metrics (`relay.core.metrics`) live in a registry of this app's own. ``RELAY_METRICS=on`` serves them at
@@ -56,11 +54,6 @@ class EdgeApp:
         self.api = api
         self.metrics = endpoint.metrics
 
-    def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
-        """The endpoint that may answer this ``POST /webhook`` straight from the HTTP protocol
-        (`relay.edge.direct`), or None to send it through this app as usual."""
-        return self.endpoint
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == webhook.PATH:
             if scope["method"] == "POST":
@@ -83,10 +76,6 @@ class SourceCheckedEdgeApp(EdgeApp):
     def __init__(self, endpoint: WebhookEndpoint, api: FastAPI, sources: SourceFilter) -> None:
         super().__init__(endpoint, api)
         self.sources = sources
-
-    def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
-        # A request from outside the allow-list goes the usual way, to be refused by `__call__`.
-        return self.endpoint if self.sources.verdict(scope)[0] else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == webhook.PATH:

@@ -75,6 +75,22 @@ def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) 
     assert "BENCH_RESULT" in markdown  # wrk's raw output is kept
 
 
+def test_before_measures_the_edge_of_another_revision_in_the_same_run(tmp_path: Path) -> None:
+    result, markdown = run_bench(
+        tmp_path,
+        "--before", "HEAD",
+        "--servers", "relay",
+        "--connections", "4", "--seconds", "1", "--warmup", "0",
+        "--workers", "",
+    )  # fmt: skip
+    before, after = result["edge"]
+    assert (before["server"], after["server"]) == ("relay-before", "relay")  # just before relay
+    for run in (before, after):
+        assert run["ok"] == run["requests"] > 0 and run["entries_match"] is True
+    assert (tmp_path / "work" / "before" / "relay" / "app.py").is_file()  # what relay-before served
+    assert "relay / relay-before requests/s" in markdown
+
+
 def test_the_pipeline_and_the_drain_diagnostic_give_well_formed_results(tmp_path: Path) -> None:
     """One worker, one short round of each: real arq worker processes behind a real edge."""
     result, markdown = run_bench(
