@@ -48,7 +48,7 @@ class Plan:
     """`rate` votes a second for `duration` s, signed as `scheme`; `deploys` deploys spread evenly,
     each begun with a `slow_client` mid-request when `slow` is set."""
 
-    scheme: Scheme = "sphere"
+    scheme: Scheme = "topgg"
     rate: float = 40.0
     duration: float = 30.0
     deploys: int = 2
@@ -301,8 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scheme",
         choices=sorted(SCHEMES),
-        default="sphere",
-        help="sign as Sphere (POST /webhook) or top.gg v1 (POST /webhook/topgg)",
+        default="topgg",
+        help="sign as top.gg v1 (POST /webhook/topgg, the default) or Sphere (POST /webhook)",
     )
     parser.add_argument("--rate", type=float, default=40.0, help="votes started per second (default 40)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of sending (default 30)")

@@ -101,9 +101,12 @@ class IngestWriter:
             None  # the one the edge serves on, from the first write
         )
 
-    async def write(self, dedupe_key: str, event_type: str, body: bytes, received_ms: int) -> Written:
+    async def write(
+        self, dedupe_key: str, event_type: str, body: bytes, received_ms: int, source: str = ""
+    ) -> Written:
         """Store one event unless its dedupe key was seen within the window.
 
+        `source` names the sender in the entry (empty for Sphere, whose entries have no such field).
         Raises `RedisUnavailable` when Redis fails or does not answer within the timeout, and at
         once when the writer is closed.
         """
@@ -111,7 +114,10 @@ class IngestWriter:
             raise RedisUnavailable("the edge is shutting down")
         loop = self._running_loop()
         future: asyncio.Future[Written] = loop.create_future()
-        self._pending.append((self._pack(dedupe_key, event_type, body, received_ms), loop.time(), future))
+        command = self._pack(dedupe_key, event_type, body, received_ms)
+        if source:
+            command = b"*11" + command[3:] + _bulk(source.encode())
+        self._pending.append((command, loop.time(), future))
         if not self._scheduled and len(self._flushes) < self._max_flushes:
             self._schedule(loop)
         return await future

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -67,8 +68,10 @@ class WebhookEndpoint:
 
     def __init__(self, settings: Settings, metrics: EdgeMetrics | None = None) -> None:
         self.metrics = metrics if metrics is not None else EdgeMetrics()
-        self._observe = self.metrics.observe
+        self._observe: Callable[[str, float], None] = self.metrics.observe
         self._verify = signature.Verifier(settings.signing_keys())
+        self.source = ""
+        """The sender's name in stream entries and refusal records; empty for Sphere's own route."""
         self._max_body = settings.max_body_bytes
         self._body_timeout = settings.body_timeout
         self._too_large = f"body is over {settings.max_body_bytes} bytes"
@@ -83,19 +86,15 @@ class WebhookEndpoint:
         body = b""
         event_type: str | None = None
         entry_id: bytes | None = None
+        why = ""
         try:
-            claimed, claims, declared = _scan_headers(scope["headers"])
-            if declared > self._max_body:
-                raise BodyTooLarge(self._too_large)
+            head = self.check_head(scope["headers"])
             body = await self._read_body(receive)
-            if claims != 1 or not self._verify(body, claimed):
-                raise BadSignature
-            event = parse(body)
-            event_type = event.event
+            key, event_type = self.accept(head, body)
             writer = self.writer
             if writer is None:
                 raise RedisUnavailable("the edge is not started")
-            written = await writer.write(dedupe_key(event, body), event_type, body, received_ms)
+            written = await writer.write(key, event_type, body, received_ms, self.source)
             answer, entry_id = _stored_answer(written)
         except _ClientGone:
             elapsed = time.perf_counter() - started
@@ -106,6 +105,7 @@ class WebhookEndpoint:
             answer = answer_for(exc)
             if answer is INTERNAL_ERROR:
                 log.exception("webhook failed unexpectedly; answered 503 so that Sphere retries")
+            why = str(exc) if isinstance(exc, BadSignature) else ""
         except asyncio.CancelledError:
             # uvicorn cancels what is still running when a stop's grace ends: a body still arriving,
             # a write not yet confirmed. 503, not uvicorn's 500: the sender delivers it again.
@@ -117,7 +117,26 @@ class WebhookEndpoint:
         self._observe(answer.code, elapsed)
         self.request_log.write(answer.code, answer.status, len(body), event_type, entry_id, elapsed)
         if 400 <= answer.status < 500 and self.rejections is not None:  # after answering: never delays it
-            self.rejections.record(scope, answer.status, answer.code, len(body), body, received_ms)
+            # `why` (what failed) is for the record only: the answer is the same for every signature failure.
+            reason = f"{answer.code}: {why}" if why else answer.code
+            self.rejections.record(scope, answer.status, reason, len(body), body, received_ms, self.source)
+
+    # Sphere's checks; a sender's endpoint (`relay.edge.senders`) overrides these two.
+
+    def check_head(self, headers: list[tuple[bytes, bytes]]) -> Any:
+        """What `accept` needs of the request's head; `BodyTooLarge` by the declared length."""
+        claimed, claims, declared = _scan_headers(headers)
+        if declared > self._max_body:
+            raise BodyTooLarge(self._too_large)
+        return claimed, claims
+
+    def accept(self, head: Any, body: bytes) -> tuple[str, str]:
+        """``(dedupe key, stored type)`` of a request whose signature holds; raises what it is refused with."""
+        claimed, claims = head
+        if claims != 1 or not self._verify(body, claimed):
+            raise BadSignature
+        event = parse(body)
+        return dedupe_key(event, body), event.event
 
     async def _read_body(self, receive: Receive) -> bytes:
         message = await receive()
@@ -161,6 +180,11 @@ def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int, 
     return claimed, claims, declared
 
 
+def content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The declared length of a body, or -1."""
+    return _scan_headers(headers)[2]
+
+
 def _stored_answer(written: Written) -> tuple[Answer, bytes]:
     """The answer for a stored event (202) or a redelivery (200), and the entry id it names."""
     is_new, entry_id = written
@@ -174,7 +198,25 @@ def _stored_answer(written: Written) -> tuple[Answer, bytes]:
 
 def openapi(schema: dict[str, Any]) -> None:
     """Describe ``POST /webhook`` in an OpenAPI document built by FastAPI (which cannot see it)."""
-    models: list[type[BaseModel]] = [VoteAdd, ReviewAdd, Event]
+    header = {
+        "name": signature.HEADER,
+        "in": "header",
+        "required": True,
+        "description": "Hex HMAC-SHA256 of the raw body under the listing's secret",
+        "schema": {"type": "string"},
+    }
+    describe(schema, PATH, "Receive a signed Sphere event", "webhook", [VoteAdd, ReviewAdd, Event], [header])
+
+
+def describe(
+    schema: dict[str, Any],
+    path: str,
+    summary: str,
+    operation_id: str,
+    models: Sequence[type[BaseModel]],
+    headers: list[dict[str, Any]],
+) -> None:
+    """Add a webhook route taking `models`, signed in `headers`, to an OpenAPI document."""
     keys, defs = models_json_schema(
         [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
     )
@@ -197,19 +239,11 @@ def openapi(schema: dict[str, Any]) -> None:
 
     unavailable = error("Redis is unavailable (or an unexpected failure): deliver again later")
     unavailable["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
-    schema.setdefault("paths", {})[PATH] = {
+    schema.setdefault("paths", {})[path] = {
         "post": {
-            "summary": "Receive a signed Sphere event",
-            "operationId": "webhook",
-            "parameters": [
-                {
-                    "name": signature.HEADER,
-                    "in": "header",
-                    "required": True,
-                    "description": "Hex HMAC-SHA256 of the raw body under the listing's secret",
-                    "schema": {"type": "string"},
-                }
-            ],
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": headers,
             "requestBody": {
                 "required": True,
                 "content": {

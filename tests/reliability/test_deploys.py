@@ -20,8 +20,8 @@ from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
-PLAN = Plan(rate=20.0, duration=10.0, deploys=1)
-"""Votes for 10 s at 20/s, the edge deployed once in the middle."""
+PLAN = Plan(scheme="topgg", rate=20.0, duration=10.0, deploys=1)
+"""top.gg v1 votes to ``POST /webhook/topgg`` for 10 s at 20/s, the edge deployed once in the middle."""
 
 
 def test_a_restart_loses_no_vote(tmp_path: Path) -> None:

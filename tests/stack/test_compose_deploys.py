@@ -1,6 +1,6 @@
 """`make compose-test`: ``docker-compose up -d`` replacing the edge container loses no vote.
 
-The sender of `bench.deploys` retries as top.gg v1 does (1, 2 and 4 s after a failure) while the
+The sender of `bench.deploys` signs and retries as top.gg v1 does, to ``POST /webhook/topgg``, (1, 2 and 4 s after a failure) while the
 edge's settings change and ``up -d`` replaces its container, with a request stalled mid-body on the
 old one; every acknowledged vote must be in the stream. A compose project and an image of its own,
 removed afterwards (`bench.compose_deploys`). Skipped unless ``COMPOSE_TEST=1``.
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_replacing_the_edge_container_loses_no_vote(tmp_path: Path) -> None:
-    run = measure_compose(tmp_path, Plan(rate=20.0, duration=12.0, deploys=1))
+    run = measure_compose(tmp_path, Plan(scheme="topgg", rate=20.0, duration=12.0, deploys=1))
 
     assert run.tally.sent == 240 and len(run.deploy_seconds) == 1
     assert (run.tally.count("lost"), run.tally.count("refused"), run.missing) == (0, 0, 0), run.line()
