@@ -4,13 +4,13 @@ refusing a weak or placeholder secret of any sender in one line that names the s
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 import pytest
 
 from relay.core.settings import load_settings
 from tests.security.edge_process import run_to_exit
+from tests.support.environment import isolate
 from tests.support.senders import (
     STANDARD_PREVIOUS,
     STANDARD_SECRET,
@@ -22,9 +22,7 @@ from tests.support.senders import (
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [name for name in os.environ if name.startswith("RELAY_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+    isolate(monkeypatch, tmp_path)
 
 
 def test_every_sender_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
