@@ -192,7 +192,7 @@ def measure_senders(
             if warmup_seconds > 0:
                 client.flush()
                 run_wrk(url, files, connections=connections, seconds=warmup_seconds)
-                _settled(client)  # what wrk left in flight is stored before the next flush
+                client.settled_xlen(EVENTS_STREAM)  # what wrk left in flight is stored before the next flush
         for number in range(1, rounds + 1):
             for source, files in requests.items():
                 client.flush()
@@ -201,7 +201,7 @@ def measure_senders(
                 result = run_wrk(url, files, connections=connections, seconds=seconds)
                 edge_cpu = process.cpu_seconds() - edge_cpu
                 redis_cpu = store.process.cpu_seconds() - redis_cpu
-                entries = _settled(client)
+                entries = client.settled_xlen(EVENTS_STREAM)
                 runs.append(SenderRun(source, number, result, entries, edge_cpu, redis_cpu))
                 print(
                     f"bench: round {number} route {source:8} {result.rps:9,.0f} req/s, "
@@ -211,17 +211,6 @@ def measure_senders(
         client.close()
         group.stop(process)
     return runs
-
-
-def _settled(client: Store) -> int:
-    length, steady_since = client.xlen(EVENTS_STREAM), time.monotonic()
-    deadline = steady_since + 5
-    while time.monotonic() - steady_since < 0.25 and time.monotonic() < deadline:
-        time.sleep(0.02)
-        previous, length = length, client.xlen(EVENTS_STREAM)
-        if length != previous:
-            steady_since = time.monotonic()
-    return length
 
 
 def medians(runs: Sequence[SenderRun]) -> dict[str, SenderRun]:
