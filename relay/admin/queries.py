@@ -16,10 +16,10 @@ from relay.admin.chart import Minute
 from relay.admin.forms import DeadFilter, Search
 from relay.cli.common import redis_now_ms
 from relay.cli.dlq import iter_dead
-from relay.cli.stats import Stats, collect, read_heartbeats
+from relay.cli.stats import ConsumerStats, Stats, collect
 from relay.cli.timespec import id_ms
 from relay.core.events import InvalidBody, load_object
-from relay.core.heartbeat import Heartbeat
+from relay.core.heartbeat import Heartbeat, read_heartbeats
 from relay.core.keys import (
     CONSUMER_GROUP,
     EVENTS_STREAM,
@@ -50,6 +50,8 @@ class Overview:
     chart_complete: bool
     received_per_s: float
     handled_per_s: float
+    stopped_workers: list[ConsumerStats] = field(default_factory=list)
+    """Consumers without a heartbeat that still hold entries (`relay stats` shows only those)."""
 
 
 async def _oldest_unhandled(redis: Redis, stats: Stats) -> int | None:
@@ -117,6 +119,7 @@ async def overview(redis: Redis, redis_name: str) -> Overview:
         chart_complete=complete,
         received_per_s=per_second(minutes, stats.time_ms, "received"),
         handled_per_s=per_second(minutes, stats.time_ms, "handled"),
+        stopped_workers=[c for g in stats.groups for c in g.consumers if not c.live],
     )
 
 

@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.core.redis import async_client, describe, failure
+from relay.core.redis import redis_now_ms as redis_now_ms  # the operator tools take it from here
 from relay.core.settings import RedisAccess, Settings, describe_errors
 from worker.checks import TasksError, check_registry, import_tasks
 from worker.registry import Registry, default_registry
@@ -179,12 +180,6 @@ def redis_failure(exc: RedisError, where: str) -> CliError:
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
-
-
-async def redis_now_ms(redis: Redis) -> int:
-    """Redis's clock in milliseconds: the clock entry ids come from."""
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 class Pacer:
