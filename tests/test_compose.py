@@ -284,3 +284,183 @@ def test_the_edge_is_safe_by_default_on_the_host_and_keeps_metrics_off_the_webho
     ]
     assert published == [f"${{EDGE_PUBLISH:-127.0.0.1:{EDGE_PORT}}}:{EDGE_PORT}"]
     assert edge["environment"]["RELAY_METRICS"] == "${RELAY_METRICS:-0.0.0.0:9101}"
+
+
+# Both stacks, and every compose command the docs give (issue 24: stacks that cannot trample each other).
+
+HA_FILE = "docker-compose.ha.yml"
+HA_PROJECT = "sphere-relay-ha"
+USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+COMMON_GLOBAL = {"-f": True, "--file": True, "-p": True, "--project-name": True, "--profile": True}
+"""Options before the subcommand that docker-compose 1.29 and Compose v2 both take (True: with a value)."""
+
+COMMON_SUBCOMMANDS: dict[str, dict[str, bool]] = {
+    "up": {"-d": False, "--detach": False, "--build": False, "--no-start": False, "--scale": True,
+           "--remove-orphans": False, "--no-deps": False, "--force-recreate": False},
+    "down": {"-v": False, "--volumes": False, "--remove-orphans": False, "-t": True, "--timeout": True},
+    "stop": {"-t": True, "--timeout": True},
+    "start": {},
+    "restart": {"-t": True, "--timeout": True},
+    "ps": {"-a": False, "--all": False, "-q": False, "--quiet": False, "--services": False},
+    "logs": {"-f": False, "--follow": False, "--tail": True, "-t": False, "--timestamps": False},
+    "exec": {"-T": False, "-u": True, "--user": True, "-e": True},
+    "run": {"--rm": False, "-T": False, "-e": True},
+    "pull": {}, "build": {"--pull": False, "--no-cache": False},
+    "config": {"-q": False, "--quiet": False, "--services": False},
+    "port": {}, "kill": {"-s": True}, "rm": {"-f": False, "-s": False, "-v": False}, "version": {},
+}  # fmt: skip
+"""Subcommands and their options that both clients take. v2-only ones (`--wait`, `ls`, `cp`, `watch`)
+would fail for a user of Debian's docker-compose, which the docs tell to type the same commands."""
+
+TAKES_A_COMMAND = {"exec", "run"}  # after the service: the container's command, not compose's options
+TAKES_ONE_SERVICE = {"port"}  # then a port
+
+
+def doc_text(path: Path) -> str:
+    """The doc, with inline code spans that wrap onto the next line joined into one line."""
+    return re.sub(r"`[^`\n]+\n[^`\n]+`", lambda m: m[0].replace("\n", " "), path.read_text())
+
+
+def doc_code(path: Path) -> str:
+    """The doc's code, one piece a line: fenced and indented blocks, and inline code spans."""
+    text = doc_text(path)
+    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
+    indented = re.findall(r"^ {4}(\S.*)$", prose, flags=re.MULTILINE)
+    spans = re.findall(r"`([^`\n]+)`", prose)
+    return "\n".join([*fenced, *indented, *spans])
+
+
+def compose_commands(text: str) -> list[list[str]]:
+    """Each `docker compose ...` in `text`, as the words after `docker compose`.
+
+    A command ends at the end of its line or code span, at a `#` comment, or at the `)` or `"` that
+    closes a `$(...)` around it."""
+    commands = []
+    for line in text.splitlines():
+        for found in re.finditer(r"docker compose\b", line):
+            words = shlex.split(re.split(r"[`)\";|&]| #", line[found.end() :], maxsplit=1)[0])
+            if words:  # else the client named in prose
+                commands.append(words)
+    return commands
+
+
+def services_of(file: str) -> set[str]:
+    return set(yaml.safe_load((ROOT / file).read_text())["services"])
+
+
+def check_command(words: list[str]) -> list[str]:
+    """What in `words` (after `docker compose`) either client would refuse, or that points a command at
+    the wrong stack; an empty list when nothing."""
+    problems: list[str] = []
+    options: dict[str, str] = {}
+    rest = list(words)
+    while rest and rest[0].startswith("-"):
+        option = rest.pop(0)
+        if option not in COMMON_GLOBAL:
+            return [f"global option {option}"]
+        options[option.lstrip("-")[0]] = rest.pop(0) if COMMON_GLOBAL[option] else ""
+    if not rest or rest[0] not in COMMON_SUBCOMMANDS:
+        return [f"subcommand {rest[:1]}"]
+    file, project = options.get("f", "docker-compose.yml"), options.get("p")
+    if (file == HA_FILE) != (project == HA_PROJECT):
+        problems.append(f"{HA_FILE} goes with -p {HA_PROJECT}, and only it")
+    subcommand, allowed = rest[0], COMMON_SUBCOMMANDS[rest[0]]
+    services = []
+    words_left = rest[1:]
+    while words_left:
+        word = words_left.pop(0)
+        if word.startswith("-"):
+            name = word.split("=", 1)[0]
+            if name not in allowed:
+                problems.append(f"{subcommand} {name}")
+            elif allowed[name] and "=" not in word:
+                words_left.pop(0)
+            continue
+        services.append(word)
+        if subcommand in TAKES_A_COMMAND | TAKES_ONE_SERVICE:
+            break
+    unknown = set(services) - services_of(file)
+    if unknown:
+        problems.append(f"services {sorted(unknown)} are not in {file}")
+    return problems
+
+
+DOC_COMMANDS = [
+    pytest.param(words, id=f"{path.name}:{' '.join(words)[:60]}")
+    for path in USER_DOCS
+    for words in compose_commands(doc_code(path))
+]
+
+
+def test_the_docs_give_compose_commands_for_both_stacks() -> None:
+    assert len(DOC_COMMANDS) >= 20
+    assert any(HA_FILE in param.values[0] for param in DOC_COMMANDS)
+
+
+@pytest.mark.parametrize("words", DOC_COMMANDS)
+def test_every_compose_command_in_the_docs_works_with_both_clients_on_its_own_stack(words: list[str]) -> None:
+    assert check_command(words) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        ("up --wait", "up --wait"),
+        ("ls", "subcommand ['ls']"),
+        (f"-f {HA_FILE} up -d", f"{HA_FILE} goes with -p {HA_PROJECT}, and only it"),
+        (f"-p {HA_PROJECT} ps", f"{HA_FILE} goes with -p {HA_PROJECT}, and only it"),
+        (f"-p {HA_PROJECT} -f {HA_FILE} exec redis redis-cli", f"services ['redis'] are not in {HA_FILE}"),
+    ],
+)
+def test_the_command_check_catches_what_would_fail(command: str, problem: str) -> None:
+    assert problem in check_command(shlex.split(command))
+
+
+def test_no_user_doc_writes_a_compose_command_for_one_client_only() -> None:
+    """The docs write `docker compose`; `docker-compose` (Debian's 1.29) only where they say to type it instead."""
+    for path in USER_DOCS:
+        text = doc_text(path)
+        assert not re.findall(
+            r"docker-compose (?:-|up|down|exec|ps|logs|stop|start|run|pull|build)\b", text
+        ), path
+
+
+def test_the_docs_say_once_which_client_to_type_where_only_docker_compose_1_29_exists() -> None:
+    readme, deploy = doc_text(ROOT / "README.md"), doc_text(ROOT / "docs" / "deploy.md")
+    for text in (readme, deploy):
+        assert re.search(r"type `docker-compose` instead", text)
+    # The README says so before its first compose command, where a v1 user reads it.
+    assert readme.index("type `docker-compose` instead") < readme.index("docker compose up")
+
+
+@pytest.mark.parametrize("services", [SERVICES, HA], ids=["docker-compose.yml", "docker-compose.ha.yml"])
+def test_both_stacks_run_relay_workers_workers(services: dict[str, Any]) -> None:
+    assert services["worker"]["scale"] == "${RELAY_WORKERS:-2}"
+
+
+@pytest.mark.parametrize("file", ["docker-compose.yml", HA_FILE])
+def test_no_file_names_its_project_which_docker_compose_1_29_refuses(file: str) -> None:
+    """The HA stack's own project comes from `-p` (checked in the docs above), not a top-level `name:`."""
+    assert "name" not in yaml.safe_load((ROOT / file).read_text())
+
+
+def test_the_ha_file_tells_its_project_name_in_the_commands_it_shows() -> None:
+    header = (ROOT / HA_FILE).read_text().split("\nx-relay-env")[0]
+    shown = compose_commands(header)
+    assert shown and all(check_command(words) == [] and HA_PROJECT in words for words in shown)
+
+
+@pytest.mark.parametrize("path", USER_DOCS, ids=lambda path: path.name)
+def test_no_user_doc_names_a_path_outside_the_repository(path: Path) -> None:
+    text = path.read_text()
+    assert "shared/docker" not in text and "stand-in-images" not in text
+    for relative in re.findall(r"(?:\.\./)+[\w./-]*", text):
+        assert (path.parent / relative).resolve().is_relative_to(ROOT), relative
+
+
+def test_the_migration_backup_folder_stays_out_of_git_and_the_image() -> None:
+    assert "./redis-backup" in (ROOT / "docs" / "deploy.md").read_text()
+    assert "redis-backup/" in (ROOT / ".gitignore").read_text().split()
+    assert "redis-backup" in (ROOT / ".dockerignore").read_text().split()

@@ -45,7 +45,6 @@ from worker.enqueue import JobSpec, Settle, enqueue
 from worker.keys import ARQ_QUEUE
 from worker.registry import Registry
 from worker.retention import trim_events
-from worker.scripts import Script
 
 log = logging.getLogger("worker.bridge")
 
@@ -53,12 +52,12 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 
 MALFORMED = "MalformedEntry"
 
-FORGET_IDLE_CONSUMER_SCRIPT = Script("""
+FORGET_IDLE_CONSUMER_SCRIPT = """
 if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
   return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 end
 return -1
-""")
+"""
 """Delete a consumer only if it holds no pending entry, atomically (deleting one drops its entries).
 KEYS: the stream. ARGV: group, consumer. Returns -1 when the consumer still holds entries."""
 
@@ -284,7 +283,7 @@ class Bridge:
             self.redis,
             jobs,
             now_ms=timestamp_ms(),
-            expires_ms=self.settings.retention_seconds * 1000,
+            expires_ms=self.settings.retention_ms,
             settle=Settle("XACK", EVENTS_STREAM, ids, group=CONSUMER_GROUP),
             queue=self.queue,
         )
@@ -337,7 +336,8 @@ class Bridge:
         return removed
 
     async def _forget_consumer(self, name: str) -> int:
-        return int(await FORGET_IDLE_CONSUMER_SCRIPT(self.redis, [EVENTS_STREAM], [CONSUMER_GROUP, name]))
+        forget = self.redis.register_script(FORGET_IDLE_CONSUMER_SCRIPT)
+        return int(await forget([EVENTS_STREAM], [CONSUMER_GROUP, name]))
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -378,7 +378,7 @@ class Bridge:
                     await self.forget_idle_consumers()
                 if now >= next_trim:
                     next_trim = now + self.options.trim_every_seconds
-                    await trim_events(self.redis, self.settings.retention_seconds)
+                    await trim_events(self.redis, self.settings.retention_ms)
                 if now >= next_backlog:
                     next_backlog = now + self.options.backlog_every_seconds
                     await self.check_backlog()

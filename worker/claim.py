@@ -13,12 +13,10 @@ from typing import Any
 
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
-from worker.scripts import Script
-
 RETRY_KEY_SECONDS = 88400
 """arq's expiry of a job's try counter (``Worker.run_job``)."""
 
-CLAIM_SCRIPT = Script("""
+CLAIM_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[3]) then return false end
@@ -27,12 +25,12 @@ local job = redis.call('GET', KEYS[3])
 local try = redis.call('INCR', KEYS[4])
 redis.call('EXPIRE', KEYS[4], ARGV[4])
 return {job, try}
-""")
+"""
 """KEYS: in-progress key, queue, job key, retry key. ARGV: job id, in-progress ms, now ms, retry key
 seconds. Returns nil when the job is in progress, gone or not due (arq's reads say so), else
 ``{job payload or nil, try}``."""
 
-POLL_SCRIPT = Script("""
+POLL_SCRIPT = """
 local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES', 'LIMIT', ARGV[3], ARGV[4])
 local due = {#found / 2}
 for i = 1, #found, 2 do
@@ -42,7 +40,7 @@ for i = 1, #found, 2 do
   end
 end
 return due
-""")
+"""
 """KEYS: the queue. ARGV: min and max score, offset, count (arq's poll), in-progress key prefix. Returns
 how many jobs the range listed, then job id, score, job id, score, ... for those not in progress. (It reads keys it is
 not given, as arq's own Lua does not; fine on a single Redis server, which is what arq supports.)"""

@@ -1,5 +1,5 @@
 """The worker's Redis client: arq's own `ArqRedis`, with transactions that survive a dropped
-connection, and a claim that sends its reads along with its ``WATCH``.
+connection, and arq's claim of a job its poll just listed sent as one script (`worker.claim`).
 
 How and why, with the arq and redis-py internals it stands on: docs/INTERNALS.md,
 "worker/connection.py".
@@ -21,7 +21,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError, WatchError
+from redis.exceptions import ConnectionError, RedisError, TimeoutError, WatchError
 
 from relay.core.redis import RedisTarget, SentinelPool, async_pool, failure
 from worker.claim import (
@@ -68,9 +68,9 @@ class ResilientPipeline(Pipeline):
 
     _watch_lost = False
     claim_queue: str | None = None
-    """The arq queue whose claims `watch` fetches ahead (set by `ResilientArqRedis.pipeline`)."""
+    """The arq queue whose claims `watch` answers (set by `ResilientArqRedis.pipeline`)."""
     _ahead: dict[Command, Any] | None = None
-    """Replies fetched with the ``WATCH``, by the command arq is about to send for them."""
+    """Replies to the reads arq sends after its ``WATCH``, known from its poll, by command."""
     owner: ResilientArqRedis | None = None
     """The client this pipeline belongs to, which runs `CLAIM_SCRIPT` and keeps its `Claims`."""
     _claiming: str | None = None
@@ -78,39 +78,14 @@ class ResilientPipeline(Pipeline):
 
     async def watch(self, *names: Any) -> Any:  # type: ignore[override]
         job_id = self._claimed_job(names)
-        if job_id is None or self.explicit_transaction:
+        score = self.owner.claims.due.get(job_id) if job_id is not None and self.owner is not None else None
+        if score is None or self.explicit_transaction or self.watching:
             return await super().watch(*names)
-        score = self.owner.claims.due.get(job_id) if self.owner is not None else None
-        if score is not None and not self.watching:
-            # A job arq's poll just listed: answer the reads now, check them in the claim itself.
-            self.watching = True  # what redis-py's WATCH sets: the reads come to us at once
-            self._claiming = job_id
-            self._ahead = {("EXISTS", names[0]): 0, ("ZSCORE", self.claim_queue, job_id): score}
-            return True
-        # arq's claim of `job_id`: WATCH, then EXISTS and ZSCORE, sent together (see the module docstring).
-        key = names[0]
-        reads: tuple[Command, Command] = (("EXISTS", key), ("ZSCORE", self.claim_queue, job_id))
-        conn = self.connection
-        if conn is None:
-            conn = self.connection = await self.connection_pool.get_connection()
-
-        async def send_and_read() -> list[Any]:
-            await conn.send_packed_command(conn.pack_commands([("WATCH", key), *reads]))
-            replies: list[Any] = []
-            for command in ("WATCH", "EXISTS", "ZSCORE"):
-                try:
-                    replies.append(await self.parse_response(conn, command))
-                except ResponseError as error:  # read every reply, so that none is left for later
-                    replies.append(error)
-            return replies
-
-        watched, *values = await conn.retry.call_with_retry(
-            send_and_read, lambda error: self._disconnect_reset_raise(conn, error)
-        )
-        if isinstance(watched, RedisError):
-            raise watched
-        self._ahead = dict(zip(reads, values, strict=True))  # an error reply is raised by its read
-        return watched
+        # A job arq's poll just listed: answer the reads now, check them in the claim itself.
+        self.watching = True  # what redis-py's WATCH sets: the reads come to us at once
+        self._claiming = job_id
+        self._ahead = {("EXISTS", names[0]): 0, ("ZSCORE", self.claim_queue, job_id): score}
+        return True
 
     def _claimed_job(self, names: tuple[Any, ...]) -> str | None:
         if self.claim_queue is None or len(names) != 1 or not isinstance(names[0], str):
@@ -125,8 +100,6 @@ class ResilientPipeline(Pipeline):
             reply = ahead.pop(args, _NOT_FETCHED)
             if reply is not _NOT_FETCHED:
                 self._ahead = ahead or None  # the other read may still come; any other command ends it
-                if isinstance(reply, RedisError):
-                    raise reply
                 return reply
         if self._claiming is not None:
             # Not arq's claim after all: nothing was watched, so the claim must not be committed.
@@ -167,8 +140,8 @@ class ResilientPipeline(Pipeline):
             if in_progress_ms is None:
                 raise WatchError(f"not arq's claim of {job_id}: nothing was sent")
             try:
-                found = await CLAIM_SCRIPT(
-                    owner, keys, [job_id, in_progress_ms, timestamp_ms(), RETRY_KEY_SECONDS]
+                found = await owner.claim_script(
+                    keys, [job_id, in_progress_ms, timestamp_ms(), RETRY_KEY_SECONDS]
                 )
             except (RedisError, OSError) as error:
                 # As with a lost WATCH: arq skips the job, which stays queued (or, if the script ran
@@ -212,6 +185,8 @@ class ResilientArqRedis(ArqRedis):
         super().__init__(*args, **kwargs)
         self.claims = Claims()
         self.pacer = IdlePacer()
+        self.claim_script = self.register_script(CLAIM_SCRIPT)
+        self.poll_script = self.register_script(POLL_SCRIPT)
 
     @property
     def tracks_claims(self) -> bool:
@@ -264,7 +239,7 @@ class ResilientArqRedis(ArqRedis):
         now_ms = max + (timestamp_ms() - before_ms) if isinstance(max, int | float) else timestamp_ms()
         args = [_score(min), now_ms, start or 0, num, in_progress_key_prefix]
         sent = time.monotonic()
-        reply = await POLL_SCRIPT(self, [name], args)
+        reply = await self.poll_script([name], args)
         ids = self.claims.polled(reply, now_ms, random.randrange, limit=num, sent=sent)
         next_due = None
         if not self.claims.due:  # idle: when does the next waiting job (a retry, a later job) fall due?

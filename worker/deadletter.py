@@ -13,11 +13,11 @@ import traceback
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT
 
 from relay.core.keys import DEAD_STREAM, EntryFields, StoredEvent
 from worker.enqueue import JobSpec, Settle, enqueue, handler_job_id
 from worker.keys import failing_redis_key, skipped_redis_key
-from worker.scripts import Script, ScriptArg
 
 # Fields of a `relay:dead` entry. Values are bytes in Redis; times are milliseconds since the epoch.
 F_ENTRY_ID = "entry_id"
@@ -36,12 +36,12 @@ MAX_TRACEBACK_CHARS = 4000
 """A traceback longer than this keeps its end, where the error is."""
 MAX_MESSAGE_CHARS = 1000
 
-DEAD_SCRIPT = Script("""
+DEAD_SCRIPT = """
 local first = redis.call('GET', KEYS[2]) or ARGV[1]
 local id = redis.call('XADD', KEYS[1], '*', ARGV[2], first, unpack(ARGV, 3))
 redis.call('DEL', KEYS[2], KEYS[3])
 return id
-""")
+"""
 """Append a dead letter whose first failure time comes from the job's ``relay:failing:`` key (or is
 now), and forget that key and the job's ``relay:skipped:`` count. KEYS: `DEAD_STREAM`, the failing
 key, the skipped key. ARGV: now ms, the first-failure field name, then the other fields and values."""
@@ -129,7 +129,7 @@ async def write(
     The first failure time is the one recorded by `record_failure` for `job_id`, or now.
     """
     job_id = job_id or handler_job_id(event.entry_id, handler)
-    fields: list[ScriptArg] = [
+    fields: list[EncodableT] = [
         F_ENTRY_ID, event.entry_id,
         F_TYPE, event.type,
         F_BODY, event.body,
@@ -142,8 +142,8 @@ async def write(
         F_LAST_FAILURE, now_ms,
     ]  # fmt: skip
     keys = [DEAD_STREAM, failing_redis_key(job_id), skipped_redis_key(job_id)]
-    args: list[ScriptArg] = [now_ms, F_FIRST_FAILURE, *fields]
-    dead_id = await DEAD_SCRIPT(redis, keys, args)
+    args: list[EncodableT] = [now_ms, F_FIRST_FAILURE, *fields]
+    dead_id = await redis.register_script(DEAD_SCRIPT)(keys, args)
     return dead_id.decode() if isinstance(dead_id, bytes) else str(dead_id)
 
 

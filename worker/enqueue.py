@@ -26,12 +26,12 @@ from typing import Any, Literal
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
+from redis.typing import EncodableT
 
 from relay.core.keys import StoredEvent
 from worker.keys import ARQ_QUEUE
-from worker.scripts import Script, ScriptArg
 
-ENQUEUE_SCRIPT = Script("""
+ENQUEUE_SCRIPT = """
 local queue, score, expires_ms, finish, group = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
 local created = 0
@@ -52,7 +52,7 @@ if #ARGV >= first then
   end
 end
 return created
-""")
+"""
 """KEYS: the queue, the stream to settle, then a job key and a result key per job.
 ARGV: score, expiry ms, 'XACK' | 'XDEL' | '', group, job count, then an id and payload per job, then
 the stream entry ids to settle. Returns how many jobs were new."""
@@ -126,7 +126,7 @@ async def enqueue(
     retention period, so a job outlives any outage of the workers.
     """
     keys: list[str] = [queue, settle.stream if settle else queue]
-    args: list[ScriptArg] = [
+    args: list[EncodableT] = [
         now_ms,
         expires_ms,
         settle.op if settle else "",
@@ -138,4 +138,4 @@ async def enqueue(
         args += [job.job_id, serialize_job(job.function, job.args, {}, None, now_ms)]
     if settle:
         args += list(settle.ids)
-    return int(await ENQUEUE_SCRIPT(redis, keys, args))
+    return int(await redis.register_script(ENQUEUE_SCRIPT)(keys, args))

@@ -12,8 +12,10 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, func
@@ -35,8 +37,6 @@ from worker.slots import SLOT_WAIT_SECONDS, NoSlot, Slots
 from worker.slots import defer_seconds as slot_defer_seconds
 
 log = logging.getLogger("worker.jobs")
-
-T = TypeVar("T")
 
 MARGIN_SECONDS = 2.0
 """arq's timeout for a job is the largest handler timeout plus this, so the wrapper, not arq, handles
@@ -60,6 +60,14 @@ UNKNOWN_HANDLER_BACKOFF = 1.0
 keeps coming back for about a quarter of an hour, long enough for a rolling deploy to finish."""
 
 UNKNOWN_HANDLER_MAX_DEFER = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLettered:
+    """How a run ended its job when it wrote a dead letter (a run that succeeded returns None)."""
+
+    dead_id: str
+    """The dead letter's id in ``relay:dead``."""
 
 
 def keep_result_seconds(settings: Settings) -> float:
@@ -92,8 +100,8 @@ def arq_function(
 
     A job naming a handler `registry` lacks is skipped and deferred (`skip_unknown`), `unknown_tries`
     times with a doubling wait from `unknown_backoff` seconds, then dead-lettered. Every run is
-    counted in `metrics`, and a successful one logged (arq's own lines about jobs are dropped by
-    `ArqJobLines`: they carry no fields).
+    counted in `metrics`, and a successful one logged (in place of arq's own lines about jobs, which
+    `worker.main.ArqLines` drops: they carry no fields).
     """
     counted = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
     slots = Slots(registry)
@@ -106,13 +114,13 @@ def arq_function(
         found = registry.get(handler)
         started = time.perf_counter()
         outcome = "error"  # unless the run ends one of the ways below: a bug, or arq cancelled it
-        note: str | None = None
+        dead: DeadLettered | None = None
         retried: Retry | None = None
         try:
             with tracked.track(handler, entry_id):
-                note = await _run(found, handler, ctx, event)
-            outcome = "ok" if note is None else "dead"
-            return note
+                dead = await _run(found, handler, ctx, event)
+            outcome = "ok" if dead is None else "dead"
+            return None if dead is None else f"dead letter {dead.dead_id}"  # what arq keeps as the result
         except Retry as retry:
             outcome = "retry" if found is not None and not isinstance(retry, SlotDeferred) else "skipped"
             retried = retry
@@ -121,9 +129,15 @@ def arq_function(
             seconds = time.perf_counter() - started
             counted.ran(handler, outcome, seconds)
             if outcome != "error":  # for the admin page (worker/outcomes.py); bounded, never raises
-                keep_ms = settings.retention_seconds * 1000
+                dead_id = dead.dead_id if dead is not None else ""
                 await outcomes.record(
-                    ctx, handler, entry_id, outcome, note=note, retry=retried, keep_ms=keep_ms
+                    ctx,
+                    handler,
+                    entry_id,
+                    outcome,
+                    dead_id=dead_id,
+                    retry=retried,
+                    keep_ms=settings.retention_ms,
                 )
             if outcome == "ok":
                 fields = _log_fields(event, handler, int(ctx.get("attempt", 0)))
@@ -136,7 +150,7 @@ def arq_function(
 
     async def _run(
         found: Handler | None, handler: str, ctx: dict[str, Any], event: StoredEvent
-    ) -> str | None:
+    ) -> DeadLettered | None:
         if found is None:
             return await skip_unknown(
                 handler,
@@ -166,13 +180,21 @@ def _log_fields(event: StoredEvent, handler: str, attempt: int) -> dict[str, obj
     return {"entry_id": event.entry_id, "event_type": event.type, "handler": handler, "attempt": attempt}
 
 
-async def _bookkeeping(what: str, call: Awaitable[T], extra: dict[str, object]) -> T:
-    """Await `call`, a Redis call the job cannot go on without, or leave the job queued for later."""
+@asynccontextmanager
+async def _bookkeeping(
+    what: str, extra: dict[str, object], *, required: bool = True, level: int = logging.WARNING
+) -> AsyncIterator[None]:
+    """Bound the job's own Redis bookkeeping inside by `BOOKKEEPING_SECONDS`. When it fails, log that
+    the job could not `what`; `required` bookkeeping then leaves the job queued for a later run
+    (`arq.Retry`), any other is done without."""
     try:
         async with asyncio.timeout(BOOKKEEPING_SECONDS):
-            return await call
+            yield
     except (TimeoutError, RedisError, OSError) as exc:
-        log.warning("could not %s, the job stays queued: %r", what, exc, extra=extra)
+        if not required:
+            log.warning("could not %s: %r", what, exc, extra=extra)
+            return
+        log.log(level, "could not %s, the job stays queued: %r", what, exc, extra=extra)
         raise Retry(defer=UNRECORDED_RETRY_SECONDS) from exc
 
 
@@ -185,19 +207,16 @@ async def skip_unknown(
     tries: int = UNKNOWN_HANDLER_TRIES,
     backoff_base: float = UNKNOWN_HANDLER_BACKOFF,
     metrics: WorkerMetrics | None = None,
-) -> str:
+) -> DeadLettered:
     """A run of a job for handler `name`, which this worker lacks: defer it, or dead-letter it.
 
     Raises `arq.Retry` (another worker may have the handler) until the job was skipped `tries` times,
-    then writes an ``UnknownHandler`` dead letter and returns its note. Never drops the job.
+    then writes an ``UnknownHandler`` dead letter. Never drops the job.
     """
     job_try = int(ctx["job_try"])
     extra = _log_fields(event, name, 0)
-    skipped = await _bookkeeping(
-        "count a run skipped for want of its handler",
-        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_seconds * 1000),
-        extra,
-    )
+    async with _bookkeeping("count a run skipped for want of its handler", extra):
+        skipped = await deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_ms)
     if skipped < tries:
         wait = backoff.ceiling(skipped, backoff_base, cap=UNKNOWN_HANDLER_MAX_DEFER)
         log.warning(
@@ -220,11 +239,8 @@ class SlotDeferred(Retry):
 
 async def skip_for_slot(name: str, settings: Settings, ctx: dict[str, Any], event: StoredEvent) -> NoReturn:
     """Every slot of handler `name` is busy in this process: defer the run, counted as skipped."""
-    await _bookkeeping(
-        "count a run deferred for want of a slot",
-        deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_seconds * 1000),
-        _log_fields(event, name, 0),
-    )
+    async with _bookkeeping("count a run deferred for want of a slot", _log_fields(event, name, 0)):
+        await deadletter.record_skip(ctx["redis"], ctx["job_id"], keep_ms=settings.retention_ms)
     raise SlotDeferred(defer=slot_defer_seconds())
 
 
@@ -236,21 +252,20 @@ async def run_attempt(
     *,
     metrics: WorkerMetrics | None = None,
     registry: Registry | None = None,
-) -> str | None:
+) -> DeadLettered | None:
     """Run one attempt of `handler` for `event`; raise `arq.Retry` to be run again later.
 
     `registry` (default: `handler` alone) is what ``ctx["later"]`` may schedule.
 
-    Returns None on success, or a short note naming the dead letter written.
+    Returns None on success, or the dead letter written.
     """
     job_try = int(ctx["job_try"])
     attempt = job_try
     if job_try > 1:  # a first run cannot follow a skipped one: no Redis call on the usual path
-        attempt -= await _bookkeeping(
-            "read the runs skipped for want of the handler",
-            deadletter.skipped_runs(ctx["redis"], ctx["job_id"]),
-            _log_fields(event, handler.name, job_try),
-        )
+        async with _bookkeeping(
+            "read the runs skipped for want of the handler", _log_fields(event, handler.name, job_try)
+        ):
+            attempt -= await deadletter.skipped_runs(ctx["redis"], ctx["job_id"])
     ctx.update(
         event_id=event.entry_id,
         attempt=attempt,
@@ -258,8 +273,8 @@ async def run_attempt(
         event_type=event.type,
         received_ms=event.received_ms,
         settings=settings,
-        once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_seconds * 1000),
-        later=Later(ctx["redis"], registry or _alone(handler), event, settings.retention_seconds * 1000),
+        once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_ms),
+        later=Later(ctx["redis"], registry or _alone(handler), event, settings.retention_ms),
     )
     extra = _log_fields(event, handler.name, attempt)
 
@@ -317,7 +332,8 @@ async def run_attempt(
         raise Retry(defer=wait) from exc
 
     if job_try > 1:
-        await _forget_failures(ctx, extra)
+        async with _bookkeeping("clear the failure record (it expires on its own)", extra, required=False):
+            await deadletter.forget_failures(ctx["redis"], ctx["job_id"])
     return None
 
 
@@ -341,22 +357,11 @@ def refuse_awaitable(handler: Handler, result: object) -> None:
 
 
 async def _note_failure(ctx: dict[str, Any], settings: Settings, extra: dict[str, object]) -> None:
-    try:
-        async with asyncio.timeout(BOOKKEEPING_SECONDS):
-            await deadletter.record_failure(
-                ctx["redis"], ctx["job_id"], now_ms=timestamp_ms(), keep_ms=settings.retention_seconds * 1000
-            )
-    except (TimeoutError, RedisError, OSError) as exc:
-        # Only the dead letter's "first failure" time suffers; the retry itself goes ahead.
-        log.warning("could not record the first failure time: %r", exc, extra=extra)
-
-
-async def _forget_failures(ctx: dict[str, Any], extra: dict[str, object]) -> None:
-    try:
-        async with asyncio.timeout(BOOKKEEPING_SECONDS):
-            await deadletter.forget_failures(ctx["redis"], ctx["job_id"])
-    except (TimeoutError, RedisError, OSError) as exc:
-        log.warning("could not clear the failure record (it expires on its own): %r", exc, extra=extra)
+    # Only the dead letter's "first failure" time suffers if this fails; the retry itself goes ahead.
+    async with _bookkeeping("record the first failure time", extra, required=False):
+        await deadletter.record_failure(
+            ctx["redis"], ctx["job_id"], now_ms=timestamp_ms(), keep_ms=settings.retention_ms
+        )
 
 
 async def _dead_letter(
@@ -368,40 +373,22 @@ async def _dead_letter(
     extra: dict[str, object],
     reason: str,
     metrics: WorkerMetrics | None,
-) -> str:
-    try:
-        async with asyncio.timeout(BOOKKEEPING_SECONDS):
-            dead_id = await deadletter.write(
-                ctx["redis"],
-                event,
-                handler=handler,
-                attempts=attempts,
-                failure=failure,
-                now_ms=timestamp_ms(),
-                job_id=ctx["job_id"],
-            )
-    except (TimeoutError, RedisError, OSError) as exc:
-        # Dropping the job now would lose the event: keep it queued; its next run writes the dead letter.
-        log.error("could not write the dead letter, the job stays queued: %r", exc, extra=extra)
-        raise Retry(defer=UNRECORDED_RETRY_SECONDS) from exc
+) -> DeadLettered:
+    # Dropping the job when this fails would lose the event: it stays queued, its next run writes it.
+    async with _bookkeeping("write the dead letter", extra, level=logging.ERROR):
+        dead_id = await deadletter.write(
+            ctx["redis"],
+            event,
+            handler=handler,
+            attempts=attempts,
+            failure=failure,
+            now_ms=timestamp_ms(),
+            job_id=ctx["job_id"],
+        )
     if metrics is not None:
         metrics.dead_lettered(handler, reason)
     log.error(
         "%s gave up on %s after %d attempt(s): %s: %s (dead letter %s)",
         handler, event.entry_id, attempts, failure.error_type, failure.message, dead_id, extra=extra,
     )  # fmt: skip
-    return f"dead letter {dead_id}"
-
-
-class ArqJobLines(logging.Filter):
-    """Drops arq's INFO lines about each job (started, finished, retrying).
-
-    The relay logs its own line for each run (`arq_function`), with the entry id, event type,
-    handler and attempt as fields; arq's carry them only inside the text.
-    """
-
-    FORMATS = frozenset({"%6.2fs → %s(%s)%s", "%6.2fs ← %s ● %s", "%6.2fs ↻ %s retrying job in %0.2fs"})
-    """arq 0.28's formats of those lines (a test checks they are still the ones arq uses)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.INFO and record.msg in self.FORMATS)
+    return DeadLettered(dead_id)

@@ -48,7 +48,6 @@ from worker.jobs import (
     ARQ_MAX_TRIES,
     UNKNOWN_HANDLER_BACKOFF,
     UNKNOWN_HANDLER_TRIES,
-    ArqJobLines,
     arq_function,
     job_timeout,
     keep_result_seconds,
@@ -107,14 +106,19 @@ ARQ_LOGGERS = ("arq.worker", "arq.connections", "arq.jobs", "arq.utils")
 """The loggers arq writes through, all children of ``arq``."""
 
 
-class ArqLines(ArqJobLines):
+class ArqLines(logging.Filter):
     """On arq's loggers: arq's lines in the relay's format and at its level, without the per-job ones.
 
     arq's CLI imports ``WorkerSettings``, then sets up logging its own way (a handler in its own format
     on the ``arq`` logger, at INFO, and its children reset), then logs its first lines before
     ``on_startup``. A logger's filters are the one thing that set-up leaves alone, so this one, added
     when the relay configures logging, takes arq's handler off again before the first line is handled.
+    arq's lines about each job are dropped: the relay logs its own (`worker.jobs`), with the event's
+    fields. Both rest on arq 0.28's ways (docs/INTERNALS.md).
     """
+
+    JOB_FORMATS = frozenset({"%6.2fs → %s(%s)%s", "%6.2fs ← %s ● %s", "%6.2fs ↻ %s retrying job in %0.2fs"})
+    """arq 0.28's formats of its INFO lines about each job: started, finished, retrying."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         arq_logger = logging.getLogger("arq")
@@ -123,7 +127,7 @@ class ArqLines(ArqJobLines):
             arq_logger.propagate = True
         if record.levelno < logging.getLogger().level:  # RELAY_LOG_LEVEL, not arq's INFO
             return False
-        return super().filter(record)
+        return not (record.levelno == logging.INFO and record.msg in self.JOB_FORMATS)
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -306,7 +310,7 @@ def build_worker_settings(
         "redis_pool": worker_redis(
             settings,
             queue=ARQ_QUEUE,
-            expires_extra_ms=settings.retention_seconds * 1000,
+            expires_extra_ms=settings.retention_ms,
             wait_at_start=options.wait_for_redis,
         ),
         "on_startup": lifecycle.on_startup,
@@ -319,7 +323,7 @@ def build_worker_settings(
         "job_completion_wait": math.ceil(longest),
         "keep_result": keep_result_seconds(settings),
         "max_tries": ARQ_MAX_TRIES,
-        "expires_extra_ms": settings.retention_seconds * 1000,
+        "expires_extra_ms": settings.retention_ms,
         "health_check_interval": options.health_check_interval,
         "ctx": {"settings": settings},
     }

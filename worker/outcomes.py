@@ -25,9 +25,9 @@ from typing import Any, Literal
 from arq.utils import timestamp_ms
 from arq.worker import Retry
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 from relay.core.keys import minute_redis_key, outcome_redis_key
-from worker.scripts import Script, ScriptArg
 
 log = logging.getLogger("worker.outcomes")
 
@@ -42,7 +42,7 @@ RETRY_KNOWS_ITS_DELAY = getattr(Retry(defer=1), "defer_score", None) == 1000
 """arq's `Retry` keeps its delay in ms as ``defer_score``, undocumented (docs/INTERNALS.md): checked
 once at import; without it an outcome says "retrying" without the time."""
 
-RECORD_SCRIPT = Script("""
+RECORD_SCRIPT = """
 for i = 1, #KEYS / 2 do
   local a = (i - 1) * 5
   redis.call('HSET', KEYS[2 * i - 1], ARGV[a + 1], ARGV[a + 2])
@@ -52,7 +52,7 @@ for i = 1, #KEYS / 2 do
     redis.call('EXPIRE', KEYS[2 * i], ARGV[a + 5])
   end
 end
-""")
+"""
 """Write a batch of outcomes. KEYS: per outcome, its hash and its minute's hash. ARGV: per outcome,
 the handler, the outcome JSON, keep ms, the minute's field (``handled``, ``failed`` or empty), the
 minute's expiry in seconds."""
@@ -63,7 +63,7 @@ MAX_BATCH = 500
 MAX_BUFFERED = 20_000
 """Outcomes waiting at most (Redis slow or away); past it the oldest are dropped, and logged."""
 
-Record = tuple[list[str], list[ScriptArg]]
+Record = tuple[list[str], list[EncodableT]]
 
 
 class OutcomeBuffer:
@@ -107,7 +107,7 @@ class OutcomeBuffer:
             args = [arg for _, a in batch for arg in a]
             try:
                 async with asyncio.timeout(RECORD_SECONDS):
-                    await RECORD_SCRIPT(self.redis, keys, args)
+                    await self.redis.register_script(RECORD_SCRIPT)(keys, args)
             except (TimeoutError, RedisError, OSError) as exc:
                 log.warning("could not record %d handler outcome(s) for the admin page: %r", len(batch), exc)
         if self.dropped:
@@ -140,8 +140,6 @@ def _record(redis: Any, entry_id: str, handler: str, outcome: Outcome, keep_ms: 
 
 # How `worker.jobs` names a run's end, and the state it leaves the handler in.
 _STATES: dict[str, State] = {"ok": "done", "retry": "retrying", "dead": "dead", "skipped": "waiting"}
-DEAD_NOTE = "dead letter "
-"""`worker.jobs` returns ``"dead letter <id>"`` for a run that wrote one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +189,11 @@ def _clip(text: str) -> str:
 
 
 def outcome_of(
-    run_end: str, *, now_ms: int, attempt: int, note: str | None, retry: BaseException | None
+    run_end: str, *, now_ms: int, attempt: int, dead_id: str = "", retry: BaseException | None
 ) -> Outcome | None:
-    """The outcome a run ending as `run_end` (``ok``, ``retry``, ``dead``, ``skipped``) leaves; None
-    for an end that says nothing about the handler (``error``: cancelled, or a bug in the wrapper)."""
+    """The outcome a run ending as `run_end` (``ok``, ``retry``, ``dead`` with the dead letter's id,
+    ``skipped``) leaves; None for an end that says nothing about the handler (``error``: cancelled, or
+    a bug in the wrapper)."""
     state = _STATES.get(run_end)
     if state is None:
         return None
@@ -206,8 +205,7 @@ def outcome_of(
             error = _clip(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
         defer_ms = getattr(retry, "defer_score", None) if RETRY_KNOWS_ITS_DELAY else None
         retry_at_ms = now_ms + int(defer_ms) if isinstance(defer_ms, int | float) else 0
-    dead_id = note.removeprefix(DEAD_NOTE) if state == "dead" and note else ""
-    return Outcome(state, now_ms, attempt, error, retry_at_ms, dead_id)
+    return Outcome(state, now_ms, attempt, error, retry_at_ms, dead_id if state == "dead" else "")
 
 
 async def record(
@@ -216,13 +214,14 @@ async def record(
     entry_id: str,
     run_end: str,
     *,
-    note: str | None = None,
+    dead_id: str = "",
     retry: BaseException | None = None,
     keep_ms: int,
 ) -> None:
     """Record how a run of `handler` for `entry_id` ended, and count it in its minute. Never raises."""
     now_ms = timestamp_ms()
-    outcome = outcome_of(run_end, now_ms=now_ms, attempt=int(ctx.get("attempt", 0)), note=note, retry=retry)
+    attempt = int(ctx.get("attempt", 0))
+    outcome = outcome_of(run_end, now_ms=now_ms, attempt=attempt, dead_id=dead_id, retry=retry)
     if outcome is None:
         return
     _record(ctx["redis"], entry_id, handler, outcome, keep_ms)

@@ -78,7 +78,7 @@ async def group_states(redis: Redis, stream: str = EVENTS_STREAM) -> list[GroupS
     return states
 
 
-async def trim_events(redis: Redis, retention_seconds: float, stream: str = EVENTS_STREAM) -> int:
+async def trim_events(redis: Redis, retention_ms: int, stream: str = EVENTS_STREAM) -> int:
     """Trim `stream` to `trim_floor`, using Redis's clock (entry ids come from it). Returns entries removed.
 
     Safe to run from every worker at once. A group created between reading the groups and trimming
@@ -88,7 +88,7 @@ async def trim_events(redis: Redis, retention_seconds: float, stream: str = EVEN
         return 0
     seconds, micros = await redis.time()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
-    floor = trim_floor(now_ms, int(retention_seconds * 1000), await group_states(redis, stream))
+    floor = trim_floor(now_ms, retention_ms, await group_states(redis, stream))
     removed = int(await redis.xtrim(stream, minid=format_id(floor), approximate=False))
     if removed:
         log.info("trimmed %d entries below %s from %s", removed, format_id(floor), stream)

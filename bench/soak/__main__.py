@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         restart_every_s=args.restart_every,
         directory=directory.resolve(),
     )
+    # SIGTERM stops the soak as Ctrl-C does, so that every process it started is stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         result = soak(options, lambda line: print(line, flush=True))
     except (RuntimeError, OSError) as error:

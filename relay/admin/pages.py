@@ -205,7 +205,7 @@ async def bulk(request: Request, form: Form) -> Response:
         raise BadRequest("upto is missing: confirm the action from its confirmation page")
     now_ms = await redis_now_ms(admin.redis)
     letters = (await queries.scan_dead(admin.redis, flt, now_ms)).matching
-    expires_ms = admin.settings.retention_seconds * 1000
+    expires_ms = admin.settings.retention_ms
 
     async def work(job: BulkJob) -> None:
         if action == "replay":
@@ -253,7 +253,7 @@ async def replay_one(request: Request, dead_id: str, form: Form) -> Response:
         registry=admin.registry,
         tasks=admin.settings.tasks,
         rate=DEFAULT_RATE,
-        expires_ms=admin.settings.retention_seconds * 1000,
+        expires_ms=admin.settings.retention_ms,
     )
     if report.refused:
         raise Conflict(f"not replayed: {report.refused[0][1]}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -26,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.core.redis import async_client, describe, failure
 from relay.core.redis import redis_now_ms as redis_now_ms  # the operator tools take it from here
-from relay.core.settings import RedisAccess, Settings, describe_errors
+from relay.core.settings import RedisAccess, Retention, Settings, describe_errors
 from worker.checks import TasksError, check_registry, import_tasks
 from worker.registry import Registry, default_registry
 
@@ -77,7 +77,7 @@ def _default(name: str) -> Any:
     return Settings.model_fields[name].default
 
 
-class CliSettings(RedisAccess):
+class CliSettings(RedisAccess, Retention):
     """The ``RELAY_*`` settings the command uses; the same names and defaults as `relay.core.settings.Settings`."""
 
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
@@ -85,8 +85,6 @@ class CliSettings(RedisAccess):
     secret: SecretStr | None = None
     """Only ``relay send`` needs it, and ``--secret`` overrides it."""
     tasks: str = _default("tasks")
-    retention_seconds: int = Field(default=_default("retention_seconds"), gt=0)
-    """Replayed jobs may wait in the queue this long, as the bridge's do."""
 
 
 def load_registry(tasks: str) -> Registry:

@@ -364,7 +364,7 @@ def replay(
             handler=handler,
             event_type=event_type,
             rate=rate,
-            expires_ms=app.settings.retention_seconds * 1000,
+            expires_ms=app.settings.retention_ms,
             rerun_effects=rerun_effects,
         )
     )

@@ -186,7 +186,7 @@ def replay(
         if dry_run:
             return
         created = await run_plan(
-            redis, plan.jobs, rate, app.settings.retention_seconds * 1000, rerun_effects=rerun_effects
+            redis, plan.jobs, rate, app.settings.retention_ms, rerun_effects=rerun_effects
         )
         click.echo(f"enqueued {created} job(s)")
 

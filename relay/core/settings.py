@@ -123,7 +123,20 @@ def parse_host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class Settings(RedisAccess):
+class Retention(BaseSettings):
+    """How long the relay keeps what it was given; shared by `Settings` and the ``relay`` command's own
+    settings."""
+
+    retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    """How long acknowledged entries stay in ``relay:events`` for replay (and replayed jobs may wait)."""
+
+    @property
+    def retention_ms(self) -> int:
+        """`retention_seconds` as Redis expiries and arq's job expiry take it."""
+        return self.retention_seconds * 1000
+
+
+class Settings(RedisAccess, Retention):
     """All knobs of the relay. Field names map to ``RELAY_<NAME>`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
@@ -149,9 +162,6 @@ class Settings(RedisAccess):
 
     trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
     """Comma-separated networks of reverse proxies whose ``X-Forwarded-For`` the allow-list believes."""
-
-    retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
-    """How long acknowledged entries stay in ``relay:events`` for replay."""
 
     tasks: str = "worker.tasks"
     """The module whose ``@on`` handlers the workers run."""

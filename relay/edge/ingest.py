@@ -35,7 +35,8 @@ from relay.edge.errors import RedisUnavailable
 log = logging.getLogger(__name__)
 
 INGEST_SHA = hashlib.sha1(INGEST_SCRIPT.encode()).hexdigest()
-"""What Redis names the script in its cache (``SCRIPT LOAD`` returns the same digest)."""
+"""What Redis names the script in its cache (``SCRIPT LOAD`` returns the same digest). Not redis-py's
+`register_script`: in a pipeline it sends ``SCRIPT EXISTS`` first, two round trips per batch, not one."""
 
 MAX_FLUSHES = 2
 """Flushes in flight at once. More would not make Redis (one thread) faster, only batches smaller."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from arq.constants import job_key_prefix
 
 from relay.core.events import Event
 from relay.core.settings import Settings
@@ -111,6 +112,22 @@ def test_events_not_handled_yet_are_skipped(settings: Settings, client: redis.Re
     assert "skipping 1 event(s) the workers have not handled yet" in result.output
     assert "replaying 1 event(s)" in result.output
     assert client.zcard(ARQ_QUEUE) == 2  # reward_voter and audit for the handled event only
+
+
+def test_replayed_jobs_wait_in_the_queue_for_the_retention_period(
+    settings: Settings, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = Recorded()
+    handled_events(settings, recorded, vote_body())
+    monkeypatch.setenv("RELAY_RETENTION_SECONDS", "90")
+
+    result = invoke(
+        ["replay", "--since", "1h", "--handler", "audit", "--rate", "0"], registry=recorded.registry
+    )
+
+    assert result.exit_code == 0, result.output
+    [job_id] = client.zrange(ARQ_QUEUE, 0, -1)
+    assert 80_000 < client.pttl(job_key_prefix + job_id.decode()) <= 90_000  # as the bridge's jobs do
 
 
 def test_a_dry_run_enqueues_nothing(settings: Settings, client: redis.Redis) -> None:

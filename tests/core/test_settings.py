@@ -32,6 +32,14 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.signing_keys() == (b"a-real-secret-8f2e",)
 
 
+def test_retention_is_a_week_by_default_and_read_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_SECRET", "a-real-secret-8f2e")
+    assert (load_settings().retention_seconds, load_settings().retention_ms) == (604_800, 604_800_000)
+
+    monkeypatch.setenv("RELAY_RETENTION_SECONDS", "90")
+    assert (load_settings().retention_seconds, load_settings().retention_ms) == (90, 90_000)
+
+
 def test_previous_secrets_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RELAY_SECRET", "current-7c1d9e4a")
     monkeypatch.setenv("RELAY_PREVIOUS_SECRETS", " old-one-5b2f8a3c , older-two-0e6d1f7b,, ")
@@ -128,7 +136,7 @@ def test_a_real_looking_secret_is_accepted(monkeypatch: pytest.MonkeyPatch, valu
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("RELAY_MAX_BODY_BYTES", "-5"), ("RELAY_PREVIOUS_SECRETS", "old")],  # a number; a short secret
+    [("RELAY_MAX_BODY_BYTES", "-5"), ("RELAY_RETENTION_SECONDS", "0"), ("RELAY_PREVIOUS_SECRETS", "old")],
 )
 def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
     monkeypatch.setenv("RELAY_SECRET", "real-secret-4e8a2c6f")

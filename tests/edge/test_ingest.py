@@ -85,6 +85,26 @@ async def test_concurrent_writes_go_out_together_on_one_connection(
     assert await redis.xlen(EVENTS_STREAM) == 100
 
 
+async def test_a_batch_is_one_round_trip_once_the_script_is_cached(own_redis: RedisServer) -> None:
+    # Why the writer packs its own EVALSHA calls rather than using redis-py's `register_script`:
+    # a registered script in a pipeline sends SCRIPT EXISTS before the batch, a second round trip.
+    client, probe = aioredis.Redis.from_url(own_redis.url), aioredis.Redis.from_url(own_redis.url)
+    writer = IngestWriter(client, dedupe_seconds=60, timeout=2.0)
+    try:
+        await writer.write("warm", "VOTE_ADD", b"w", 0)  # loads the script, opens the connection
+        before = (await probe.info("stats"))["total_reads_processed"]
+
+        await asyncio.gather(*(writer.write(f"k{n}", "VOTE_ADD", b"x", n) for n in range(20)))
+
+        # one read for the whole batch, one for the INFO that counts it
+        assert (await probe.info("stats"))["total_reads_processed"] - before == 2
+        assert await probe.xlen(EVENTS_STREAM) == 21
+    finally:
+        await writer.close()
+        await client.aclose()
+        await probe.aclose()
+
+
 async def test_an_empty_script_cache_is_refilled(writer: IngestWriter, redis: aioredis.Redis) -> None:
     await writer.write("a", "VOTE_ADD", b"a", 1)
     await redis.script_flush()  # what a Redis restart does

@@ -24,9 +24,7 @@ from worker.connection import ResilientArqRedis
 from worker.deadletter import DeadLetter, list_dead
 from worker.main import Hooks, WorkerOptions, build_worker_settings
 from worker.registry import Registry, default_registry
-from worker.scripts import Script
 
-_INGEST = Script(INGEST_SCRIPT)
 _users = itertools.count(100000000000000000)
 
 
@@ -62,8 +60,8 @@ async def store(redis: Redis, body: bytes) -> str:
     event = parse(body)
     key = dedupe_key(event, body)
     received_ms = int(time.time() * 1000)
-    stored, entry_id = await _INGEST(
-        redis, [dedupe_redis_key(key), EVENTS_STREAM], [3600, event.event, body, received_ms, key]
+    stored, entry_id = await redis.register_script(INGEST_SCRIPT)(
+        [dedupe_redis_key(key), EVENTS_STREAM], [3600, event.event, body, received_ms, key]
     )
     assert stored == 1, "test bodies must be unique"
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

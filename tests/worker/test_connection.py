@@ -15,7 +15,7 @@ import threading
 import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import WatchError
 
 from tests.conftest import make_settings
 from tests.support.processes import python_with_a_library_changed
@@ -171,7 +171,7 @@ async def test_a_handshake_cut_off_by_a_dying_redis_is_retried(own_redis: RedisS
         await relay.wait_closed()
 
 
-# -- arq's claim: WATCH, EXISTS and ZSCORE in one round trip -----------------------------------
+# -- arq's claim of a job its poll did not list: plain WATCH, EXISTS, ZSCORE, transaction --------
 
 QUEUE = "q"  # the client's default queue (see `client`)
 
@@ -187,22 +187,6 @@ async def claim_is_refused(pipe: ResilientPipeline, key: str) -> None:
     pipe.psetex(key, 60_000, b"1")
     with pytest.raises(WatchError):
         await pipe.execute()
-
-
-async def test_a_claim_sends_its_watch_and_both_reads_in_one_round_trip(own_redis: RedisServer) -> None:
-    redis, probe = client(own_redis), Redis.from_url(own_redis.url)
-    try:
-        await redis.zadd(QUEUE, {"job-1": 1000})
-        await redis.ping()  # the pool's connection exists before counting
-        before = await reads_processed(probe)
-
-        assert await arq_claim(redis, "job-1") == (True, 0, 1000.0)
-
-        # one read for WATCH+EXISTS+ZSCORE, one for the transaction, one for this INFO
-        assert await reads_processed(probe) - before == 3
-    finally:
-        await redis.aclose()
-        await probe.aclose()
 
 
 async def test_a_claim_sees_what_the_reads_would_have_seen(own_redis: RedisServer) -> None:
@@ -234,34 +218,6 @@ async def test_a_claim_raced_after_its_reads_is_not_committed(own_redis: RedisSe
     finally:
         await redis.aclose()
         await other.aclose()
-
-
-async def test_a_command_between_the_watch_and_a_read_sends_the_read_again(own_redis: RedisServer) -> None:
-    redis = client(own_redis)
-    key = in_progress_key_prefix + "job-1"
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            await pipe.set(key, b"1")  # runs at once (watching): the EXISTS fetched ahead is stale
-            assert await pipe.exists(key) == 1
-            assert await pipe.zscore(QUEUE, "job-1") is None
-    finally:
-        await redis.aclose()
-
-
-async def test_an_error_reply_to_a_read_comes_from_that_read(own_redis: RedisServer) -> None:
-    redis = client(own_redis)
-    key = in_progress_key_prefix + "job-1"
-    try:
-        await redis.set(QUEUE, b"not a sorted set")
-        async with redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            assert await pipe.exists(key) == 0
-            with pytest.raises(ResponseError, match="WRONGTYPE"):
-                await pipe.zscore(QUEUE, "job-1")
-        assert await redis.ping()  # no reply was left unread on the connection
-    finally:
-        await redis.aclose()
 
 
 async def test_a_claim_whose_connection_dies_after_the_reads_is_not_committed(
@@ -327,7 +283,7 @@ async def test_a_polled_job_is_claimed_and_read_in_one_round_trip(own_redis: Red
         await redis.zadd(QUEUE, {"job-1": 1000})
         await redis.set(job_key_prefix + "job-1", b"payload")
         for script in (POLL_SCRIPT, CLAIM_SCRIPT):
-            await redis.script_load(script.text)  # as after the worker's first poll and claim
+            await redis.script_load(script)  # as after the worker's first poll and claim
         before = await reads_processed(probe)
 
         assert await arq_poll(redis) == ["job-1"]

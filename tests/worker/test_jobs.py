@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from arq.worker import Retry
 from redis.asyncio import Redis
 
 from relay.core.events import Event, ReviewAdd, VoteAdd
+from relay.core.keys import DEAD_STREAM, StoredEvent
 from relay.core.settings import Settings
+from tests.support.redis_server import free_port
 from tests.worker.helpers import (
     bridge_all,
     dead_letters,
@@ -26,6 +31,7 @@ from tests.worker.helpers import (
 )
 from worker import Context, Permanent, Registry
 from worker.bridge import Bridge
+from worker.jobs import UNRECORDED_RETRY_SECONDS, DeadLettered, run_attempt
 from worker.keys import ARQ_QUEUE, failing_redis_key
 from worker.main import Hooks
 
@@ -287,3 +293,88 @@ async def test_a_body_that_no_longer_parses_is_dead_lettered_without_running(
     [letter] = await dead_letters(redis)
     assert (letter.handler, letter.error_type, letter.attempts) == ("reward_voter", "InvalidEvent", 1)
     assert "user_id" in letter.error
+
+
+# -- one attempt, stepped by hand: what it returns, and Redis failing its bookkeeping -------------
+
+
+def attempts_registry() -> Registry:
+    registry = Registry()
+
+    @registry.on(VoteAdd, max_attempts=3, backoff=0)
+    async def flaky(ctx: Context, event: VoteAdd) -> None:
+        raise RuntimeError("not yet")
+
+    @registry.on(VoteAdd)
+    async def doomed(ctx: Context, event: VoteAdd) -> None:
+        raise Permanent("no such user")
+
+    return registry
+
+
+async def attempt(redis: Redis, settings: Settings, name: str, job_try: int = 1) -> DeadLettered | None:
+    """One attempt of handler `name` for a vote stored as entry 1-0, as arq's `job_try` run."""
+    handler = attempts_registry().get(name)
+    assert handler is not None
+    ctx: dict[str, object] = {"redis": redis, "job_try": job_try, "job_id": f"1-0:{name}"}
+    return await run_attempt(handler, settings, ctx, StoredEvent("1-0", "VOTE_ADD", vote_body(), 1, ""))
+
+
+async def test_an_attempt_that_dead_letters_returns_the_letter_it_wrote(
+    redis: Redis, settings: Settings
+) -> None:
+    dead = await attempt(redis, settings, "doomed")
+
+    [(dead_id, fields)] = await redis.xrange(DEAD_STREAM)
+    assert dead == DeadLettered(dead_id.decode())
+    assert (fields[b"handler"], fields[b"error_type"]) == (b"doomed", b"Permanent")
+
+
+@pytest.fixture
+async def unreachable() -> AsyncIterator[Redis]:
+    """A client of a Redis that is not there: every call fails at once with ConnectionError."""
+    client = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    yield client
+    await client.aclose()
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [
+        (record.levelno, record.getMessage().partition(": ConnectionError")[0]) for record in caplog.records
+    ]
+
+
+async def test_a_dead_letter_redis_cannot_take_leaves_the_job_queued(
+    unreachable: Redis, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="worker.jobs"), pytest.raises(Retry) as retried:
+        await attempt(unreachable, settings, "doomed")
+
+    assert retried.value.defer_score == UNRECORDED_RETRY_SECONDS * 1000
+    assert logged(caplog) == [(logging.ERROR, "could not write the dead letter, the job stays queued")]
+
+
+async def test_skipped_runs_redis_cannot_count_leave_the_job_queued(
+    unreachable: Redis, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="worker.jobs"), pytest.raises(Retry) as retried:
+        await attempt(unreachable, settings, "flaky", job_try=2)  # a second run reads the skips first
+
+    assert retried.value.defer_score == UNRECORDED_RETRY_SECONDS * 1000
+    assert logged(caplog) == [
+        (logging.WARNING, "could not read the runs skipped for want of the handler, the job stays queued")
+    ]
+
+
+async def test_a_failure_time_redis_cannot_record_does_not_hold_up_the_retry(
+    unreachable: Redis, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="worker.jobs"), pytest.raises(Retry) as retried:
+        await attempt(unreachable, settings, "flaky")
+
+    assert retried.value.defer_score == 0  # the handler's own backoff, not the wait for Redis
+    assert isinstance(retried.value.__cause__, RuntimeError)
+    assert logged(caplog) == [
+        (logging.WARNING, "flaky failed on 1-0 (attempt 1 of 3), retrying in 0.00s: RuntimeError: not yet"),
+        (logging.WARNING, "could not record the first failure time"),
+    ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
 import sys
 from pathlib import Path
 
+import arq.worker
 import pytest
 from arq.utils import import_string
 from arq.worker import Worker, get_kwargs
@@ -20,7 +23,7 @@ from worker.connection import worker_redis
 from worker.enqueue import RUN_HANDLER
 from worker.jobs import ARQ_MAX_TRIES, MARGIN_SECONDS
 from worker.keys import ARQ_QUEUE
-from worker.main import Hooks, Lifecycle, build_worker_settings
+from worker.main import ArqLines, Hooks, Lifecycle, build_worker_settings
 from worker.registry import default_registry
 
 
@@ -141,3 +144,24 @@ async def test_the_bridge_keeps_about_two_rounds_of_its_workers_jobs_queued(
     finally:
         await lifecycle.on_shutdown({"redis": client})
         await client.aclose()
+
+
+def test_arq_still_logs_its_job_lines_in_the_formats_the_filter_drops() -> None:
+    source = inspect.getsource(arq.worker)
+    for line_format in ArqLines.JOB_FORMATS:
+        assert f"'{line_format}'" in source, line_format
+
+    def record(level: int, msg: str) -> logging.LogRecord:
+        return logging.LogRecord("arq.worker", level, __file__, 1, msg, None, None)
+
+    root_level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        job_line = next(iter(ArqLines.JOB_FORMATS))
+        assert ArqLines().filter(record(logging.INFO, job_line)) is False
+        assert ArqLines().filter(record(logging.WARNING, job_line)) is True
+        assert ArqLines().filter(record(logging.INFO, "Starting worker for %d functions: %s")) is True
+        logging.getLogger().setLevel(logging.WARNING)  # RELAY_LOG_LEVEL=WARNING
+        assert ArqLines().filter(record(logging.INFO, "Starting worker for %d functions: %s")) is False
+    finally:
+        logging.getLogger().setLevel(root_level)

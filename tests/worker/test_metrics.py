@@ -6,13 +6,11 @@ processes on one host each serving their own.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import re
 import socket
 from pathlib import Path
 
-import arq.worker
 import httpx
 import pytest
 import redis
@@ -39,7 +37,6 @@ from tests.worker.helpers import (
 )
 from worker import Context, Permanent, Registry
 from worker.bridge import Bridge, BridgeOptions
-from worker.jobs import ArqJobLines
 from worker.main import Hooks, Lifecycle, build_worker_settings
 from worker.metrics import DEAD_REASONS, RUN_OUTCOMES, WorkerMetrics, serve_worker_metrics
 
@@ -230,20 +227,6 @@ async def test_a_worker_without_a_free_port_runs_on_without_metrics(
 
     assert served is None
     assert "worker metrics not served" in caplog.text
-
-
-def test_arq_still_logs_its_job_lines_in_the_formats_the_filter_drops() -> None:
-    source = inspect.getsource(arq.worker)
-    for line_format in ArqJobLines.FORMATS:
-        assert f"'{line_format}'" in source, line_format
-
-    def record(level: int, msg: str) -> logging.LogRecord:
-        return logging.LogRecord("arq.worker", level, __file__, 1, msg, None, None)
-
-    job_line = next(iter(ArqJobLines.FORMATS))
-    assert ArqJobLines().filter(record(logging.INFO, job_line)) is False
-    assert ArqJobLines().filter(record(logging.WARNING, job_line)) is True
-    assert ArqJobLines().filter(record(logging.INFO, "Starting worker for %d functions: %s")) is True
 
 
 @pytest.mark.slow

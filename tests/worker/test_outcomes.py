@@ -57,7 +57,7 @@ async def test_runs_leave_done_and_dead_with_the_dead_letter_id(redis: Redis, se
     [(dead_id, _)] = await redis.xrange("relay:dead")
     assert dead.dead_id == dead_id.decode()
     ttl = await redis.pttl(outcome_redis_key(vote))
-    assert 0 < ttl <= settings.retention_seconds * 1000
+    assert 0 < ttl <= settings.retention_ms
 
     minute = dead.at_ms // 60_000
     counts = await redis.hgetall(minute_redis_key(minute))
@@ -73,15 +73,15 @@ def test_a_retry_records_when_and_why_clipped() -> None:
         except ValueError as exc:
             raise Retry(defer=2.5) from exc
     except Retry as retry:
-        outcome = outcome_of("retry", now_ms=1000, attempt=3, note=None, retry=retry)
+        outcome = outcome_of("retry", now_ms=1000, attempt=3, retry=retry)
     assert outcome is not None and outcome.state == "retrying"
     assert outcome.retry_at_ms == 3500 and outcome.attempt == 3
     assert outcome.error.startswith("ValueError: yyy") and len(outcome.error) == MAX_ERROR_CHARS
 
 
 def test_ends_that_say_nothing_record_nothing_and_damage_reads_as_none() -> None:
-    assert outcome_of("error", now_ms=1, attempt=1, note=None, retry=None) is None
-    skipped = outcome_of("skipped", now_ms=1, attempt=0, note=None, retry=None)
+    assert outcome_of("error", now_ms=1, attempt=1, retry=None) is None
+    skipped = outcome_of("skipped", now_ms=1, attempt=0, retry=None)
     assert skipped is not None and skipped.state == "waiting"
     for raw in [b"", b"[]", b'{"state": "exploded"}', b'{"state": "done", "at_ms": "soon"}', b"\xff"]:
         assert Outcome.from_json(raw) is None, raw

@@ -90,7 +90,7 @@ async def test_trimming_keeps_unacknowledged_and_undelivered_entries(
     await redis.xack(EVENTS_STREAM, "users-own-group", *[entry_id for entry_id, _ in theirs])
 
     await wait_past(redis, ids[-1])
-    removed = await trim_events(redis, retention_seconds=0)  # everything is past its retention
+    removed = await trim_events(redis, retention_ms=0)  # everything is past its retention
 
     assert removed == 2
     kept = [entry_id.decode() for entry_id, _ in await redis.xrange(EVENTS_STREAM)]
@@ -106,7 +106,7 @@ async def test_trimming_respects_another_group_that_is_behind(redis: Redis, sett
     await redis.xgroup_create(EVENTS_STREAM, "users-own-group", id=ids[0])  # has delivered only the first
 
     await wait_past(redis, ids[-1])
-    assert await trim_events(redis, retention_seconds=0) == 1
+    assert await trim_events(redis, retention_ms=0) == 1
     assert [entry_id.decode() for entry_id, _ in await redis.xrange(EVENTS_STREAM)] == ids[1:]
 
 
@@ -116,10 +116,10 @@ async def test_entries_within_the_retention_stay(redis: Redis, settings: Setting
         await store(redis, vote_body())
     await redis.xgroup_create(EVENTS_STREAM, CONSUMER_GROUP, id="$")
 
-    assert await trim_events(redis, retention_seconds=3600) == 0
+    assert await trim_events(redis, retention_ms=3_600_000) == 0
     assert await redis.xlen(EVENTS_STREAM) == 3
 
 
 @pytest.mark.anyio
 async def test_trimming_a_missing_stream_does_nothing(redis: Redis, settings: Settings) -> None:
-    assert await trim_events(redis, retention_seconds=1) == 0
+    assert await trim_events(redis, retention_ms=1000) == 0
