@@ -22,6 +22,7 @@ import redis
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from bench.keys import SOAK_CALIBRATION_PREFIX
 from bench.load import Signer, review_body
 from bench.processes import RELAY_APP, Process, ProcessGroup, start_redis, start_uvicorn, start_worker
 from bench.soak import checks
@@ -125,12 +126,12 @@ def key_overhead(url: str, keys: int) -> float:
         before = used_memory(client)
         with client.pipeline(transaction=False) as pipe:
             for number in range(keys):
-                pipe.set(f"soak:calibration:{number:020d}", b"x" * 200, ex=3600)
+                pipe.set(f"{SOAK_CALIBRATION_PREFIX}{number:020d}", b"x" * 200, ex=3600)
             pipe.execute()
         grown = used_memory(client) - before
         with client.pipeline(transaction=False) as pipe:
             for number in random.sample(range(keys), KEYS_SAMPLED):
-                pipe.memory_usage(f"soak:calibration:{number:020d}", samples=0)
+                pipe.memory_usage(f"{SOAK_CALIBRATION_PREFIX}{number:020d}", samples=0)
             usages = [int(u) for u in pipe.execute()]
         client.flushdb()
     finally:
