@@ -68,7 +68,7 @@ LOWEST := .venv-lowest
 LOWEST_TESTS := tests/core tests/edge tests/worker/test_end_to_end.py tests/worker/test_main.py \
 	tests/worker/test_connection.py tests/worker/test_claim.py tests/worker/test_processes.py \
 	tests/cli/test_cli_process.py tests/cli/test_cli_send.py tests/cli/test_devrun.py \
-	tests/security/test_slow_clients.py tests/security/test_fuzz_direct.py
+	tests/security/test_slow_clients.py
 
 test-lowest: install  ## the edge, worker and CLI tests on the lowest versions pyproject.toml allows (.venv-lowest)
 	@mkdir -p $(LOWEST)

@@ -24,13 +24,15 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from bench.drain import measure_drain
-from bench.edge import CEILING, SERVERS, measure_server
+from bench.edge import BEFORE, CEILING, SERVERS, Server, measure_server, relay_at
+from bench.forward import FORWARD, NOOP, measure_forward
 from bench.handlers import measure_idle, measure_io
 from bench.load import Requests, require_wrk, write_requests
 from bench.pipeline import measure_pipeline
 from bench.processes import ProcessGroup, Redis, start_redis
 from bench.profile import profile_server, profile_worker, py_spy_available
-from bench.report import Machine, Results, kept_notes, render, summary, targets, to_json
+from bench.report import LOADED, Machine, Results, kept_notes, render, summary, targets, to_json
+from bench.senders import SOURCES, SenderSecrets, measure_senders, write_sender_requests
 from bench.traces import TRACE_DIR_ENV
 
 HERE = Path(__file__).resolve().parent
@@ -58,7 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="ceiling,baseline,relay,relay-httptools",
         help="edge servers to measure, in order; '' for none",
     )
+    parser.add_argument("--before", metavar="REF",
+                        help=f"also measure the relay edge as of this git revision ({BEFORE}), just before relay")  # fmt: skip
     parser.add_argument("--connections", type=_counts, default=[50, 1], help="wrk connection counts")
+    parser.add_argument("--senders", default=",".join(SOURCES),
+                        help="senders whose routes are measured side by side on one edge (bench.senders); '' for none")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=6, help="length of each measured wrk run")
     parser.add_argument("--rounds", type=int, default=3,
                         help="times each edge server and each worker count is measured, interleaved; the median round counts")  # fmt: skip
@@ -93,6 +99,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=3,
         help="times each I/O-bound worker count is measured (the median is reported)",
     )
+    parser.add_argument("--forward-events", type=int, default=2000,
+                        help="events one forwarding worker delivers in each round (bench.forward); 0 skips it")  # fmt: skip
+    parser.add_argument(
+        "--forward-rounds", type=int, default=3, help="forwarding rounds (the median is reported)"
+    )
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="Markdown report to write")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -109,7 +120,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
     args.servers = [name for name in args.servers.split(",") if name]
-    unknown = set(args.servers) - set(SERVERS)
+    args.senders = [name for name in args.senders.split(",") if name]
+    if set(args.senders) - set(SOURCES):
+        parser.error(f"unknown senders; choose from {', '.join(SOURCES)}")
+    if args.before and BEFORE not in args.servers:
+        at = args.servers.index("relay") if "relay" in args.servers else len(args.servers)
+        args.servers.insert(at, BEFORE)
+    unknown = set(args.servers) - set(SERVERS) - ({BEFORE} if args.before else set())
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}; choose from {', '.join(SERVERS)}")
     return args
@@ -221,10 +238,13 @@ def _measure(
             return write_requests(scratch / "requests", WRK_THREADS, per_thread, secret.encode(), nonce)
 
         requests = requests_for(args.rate_hint)
+        servers: dict[str, Server] = dict(SERVERS)
+        if args.before:
+            servers[BEFORE] = relay_at(args.before, scratch / "before")
         for round_number in range(1, args.rounds + 1):
             for name in args.servers:
                 runs = measure_server(
-                    group, store, SERVERS[name], requests,
+                    group, store, servers[name], requests,
                     connections=args.connections, seconds=args.seconds, warmup_seconds=args.warmup,
                     env=group.env, round=round_number,
                 )  # fmt: skip
@@ -237,6 +257,7 @@ def _measure(
                 if name == CEILING.name:
                     # Nothing stores more requests than the bare route answers: size the bodies by it.
                     requests = requests_for(max(r.wrk.rps for r in runs), requests)
+        _measure_senders(args, results, group, store, scratch, secret, nonce)
         for round_number in range(1, args.rounds + 1):
             for count in args.workers:
                 pipe = measure_pipeline(
@@ -295,10 +316,37 @@ def _measure(
     }
 
 
+def _measure_senders(
+    args: argparse.Namespace,
+    results: Results,
+    group: ProcessGroup,
+    store: Redis,
+    scratch: Path,
+    secret: str,
+    nonce: int,
+) -> None:
+    """Each sender's route of one edge, side by side (`bench.senders`); signed now, for their timestamps."""
+    if not args.senders:
+        return
+    keys = replace(SenderSecrets.generate(), sphere=secret)
+    per_thread = int(args.rate_hint * max(args.seconds, args.warmup) * 1.25 / WRK_THREADS) + 1000
+    requests = {
+        source: write_sender_requests(
+            scratch / "requests", source, keys, WRK_THREADS, per_thread, nonce + 500
+        )
+        for source in args.senders
+    }
+    results.senders = measure_senders(
+        group, store, requests, connections=LOADED, seconds=args.seconds, warmup_seconds=args.warmup,
+        rounds=args.rounds, env={**group.env, **keys.env()},
+    )  # fmt: skip
+
+
 def _measure_handlers(
     args: argparse.Namespace, results: Results, group: ProcessGroup, store: Redis, secret: bytes, nonce: int
 ) -> None:
-    """The handler-side runs (`bench.handlers`): idle cost and wake-up, then I/O-bound scaling."""
+    """The handler-side runs (`bench.handlers`): idle cost and wake-up, I/O-bound scaling, then
+    forwarding (`bench.forward`)."""
     if args.idle_seconds > 0:
         results.idle = measure_idle(
             group, store, secret, idle_seconds=args.idle_seconds, quiet_seconds=args.idle_quiet,
@@ -318,6 +366,17 @@ def _measure_handlers(
             print(
                 f"bench: round {round_number} I/O-bound, {count} worker(s): {run.rate:,.0f} events/s, "
                 f"{run.us_per_event:,.0f} worker CPU µs/event, {run.handled}/{run.events} handled"
+            )
+    for round_number in range(1, args.forward_rounds + 1) if args.forward_events > 0 else ():
+        for number, kind in enumerate((NOOP, FORWARD)):
+            forward = measure_forward(
+                group, store, events=args.forward_events, nonce=nonce + 500 + 4 * round_number + 2 * number,
+                env=group.env, round=round_number, kind=kind,
+            )  # fmt: skip
+            results.forward.append(forward)
+            print(
+                f"bench: round {round_number} {kind}, 1 worker: {forward.rate:,.0f} events/s, "
+                f"{forward.us_per_event:,.0f} worker CPU µs/event"
             )
 
 

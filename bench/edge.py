@@ -12,6 +12,7 @@ Redis is emptied, so the stream entries counted after the run are exactly the on
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,44 @@ RELAY_HTTPTOOLS = Server(
     "the relay edge under uvicorn's own --http httptools, the same limits otherwise",
     ("--http", "httptools", *EDGE_LIMITS[2:]),
 )
-SERVERS = {server.name: server for server in (CEILING, BASELINE, RELAY, RELAY_HTTPTOOLS)}
+RELAY_TWO_WRITES = Server(
+    "relay-two-writes",
+    RELAY_APP,
+    EVENTS_STREAM,
+    "the relay edge's protocol writing each answer's head and body apart, as uvicorn does (bench.two_writes)",
+    ("--http", "bench.two_writes:TwoWritesProtocol", *EDGE_LIMITS[2:]),
+)
+"""Not measured by default: ``--servers ...,relay-two-writes`` prices the edge's one write per answer."""
+SERVERS = {server.name: server for server in (CEILING, BASELINE, RELAY, RELAY_HTTPTOOLS, RELAY_TWO_WRITES)}
+
+BEFORE = "relay-before"
+"""The relay edge as of another git revision (``--before REF``): `relay_at`."""
+
+
+def relay_at(ref: str, directory: Path) -> Server:
+    """The relay edge as of git `ref`, so that one run measures an edge before and after a change.
+
+    Its ``relay/`` is exported into `directory` and uvicorn imports it from there (``--app-dir``),
+    with this revision's flags and everything else (dependencies, bench) of this checkout.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    root = Path(__file__).resolve().parent.parent
+    tar = directory / "relay.tar"
+    for command in (
+        ["git", "-C", str(root), "archive", "--output", str(tar), ref, "relay"],
+        ["tar", "-xf", str(tar), "-C", str(directory)],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"cannot export relay/ as of {ref}: {done.stderr.strip()}")
+    tar.unlink()
+    return Server(
+        BEFORE,
+        RELAY_APP,
+        EVENTS_STREAM,
+        f"the relay edge as of {ref}, the same flags",
+        (*EDGE_LIMITS, "--app-dir", str(directory)),
+    )
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,24 @@ class IdleRun:
         return self.cpu_seconds / self.idle_seconds * 100 if self.idle_seconds else float("nan")
 
 
+class PerEvent:
+    """Events/s and the workers' CPU µs per event of a run with `events`, `seconds`, `workers_cpu_s`."""
+
+    events: int
+    seconds: float
+    workers_cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def us_per_event(self) -> float:
+        return self.workers_cpu_s / self.events * 1e6 if self.events else 0.0
+
+
 @dataclass(frozen=True)
-class IoRun:
+class IoRun(PerEvent):
     workers: int
     concurrency: int
     events: int
@@ -71,14 +87,6 @@ class IoRun:
     seconds: float
     workers_cpu_s: float
     round: int = 1
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def us_per_event(self) -> float:
-        return self.workers_cpu_s / self.events * 1e6 if self.events else 0.0
 
 
 def measure_idle(

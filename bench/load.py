@@ -14,6 +14,7 @@ import re
 import resource
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -97,12 +98,20 @@ def write_requests(prefix: Path, threads: int, per_thread: int, secret: bytes, n
     them as records.
     """
     signer = Signer(secret)
-    length = len(signed_request(review_body(0, nonce), signer))
+    return write_records(
+        prefix, threads, per_thread, lambda number: signed_request(review_body(number, nonce), signer)
+    )
+
+
+def write_records(prefix: Path, threads: int, per_thread: int, make: Callable[[int], bytes]) -> Requests:
+    """``<prefix>.1`` .. ``<prefix>.<threads>``: `per_thread` requests ``make(number)`` each, numbered
+    on across the files, all of one length (`post.lua` reads them as fixed-size records)."""
+    length = len(make(0))
     for thread in range(1, threads + 1):
         first = (thread - 1) * per_thread
         with Path(f"{prefix}.{thread}").open("wb") as out:
             for number in range(first, first + per_thread):
-                request = signed_request(review_body(number, nonce), signer)
+                request = make(number)
                 if len(request) != length:
                     raise ValueError(f"request {number} is {len(request)} bytes, not {length}")
                 out.write(request)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import handlers
+from bench import forward, handlers, senders
 from bench.drain import DrainRun
 from bench.edge import EdgeRun, median_run
 from bench.pipeline import PipelineRun, Throughput, median_by
@@ -64,6 +64,10 @@ class Results:
     """An idle worker's CPU and wake-up (`bench.handlers`), when measured."""
     io: list[handlers.IoRun] = field(default_factory=list)
     """I/O-bound scaling runs (`bench.handlers`)."""
+    senders: list[senders.SenderRun] = field(default_factory=list)
+    """Each sender's route of one edge, side by side (`bench.senders`)."""
+    forward: list[forward.ForwardRun] = field(default_factory=list)
+    """Forwarding runs (`bench.forward`)."""
 
     def edge_runs(self, server: str, connections: int) -> list[EdgeRun]:
         """Every round's run of `server` at `connections`."""
@@ -189,6 +193,7 @@ def targets(results: Results) -> list[Target]:
             )
         )
     out += [Target(*found) for found in handlers.targets(results.idle, results.io)]
+    out += [Target(*found) for found in senders.targets(results.senders)]
     return out
 
 
@@ -278,9 +283,10 @@ def ratios(results: Results) -> str:
         cpu = {
             r.server: r.server_us_per_request for r in results.edge_medians() if r.wrk.connections == conns
         }
-        if "relay" in cpu and "relay-httptools" in cpu:
+        for other in sorted(name for name in cpu if name.startswith("relay-") and "relay" in cpu):
             parts.append(
-                f"relay / relay-httptools CPU µs per request {ratio(cpu['relay'], cpu['relay-httptools']):.2f}"
+                f"relay / {other} requests/s {ratio(runs['relay'], runs[other]):.2f}, "
+                f"CPU µs per request {ratio(cpu['relay'], cpu[other]):.2f}"
             )
         if parts:
             lines.append(f"- {conns} connection(s): " + ", ".join(parts))
@@ -337,8 +343,17 @@ def summary(results: Results) -> str:
                 by_round,
                 "",
             ]
+    if results.senders:
+        parts += [
+            f"Each sender's route of one edge, {LOADED} connections, its own signed votes (bench/senders.py):",
+            "",
+            senders.table(results.senders),
+            "",
+        ]
     if results.idle is not None or results.io:
         parts += [handlers.table(results.idle, results.io)]
+    if results.forward:
+        parts += [forward.table(results.forward)]
     rows = [[t.name, t.measured, _check(t.met)] for t in targets(results)]
     parts.append(_table(["target", "measured", "met"], rows))
     return "\n".join(parts)
@@ -408,6 +423,21 @@ def to_json(results: Results) -> dict[str, Any]:
             for d in results.drains
         ],
         "handlers": handlers.to_json(results.idle, results.io),
+        "senders": [
+            {
+                "source": r.source,
+                "round": r.round,
+                "requests": r.wrk.requests,
+                "requests_per_s": r.wrk.rps,
+                "p99_ms": r.wrk.p99_ms,
+                "edge_cpu_us_per_request": r.edge_us_per_request,
+                "redis_cpu_us_per_request": r.redis_us_per_request,
+                "entries": r.entries,
+                "stored_all": r.stored_all,
+            }
+            for r in results.senders
+        ],
+        "forward": forward.to_json(results.forward),
         "targets": [vars(t) for t in targets(results)],
     }
 
@@ -424,6 +454,10 @@ METHOD = """\
 - **Servers**: one uvicorn process each, `--loop uvloop --http httptools --no-access-log`, default log
   level (the relay edge with its production protocol and limits instead of plain httptools:
   `relay.cli.devrun.EDGE_LIMITS`, as in `docker-compose.yml`), against one private `redis-server` (append-only, fsync every second, as in `docker-compose.yml`).
+  `relay-httptools` is the same edge under uvicorn's own `--http httptools` (the other limits the same):
+  what the edge's protocol (bounded heads, one write per answer) costs or saves; `relay-two-writes`
+  (only with `--servers`) keeps the bounds and writes each answer's head and body apart; `relay-before`
+  (only with `--before REF`) is the edge as of another git revision, the same flags, in the same rounds.
   Each server gets a {warmup:g} s warm-up, then Redis is emptied before every measured run of {seconds:g} s.
 - **Rounds**: the servers are measured {rounds} times over, interleaved (ceiling, baseline, relay, then
   again), each time in a fresh process: back-to-back runs of the same server on this shared machine
@@ -450,6 +484,13 @@ METHOD = """\
   interleaved (1, 2, then again), with fresh processes and an emptied Redis each time; a worker
   count's row is its median round by events/s, the scaling ratio compares medians, and every paced
   event must be handled in every round.
+- **Forwarding** (`bench/forward.py`): one worker with no handler code and `RELAY_FORWARD_URL` set
+  delivers a backlog, stored at once with the edge's ingest script, to a local receiver that answers
+  at once (`bench/slow_server.py` with no delay); events/s from the store to the worker's count of
+  2xx answers (`relay:handled`, written every 0.1 s), and the worker's CPU per event: signing, the HTTP
+  request and the job's bookkeeping. Each round first measures the same worker running
+  `bench.noop_tasks` (a handler that does nothing) on the same backlog: the ratio of the two CPU
+  figures is what forwarding adds. Medians of the rounds are shown.
 - **Drain diagnostic** (`bench/drain.py`; run when 2 workers miss their target, or with `--drain`): not a
   target. In as many rounds, wrk fills an emptied Redis through the edge at 50 connections, the edge
   stops, and 1, then 2, workers drain the backlog alone; the rate and CPU are counted from the first

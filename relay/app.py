@@ -3,11 +3,10 @@
 ``uvicorn relay.app:app`` reads the settings from the environment when it first looks ``app`` up
 (not when this module is imported), so tests and tools build their own with `create_app`.
 
-Requests for ``POST /webhook`` go straight to `relay.edge.webhook.WebhookEndpoint`, ahead of FastAPI's
-middleware and routing; everything else (probes, docs, 404, 405) is served by FastAPI. Under the
-edge's own HTTP protocol (`relay.edge.protocol`), the usual webhook request does not even reach this app:
-`EdgeApp.direct_endpoint` lets the protocol answer it without ASGI (`relay.edge.direct`). The
-lifespan creates the Redis client and the ingest writer, and closes them.
+Requests for ``POST /webhook`` (and the other senders' routes, `relay.edge.senders`) go straight to
+their `relay.edge.webhook.WebhookEndpoint`, ahead of FastAPI's middleware and routing; everything
+else (probes, docs, 404, 405) is served by FastAPI. The lifespan creates the Redis client and the
+ingest writer, and closes them.
 
 Metrics (`relay.core.metrics`) live in a registry of this app's own. ``RELAY_METRICS=on`` serves them at
 ``GET /metrics`` here; a ``[host:]port`` serves them there instead (`relay.core.exposition`), started and
@@ -35,11 +34,13 @@ from relay.core.networks import Address
 from relay.core.redis import async_client, check, describe
 from relay.core.settings import Settings, listen_address, load_settings
 from relay.edge import probes, webhook
+from relay.edge.allowlist import AllowList
 from relay.edge.errors import error_answer, http_error_answer, to_response
 from relay.edge.ingest import IngestWriter
 from relay.edge.metrics import EdgeMetrics
 from relay.edge.rejections import RejectionRecorder
-from relay.edge.sources import SourceFilter
+from relay.edge.senders import SenderEndpoint, configured
+from relay.edge.senders import openapi as senders_openapi
 from relay.edge.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -49,22 +50,23 @@ FORBIDDEN_SOURCE = "forbidden_source"
 
 
 class EdgeApp:
-    """Sends ``POST /webhook`` directly to its endpoint and everything else to FastAPI."""
+    """Sends ``POST`` to a webhook route directly to its endpoint and everything else to FastAPI.
 
-    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI) -> None:
+    `routes` holds the routes of the senders that are on (``/webhook`` only when ``RELAY_SECRET`` is
+    set); FastAPI answers 404 on the path of a sender that is off.
+    """
+
+    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI, routes: dict[str, WebhookEndpoint]) -> None:
         self.endpoint = endpoint
         self.api = api
         self.metrics = endpoint.metrics
-
-    def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
-        """The endpoint that may answer this ``POST /webhook`` straight from the HTTP protocol
-        (`relay.edge.direct`), or None to send it through this app as usual."""
-        return self.endpoint
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+        endpoint = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is not None:
             if scope["method"] == "POST":
-                await self.endpoint(scope, receive, send)
+                await endpoint(scope, receive, send)
                 return
             started = time.perf_counter()  # another method: FastAPI answers 405, counted with the rest
             await self.api(scope, receive, send)
@@ -73,24 +75,26 @@ class EdgeApp:
             await self.api(scope, receive, send)
 
 
-class SourceCheckedEdgeApp(EdgeApp):
+class AllowListedEdgeApp(EdgeApp):
     """An `EdgeApp` that first refuses ``/webhook`` requests from outside ``RELAY_ALLOWED_SOURCES``.
 
     A subclass chosen by `create_app` only when the allow-list is on, so that without one the hot
     path does not even test for it.
     """
 
-    def __init__(self, endpoint: WebhookEndpoint, api: FastAPI, sources: SourceFilter) -> None:
-        super().__init__(endpoint, api)
-        self.sources = sources
-
-    def direct_endpoint(self, scope: Scope) -> WebhookEndpoint | None:
-        # A request from outside the allow-list goes the usual way, to be refused by `__call__`.
-        return self.endpoint if self.sources.verdict(scope)[0] else None
+    def __init__(
+        self,
+        endpoint: WebhookEndpoint,
+        api: FastAPI,
+        routes: dict[str, WebhookEndpoint],
+        allow_list: AllowList,
+    ) -> None:
+        super().__init__(endpoint, api, routes)
+        self.allow_list = allow_list
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == webhook.PATH:
-            allowed, client = self.sources.verdict(scope)
+        if scope["type"] == "http" and scope["path"] in self.routes:
+            allowed, client = self.allow_list.verdict(scope)
             if not allowed:
                 await self._refuse(scope, send, client)
                 return
@@ -111,9 +115,15 @@ class SourceCheckedEdgeApp(EdgeApp):
 
 
 class _EdgeAPI(FastAPI):
+    senders: list[SenderEndpoint]
+    sphere: bool
+
     def openapi(self) -> dict[str, Any]:
         schema = super().openapi()
-        webhook.openapi(schema)  # FastAPI documents only its own routes
+        # FastAPI documents only its own routes: the webhook routes that are on are added here.
+        if self.sphere:
+            webhook.openapi(schema)
+        senders_openapi(schema, [endpoint.sender for endpoint in self.senders])
         return schema
 
 
@@ -121,6 +131,10 @@ def create_app(settings: Settings) -> EdgeApp:
     """Build the edge for `settings`. Nothing connects until the ASGI lifespan starts."""
     metrics = EdgeMetrics()
     endpoint = WebhookEndpoint(settings, metrics)
+    senders = [SenderEndpoint(settings, sender, metrics) for sender in configured(settings)]
+    routes: dict[str, WebhookEndpoint] = {webhook.PATH: endpoint} if settings.secret else {}
+    routes.update((sender.path, sender) for sender in senders)
+    endpoints = [endpoint, *senders]
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -139,8 +153,9 @@ def create_app(settings: Settings) -> EdgeApp:
         api.state.redis = client
         api.state.redis_timeout = settings.redis_timeout
         api.state.min_replicas = settings.min_replicas
-        endpoint.writer = writer
-        endpoint.rejections = rejections = RejectionRecorder(client, timeout=settings.redis_timeout)
+        rejections = RejectionRecorder(client, timeout=settings.redis_timeout)
+        for each in endpoints:
+            each.writer, each.rejections = writer, rejections
         # Everything alive now lives until shutdown: keep it out of the collector's scans, which
         # otherwise show up as latency spikes under load.
         gc.collect()
@@ -153,18 +168,21 @@ def create_app(settings: Settings) -> EdgeApp:
                 "max_body_bytes": settings.max_body_bytes,
                 "dedupe_seconds": settings.dedupe_seconds,
                 "previous_secrets": len(settings.previous_secrets),
+                "routes": ",".join(routes),
                 "metrics": metrics_server.url if metrics_server else settings.metrics,
             },
         )
-        endpoint.request_log.start()  # after configure_logging: it decides how lines are written
+        for each in endpoints:
+            each.request_log.start()  # after configure_logging: it decides how lines are written
         try:
             yield
         finally:
-            endpoint.writer = None
-            endpoint.rejections = None
+            for each in endpoints:
+                each.writer, each.rejections = None, None
             await writer.close()
             await rejections.close()
-            endpoint.request_log.stop()  # the last tick's lines; any later ones are logged as usual
+            for each in endpoints:
+                each.request_log.stop()  # the last tick's lines; any later ones are logged as usual
             if metrics_server is not None:
                 await metrics_server.close()
             api.state.redis = None
@@ -180,9 +198,11 @@ def create_app(settings: Settings) -> EdgeApp:
         redoc_url=None,
         openapi_url="/openapi.json" if settings.openapi else None,
     )
+    api.senders, api.sphere = senders, settings.secret is not None
     api.include_router(probes.router)
-    # The same endpoint as a route, so that FastAPI answers 405 for other methods on the path.
-    api.router.routes.append(Route(webhook.PATH, endpoint, methods=["POST"], include_in_schema=False))
+    # The same endpoints as routes, so that FastAPI answers 405 for other methods on their paths.
+    for path, each in routes.items():
+        api.router.routes.append(Route(path, each, methods=["POST"], include_in_schema=False))
     api.add_exception_handler(HTTPException, _http_error)
     if settings.metrics == "on":
 
@@ -192,10 +212,10 @@ def create_app(settings: Settings) -> EdgeApp:
 
         api.add_api_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
     if settings.allowed_sources:
-        return SourceCheckedEdgeApp(
-            endpoint, api, SourceFilter(settings.allowed_sources, settings.trusted_proxies)
+        return AllowListedEdgeApp(
+            endpoint, api, routes, AllowList(settings.allowed_sources, settings.trusted_proxies)
         )
-    return EdgeApp(endpoint, api)
+    return EdgeApp(endpoint, api, routes)
 
 
 async def _serve_metrics(settings: Settings, metrics: EdgeMetrics) -> MetricsServer | None:

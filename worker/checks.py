@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from relay.core.events import MODELS
+from relay.core.senders import known_types, split
 from worker.registry import WILDCARD, Handler, Registry
 
 
@@ -99,8 +99,9 @@ def check_handler(handler: Handler) -> list[str]:
     problems: list[str] = []
     func = handler.func
     for name in handler.event_types:
-        if name != WILDCARD and name not in MODELS and not handler.future:
-            known = ", ".join(sorted(MODELS))
+        if name != WILDCARD and name not in known_types() and not handler.future:
+            source = split(name)[0]
+            known = ", ".join(sorted(t for t in known_types() if split(t)[0] == source))
             problems.append(
                 f"unknown event type {name!r} (known: {known}); fix the name, use {WILDCARD!r} for every "
                 f"event, or @on({name!r}, future=True) for a type Sphere does not send yet"

@@ -43,6 +43,9 @@ class Context(TypedDict):
     received_ms: int
     """When the edge accepted the delivery, in milliseconds since the Unix epoch."""
 
+    body: bytes
+    """The event's raw body, byte for byte as the sender signed it (the built-in forwarding sends it on)."""
+
     settings: Settings
     """The relay's settings (``RELAY_*``)."""
 

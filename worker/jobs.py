@@ -21,8 +21,9 @@ from arq.utils import timestamp_ms
 from arq.worker import Function, Retry, func
 from redis.exceptions import RedisError
 
-from relay.core.events import InvalidBody, InvalidEvent, parse
+from relay.core.events import InvalidBody, InvalidEvent, Payload, Review, Vote, normalize
 from relay.core.keys import StoredEvent
+from relay.core.senders import parse_stored
 from relay.core.settings import Settings
 from worker import backoff, deadletter, outcomes
 from worker.deadletter import Failure
@@ -60,6 +61,15 @@ UNKNOWN_HANDLER_BACKOFF = 1.0
 keeps coming back for about a quarter of an hour, long enough for a rolling deploy to finish."""
 
 UNKNOWN_HANDLER_MAX_DEFER = 60.0
+
+
+def handed_to(handler: Handler, payload: Payload) -> Payload | Vote | Review:
+    """What `handler` receives: the normalized `Vote`/`Review` if it asked for one, else the sender's model."""
+    if handler.normalized:
+        normalized = normalize(payload)
+        if normalized is not None:
+            return normalized
+    return payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +282,7 @@ async def run_attempt(
         handler=handler.name,
         event_type=event.type,
         received_ms=event.received_ms,
+        body=event.body,
         settings=settings,
         once=Once(ctx["redis"], event.entry_id, handler.name, keep_ms=settings.retention_ms),
         later=Later(ctx["redis"], registry or _alone(handler), event, settings.retention_ms),
@@ -287,7 +298,7 @@ async def run_attempt(
         return await _dead_letter(ctx, event, handler.name, attempt - 1, died, extra, "worker_died", metrics)
 
     try:
-        model = parse(event.body)
+        model = handed_to(handler, parse_stored(event.type, event.body))
     except (InvalidBody, InvalidEvent) as exc:  # retrying cannot fix the body; a replay after a fix can
         failure = Failure.from_exception(exc)
         return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "invalid_event", metrics)
@@ -305,15 +316,16 @@ async def run_attempt(
         return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "permanent", metrics)
     except Retry as exc:  # arq's own way to ask for a retry: after the delay the handler chose
         wait = (exc.defer_score or 0) / 1000
+        reason = f": {type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ is not None else ""
         if attempt >= handler.max_attempts:
             failure = Failure(
                 "Retry",
-                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts})",
+                f"asked to retry in {wait:g}s on its last attempt ({attempt} of {handler.max_attempts}){reason}",
             )
             return await _dead_letter(ctx, event, handler.name, attempt, failure, extra, "exhausted", metrics)
         log.warning(
-            "%s asked to retry %s (attempt %d of %d) in %.2fs",
-            handler.name, event.entry_id, attempt, handler.max_attempts, wait, extra=extra,
+            "%s asked to retry %s (attempt %d of %d) in %.2fs%s",
+            handler.name, event.entry_id, attempt, handler.max_attempts, wait, reason, extra=extra,
         )  # fmt: skip
         await _note_failure(ctx, settings, extra)
         raise Retry(defer=wait) from exc

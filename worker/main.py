@@ -43,6 +43,7 @@ from worker import outcomes
 from worker.bridge import Bridge, BridgeOptions, consumer_name
 from worker.checks import TasksError, check_registry, import_tasks
 from worker.connection import ResilientArqRedis, worker_redis
+from worker.forward.handlers import Forwarding, delivery_handlers, with_forwarding
 from worker.heartbeat import HeartbeatWriter, InFlight, heartbeat_client
 from worker.jobs import (
     ARQ_MAX_TRIES,
@@ -181,8 +182,10 @@ class Lifecycle:
         options: WorkerOptions,
         metrics: WorkerMetrics | None = None,
         in_flight: InFlight | None = None,
+        forwarding: Forwarding | None = None,
     ) -> None:
         self.settings = settings
+        self.forwarding = forwarding
         self.registry = registry
         self.hooks = hooks
         self.options = options
@@ -198,6 +201,8 @@ class Lifecycle:
         if self.options.configure_logging:
             _configure_logging(self.settings)
         self.metrics_server = await serve_worker_metrics(self.settings, self.metrics)
+        if self.forwarding is not None:
+            await self.forwarding.start()
         if self.hooks.startup is not None:
             await _call(self.hooks.startup, ctx)
         if self.options.run_bridge:
@@ -267,6 +272,8 @@ class Lifecycle:
                 await _call(self.hooks.shutdown, ctx)
             except Exception:  # the process is ending anyway; its metrics listener still closes
                 log.exception("the tasks module's shutdown(ctx) failed")
+        if self.forwarding is not None:
+            await self.forwarding.close()
         await outcomes.flush(ctx.get("redis"))  # the last runs' outcomes, before arq closes the pool
         if self.metrics_server is not None:
             await self.metrics_server.close()
@@ -284,15 +291,22 @@ def build_worker_settings(
 
     `metrics` (new ones by default) count the runs and are served by the worker's start-up.
     """
+    forwarding = Forwarding(settings) if settings.forward_url else None
+    if forwarding is not None:  # RELAY_FORWARD_URL: one built-in handler per destination
+        registry = with_forwarding(registry, delivery_handlers(settings, forwarding))
     if not len(registry):
-        raise TasksError([f"no handlers registered: decorate functions in {settings.tasks} with @on(...)"])
+        raise TasksError(
+            [
+                f"no handlers registered: decorate functions in {settings.tasks} with @on(...), or set RELAY_FORWARD_URL"
+            ]
+        )
     problems = check_registry(registry)
     if problems:
         raise TasksError(problems)
     options = options or WorkerOptions()
     metrics = metrics if metrics is not None else WorkerMetrics(h.name for h in registry)
     in_flight = InFlight()
-    lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options, metrics, in_flight)
+    lifecycle = Lifecycle(settings, registry, hooks or Hooks(), options, metrics, in_flight, forwarding)
     longest = job_timeout(registry)
     function = arq_function(
         registry,

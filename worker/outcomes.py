@@ -2,9 +2,11 @@
 
 After every run of a handler's job the worker overwrites that handler's field of the hash
 ``relay:outcome:<entry id>`` with the latest outcome (done, retrying, dead, waiting for a worker
-that has the handler), and counts the run in its minute's ``relay:minute:<minute>`` hash for the
-overview's chart. Memory stays bounded: an outcome hash expires with its event (the retention), each
-field is a small JSON object with a clipped error, and a minute's counters expire after two hours.
+that has the handler), counts the run in its minute's ``relay:minute:<minute>`` hash for the
+overview's chart, and counts a run that ended done in ``relay:handled`` (per handler, in all). Memory
+stays bounded: an outcome hash expires with its event (the retention), each field is a small JSON
+object with a clipped error, a minute's counters expire after two hours, and ``relay:handled`` has a
+field per handler.
 
 Recording costs a run an append: a worker's outcomes are written together every `FLUSH_SECONDS`
 (`OutcomeBuffer`), each batch in one script call given at most `RECORD_SECONDS`. It is best effort: a
@@ -27,7 +29,7 @@ from arq.worker import Retry
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
-from relay.core.keys import minute_redis_key, outcome_redis_key
+from relay.core.keys import HANDLED_TOTALS, minute_redis_key, outcome_redis_key
 
 log = logging.getLogger("worker.outcomes")
 
@@ -43,19 +45,22 @@ RETRY_KNOWS_ITS_DELAY = getattr(Retry(defer=1), "defer_score", None) == 1000
 once at import; without it an outcome says "retrying" without the time."""
 
 RECORD_SCRIPT = """
-for i = 1, #KEYS / 2 do
+for i = 1, #KEYS / 3 do
   local a = (i - 1) * 5
-  redis.call('HSET', KEYS[2 * i - 1], ARGV[a + 1], ARGV[a + 2])
-  redis.call('PEXPIRE', KEYS[2 * i - 1], ARGV[a + 3])
+  redis.call('HSET', KEYS[3 * i - 2], ARGV[a + 1], ARGV[a + 2])
+  redis.call('PEXPIRE', KEYS[3 * i - 2], ARGV[a + 3])
   if ARGV[a + 4] ~= '' then
-    redis.call('HINCRBY', KEYS[2 * i], ARGV[a + 4], 1)
-    redis.call('EXPIRE', KEYS[2 * i], ARGV[a + 5])
+    redis.call('HINCRBY', KEYS[3 * i - 1], ARGV[a + 4], 1)
+    redis.call('EXPIRE', KEYS[3 * i - 1], ARGV[a + 5])
+  end
+  if ARGV[a + 4] == 'handled' then
+    redis.call('HINCRBY', KEYS[3 * i], ARGV[a + 1], 1)
   end
 end
 """
-"""Write a batch of outcomes. KEYS: per outcome, its hash and its minute's hash. ARGV: per outcome,
-the handler, the outcome JSON, keep ms, the minute's field (``handled``, ``failed`` or empty), the
-minute's expiry in seconds."""
+"""Write a batch of outcomes. KEYS: per outcome, its hash, its minute's hash and `HANDLED_TOTALS`.
+ARGV: per outcome, the handler, the outcome JSON, keep ms, the minute's field (``handled``,
+``failed`` or empty), the minute's expiry in seconds."""
 
 FLUSH_SECONDS = 0.1
 """Outcomes are written this long after the first of a batch: the page lags the workers by as much."""
@@ -134,7 +139,7 @@ async def flush(redis: Any) -> None:
 
 def _record(redis: Any, entry_id: str, handler: str, outcome: Outcome, keep_ms: int) -> None:
     counted = {"done": "handled", "retrying": "failed", "dead": "failed"}.get(outcome.state, "")
-    keys = [outcome_redis_key(entry_id), minute_redis_key(outcome.at_ms // 60_000)]
+    keys = [outcome_redis_key(entry_id), minute_redis_key(outcome.at_ms // 60_000), HANDLED_TOTALS]
     _buffer(redis).add((keys, [handler, outcome.to_json(), keep_ms, counted, MINUTE_KEEP_SECONDS]))
 
 
@@ -201,6 +206,8 @@ def outcome_of(
     retry_at_ms = 0
     if retry is not None:
         cause = retry.__cause__
+        while isinstance(cause, Retry) and cause.__cause__ is not None:  # a handler's Retry, from its reason
+            cause = cause.__cause__
         if cause is not None:
             error = _clip(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
         defer_ms = getattr(retry, "defer_score", None) if RETRY_KNOWS_ITS_DELAY else None

@@ -1,5 +1,9 @@
 """The handler registry: ``@on("VOTE_ADD")`` records a function and the events it wants.
 
+``@on(Vote)`` (or ``@on(Review)``) stands for every sender's votes (reviews), and the handler receives
+the normalized `relay.core.events.Vote`; ``@on(VoteAdd)``, ``@on("topgg:vote.create")`` and the like
+receive the sender's own model.
+
 Each handler becomes its own arq job per event, so handlers of one event retry independently. A
 handler's name (``name=``, else its function name) names that job, appears in dead letters and is
 what ``relay dlq replay --handler`` selects, so it must be unique in a registry. Queued jobs carry
@@ -13,12 +17,12 @@ from __future__ import annotations
 import inspect
 import math
 import re
-import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from relay.core.events import Event
+from relay.core.events import Payload, Review, Vote
+from relay.core.senders import types_of
 from worker.backoff import MAX_DELAY_SECONDS
 
 WILDCARD = "*"
@@ -58,6 +62,8 @@ class Handler:
     """Never queued for new events: it runs only when another handler schedules it (``ctx["later"]``)."""
     concurrency: int | None = None
     """Runs of this handler at once in one worker process (None: only ``RELAY_WORKER_CONCURRENCY``)."""
+    normalized: bool = False
+    """Registered for `Vote` or `Review`: receives the normalized event wherever there is one."""
 
     @property
     def is_async(self) -> bool:
@@ -66,18 +72,25 @@ class Handler:
         return inspect.iscoroutinefunction(self.func) or inspect.iscoroutinefunction(call)
 
 
-def event_names(target: str | type[Event]) -> tuple[str, ...]:
-    """The event type names `target` stands for: a name, or a model class via its ``event`` Literal."""
+Target = str | type[Payload] | type[Vote] | type[Review]
+"""What ``@on`` takes: a stored type name, a sender's model class, or `Vote` / `Review`."""
+
+
+def event_names(target: Target) -> tuple[str, ...]:
+    """The stored type names `target` stands for: a name; a model class via its type field's Literal
+    (``topgg:`` and the like added for senders other than Sphere); every sender's votes for `Vote`."""
     if isinstance(target, str):
         if not target:
             raise ValueError("an event type name must not be empty")
         return (target,)
-    if isinstance(target, type) and issubclass(target, Event):
-        field = target.model_fields["event"]
-        if typing.get_origin(field.annotation) is typing.Literal:
-            return tuple(str(name) for name in typing.get_args(field.annotation))
-        raise TypeError(f"{target.__name__} accepts any event type; register it as {WILDCARD!r}")
-    raise TypeError(f"expected an event type name or an Event model class, got {target!r}")
+    if isinstance(target, type) and (issubclass(target, Payload) or target in (Vote, Review)):
+        try:
+            return types_of(target)
+        except TypeError:
+            raise TypeError(
+                f"{target.__name__} accepts any event type; register it as {WILDCARD!r}"
+            ) from None
+    raise TypeError(f"expected an event type name, an event model class, Vote or Review, got {target!r}")
 
 
 def _check_options(max_attempts: int, backoff: float, max_backoff: float, timeout: float) -> None:
@@ -99,7 +112,7 @@ class Registry:
 
     def on(
         self,
-        *events: str | type[Event],
+        *events: Target,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff: float = DEFAULT_BACKOFF,
         max_backoff: float = DEFAULT_MAX_BACKOFF,
@@ -146,6 +159,7 @@ class Registry:
                     future=future,
                     scheduled=scheduled,
                     concurrency=concurrency,
+                    normalized=any(target in (Vote, Review) for target in events),
                 )
             )
             return func

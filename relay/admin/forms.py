@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from relay.cli.timespec import parse_duration
+from relay.core.senders import PAYLOADS
 
 ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 SNOWFLAKE = re.compile(r"[0-9]{1,20}")
@@ -41,13 +42,18 @@ class Search:
     entry_id: str | None = None
     user_id: str | None = None
     guild_id: str | None = None
+    """The guild or bot voted for (any sender's target)."""
+    source: str | None = None
+    """Only this sender's events (``sphere``, ``topgg``, ``standard``)."""
 
     def query(self) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (("entry_id", self.entry_id), ("user_id", self.user_id), ("guild_id", self.guild_id))
-            if v
-        }
+        fields = (
+            ("entry_id", self.entry_id),
+            ("user_id", self.user_id),
+            ("guild_id", self.guild_id),
+            ("source", self.source),
+        )
+        return {k: v for k, v in fields if v}
 
 
 def parse_search(params: Mapping[str, str]) -> Search | None:
@@ -55,9 +61,21 @@ def parse_search(params: Mapping[str, str]) -> Search | None:
     search = Search(
         entry_id=_match(params, "entry_id", ENTRY_ID, "an event id such as 1718000000000-0"),
         user_id=_match(params, "user_id", SNOWFLAKE, "a Discord user id: 1 to 20 digits"),
-        guild_id=_match(params, "guild_id", SNOWFLAKE, "a Discord server id: 1 to 20 digits"),
+        guild_id=_match(params, "guild_id", SNOWFLAKE, "a Discord server id (or a bot's): 1 to 20 digits"),
+        source=_source(params),
     )
     return search if search.query() else None
+
+
+SOURCES = tuple(PAYLOADS)
+"""The senders a search may select."""
+
+
+def _source(params: Mapping[str, str]) -> str | None:
+    value = _one(params, "source")
+    if value is not None and value not in SOURCES:
+        raise BadInput(f"source must be one of {', '.join(SOURCES)}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,7 @@ async def logout(request: Request, form: Form) -> Response:
 @router.get("/")
 async def overview(request: Request, who: Signed) -> Response:
     admin = state(request)
-    view = await queries.overview(admin.redis, admin.redis_name)
+    view = await queries.overview(admin.redis, admin.redis_name, admin.registry)
     drawn = chart.build(view.minutes)
     context = {"view": view, "chart": drawn, "now_ms": view.stats.time_ms}
     return answer(request, "overview.html", context, asdict(view), refresh=OVERVIEW_REFRESH)

@@ -18,17 +18,21 @@ from relay.cli.common import redis_now_ms
 from relay.cli.dlq import iter_dead
 from relay.cli.stats import ConsumerStats, Stats, collect
 from relay.cli.timespec import id_ms
-from relay.core.events import InvalidBody, load_object
+from relay.core.events import InvalidBody, InvalidEvent, load_object, normalize
 from relay.core.heartbeat import Heartbeat, read_heartbeats
 from relay.core.keys import (
     CONSUMER_GROUP,
     EVENTS_STREAM,
+    F_SOURCE,
+    SPHERE,
     EntryFields,
     as_text,
     minute_redis_key,
     outcome_redis_key,
 )
+from relay.core.senders import parse_stored
 from worker.deadletter import DeadLetter, get_dead
+from worker.forward.destination import is_destination_name
 from worker.outcomes import Outcome
 from worker.registry import Registry
 
@@ -109,8 +113,9 @@ def per_second(minutes: Sequence[Minute], now_ms: int, attribute: str) -> float:
     return float(sum(getattr(m, attribute) for m in window)) / seconds
 
 
-async def overview(redis: Redis, redis_name: str) -> Overview:
-    stats = await collect(redis, redis_name)
+async def overview(redis: Redis, redis_name: str, registry: Registry | None = None) -> Overview:
+    forward = [h.name for h in registry or () if is_destination_name(h.name)]
+    stats = await collect(redis, redis_name, forward)
     minutes, complete = await last_hour(redis, stats.time_ms)
     return Overview(
         stats=stats,
@@ -146,7 +151,9 @@ class EventView:
     """Pretty-printed when it is JSON."""
     user_id: str
     guild_id: str
+    """The guild or bot the event is about, whichever sender sent it."""
     handlers: list[HandlerState] = field(default_factory=list)
+    source: str = SPHERE
 
 
 def pretty(body: bytes) -> str:
@@ -156,7 +163,15 @@ def pretty(body: bytes) -> str:
         return body.decode(errors="replace")
 
 
-def _ids(body: bytes) -> tuple[str, str]:
+def _ids(body: bytes, event_type: str = "") -> tuple[str, str]:
+    """The user and the guild (or bot) an event is about: from its normalized `Vote`/`Review` when
+    it has one (every sender), else from Sphere's ``user_id`` and ``guild_id`` fields."""
+    try:
+        normalized = normalize(parse_stored(event_type, body)) if event_type else None
+    except (InvalidBody, InvalidEvent):
+        normalized = None
+    if normalized is not None:
+        return normalized.user_id, normalized.target_id
     try:
         data = load_object(body)
     except InvalidBody:
@@ -165,10 +180,21 @@ def _ids(body: bytes) -> tuple[str, str]:
     return (user if isinstance(user, str) else ""), (guild if isinstance(guild, str) else "")
 
 
-def matches_search(search: Search, user_id: str, guild_id: str) -> bool:
-    return (search.user_id is None or search.user_id == user_id) and (
-        search.guild_id is None or search.guild_id == guild_id
+def _source(fields: dict[bytes, bytes]) -> str:
+    return as_text(fields.get(F_SOURCE.encode(), SPHERE))  # Sphere's entries carry no source field
+
+
+def matches_search(search: Search, user_id: str, guild_id: str, source: str = SPHERE) -> bool:
+    return (
+        (search.user_id is None or search.user_id == user_id)
+        and (search.guild_id is None or search.guild_id == guild_id)
+        and (search.source is None or search.source == source)
     )
+
+
+def _matches(search: Search, fields: dict[bytes, bytes]) -> bool:
+    body, event_type = fields.get(b"body", b""), as_text(fields.get(b"type", b""))
+    return matches_search(search, *_ids(body, event_type), _source(fields))
 
 
 async def _find(redis: Redis, search: Search) -> tuple[list[tuple[str, dict[bytes, bytes]]], int]:
@@ -176,15 +202,13 @@ async def _find(redis: Redis, search: Search) -> tuple[list[tuple[str, dict[byte
     if search.entry_id is not None:
         entries = await redis.xrange(EVENTS_STREAM, min=search.entry_id, max=search.entry_id, count=1)
         found = [(as_text(i), f) for i, f in entries]
-        user_id, guild_id = _ids(found[0][1].get(b"body", b"")) if found else ("", "")
-        return ([e for e in found if matches_search(search, user_id, guild_id)], len(found))
+        return ([e for e in found if _matches(search, e[1])], len(found))
     needle = (search.user_id or search.guild_id or "").encode()
     found, seen, end = [], 0, "+"
     while seen < SEARCH_SCAN and len(found) < SHOWN:
         entries = await redis.xrevrange(EVENTS_STREAM, max=end, count=500)
         for entry_id, fields in entries:
-            body = fields.get(b"body", b"")
-            if needle in body and matches_search(search, *_ids(body)):
+            if needle in fields.get(b"body", b"") and _matches(search, fields):
                 found.append((as_text(entry_id), fields))
         seen += len(entries)
         if len(entries) < 500:
@@ -242,7 +266,7 @@ async def search_events(redis: Redis, search: Search, registry: Registry) -> tup
         }
         read = EntryFields(fields)
         body = read.raw("body")
-        user_id, guild_id = _ids(body)
+        user_id, guild_id = _ids(body, read.text("type"))
         views.append(
             EventView(
                 entry_id=entry_id,
@@ -254,6 +278,7 @@ async def search_events(redis: Redis, search: Search, registry: Registry) -> tup
                 handlers=handler_states(
                     entry_id, read.text("type"), registry, recorded, running, dead_present
                 ),
+                source=_source(fields),
             )
         )
     return views, seen

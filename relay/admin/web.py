@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from relay.admin.auth import SESSION_COOKIE, FailureThrottle, Operator, Tokens, same
 from relay.admin.jobs import Jobs
 from relay.cli.timespec import ago, iso, span
+from relay.core.senders import PAYLOADS, split
 from relay.core.settings import Settings
 from worker.registry import Registry
 
@@ -122,6 +123,8 @@ def _environment() -> Environment:
     env.filters["iso"] = lambda ms: iso(ms) if ms else "-"
     env.filters["span"] = span
     env.globals["ago"] = ago
+    env.globals["source_of"] = lambda stored_type: split(stored_type)[0]
+    env.globals["sources"] = tuple(PAYLOADS)
     return env
 
 

@@ -14,7 +14,7 @@ def admin_settings(redis_url: str | None = None) -> Settings:
     """The services' settings (`redis_url`: ``relay --redis-url``), with the admin token required;
     a bad one is a one-line usage error."""
     try:
-        settings = Settings() if redis_url is None else Settings(redis_url=redis_url)  # type: ignore[call-arg]
+        settings = Settings() if redis_url is None else Settings(redis_url=redis_url)
     except ValidationError as error:
         message = describe_errors(error).replace("\n", " ")
         if redis_url is not None:  # the flag's value, not the variable's, was refused

@@ -11,14 +11,14 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import click
-from pydantic import SecretStr, ValidationError
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,8 +26,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.core.redis import async_client, describe, failure
 from relay.core.redis import redis_now_ms as redis_now_ms  # the operator tools take it from here
-from relay.core.settings import RedisAccess, Retention, Settings, describe_errors
+from relay.core.settings import RedisAccess, Retention, Settings, describe_errors, forward_urls
 from worker.checks import TasksError, check_registry, import_tasks
+from worker.forward.handlers import listed_handlers, with_forwarding
 from worker.registry import Registry, default_registry
 
 T = TypeVar("T")
@@ -83,26 +84,40 @@ class CliSettings(RedisAccess, Retention):
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
 
     secret: SecretStr | None = None
-    """Only ``relay send`` needs it, and ``--secret`` overrides it."""
+    """Only ``relay send`` needs it (and the other senders' secrets below), and ``--secret`` overrides it."""
+    topgg_secret: SecretStr | None = None
+    topgg_authorization: SecretStr | None = None
+    standard_webhooks_secret: SecretStr | None = None
     tasks: str = _default("tasks")
+    forward_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """The workers' forwarding destinations: each is a handler (`worker.forward`) replays may name."""
+
+    @field_validator("forward_url", mode="before")
+    @classmethod
+    def _forward_urls(cls, value: object) -> object:
+        return forward_urls(value)
 
 
-def load_registry(tasks: str) -> Registry:
-    """Import the tasks module as a worker does, and return the handlers it registered."""
+def load_registry(tasks: str, forward_url: Sequence[str] = ()) -> Registry:
+    """Import the tasks module as a worker does, and return the handlers it registered, with the
+    forwarding handlers the workers add for `forward_url` (``RELAY_FORWARD_URL``)."""
     # arq's CLI puts the working directory on the path, so RELAY_TASKS=mytasks works for the workers
     # when run from the project; the same name must work here.
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     try:
         import_tasks(tasks)
+        registry = with_forwarding(default_registry, listed_handlers(forward_url))
     except TasksError as exc:
         raise ConfigError(exc.lines) from None
-    if not len(default_registry):
-        raise ConfigError(f"RELAY_TASKS={tasks} registers no handler: decorate functions with @on(...)")
-    problems = check_registry(default_registry)
+    if not len(registry):
+        raise ConfigError(
+            f"RELAY_TASKS={tasks} registers no handler: decorate functions with @on(...), or set RELAY_FORWARD_URL"
+        )
+    problems = check_registry(registry)
     if problems:  # the workers refuse to start with these: say so before replaying anything to them
         raise ConfigError(problems)
-    return default_registry
+    return registry
 
 
 @dataclass
@@ -135,7 +150,7 @@ class App:
         With `require`, a ``--handler`` value that names none of them is a usage error.
         """
         if self.registry is None:
-            self.registry = load_registry(self.settings.tasks)
+            self.registry = load_registry(self.settings.tasks, self.settings.forward_url)
         if require is not None and self.registry.get(require) is None:
             known = ", ".join(h.name for h in self.registry)
             raise click.BadParameter(

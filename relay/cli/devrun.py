@@ -49,7 +49,7 @@ import redis
 from pydantic import ValidationError
 
 from relay.core.redis import check, describe
-from relay.core.settings import Settings, describe_errors
+from relay.core.settings import NO_SENDER, Settings, describe_errors
 
 DEFAULT_PORT = 3266
 DEFAULT_DATA_DIR = Path(".relay-dev") / "redis"
@@ -120,9 +120,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def check_settings() -> Settings:
     """Validate the RELAY_* settings (environment and .env) before anything starts."""
     try:
-        return Settings()  # type: ignore[call-arg]
+        return Settings()
     except ValidationError as error:
-        if any(err["type"] == "missing" and tuple(err["loc"]) == ("secret",) for err in error.errors()):
+        if any(NO_SENDER in err["msg"] for err in error.errors()):
             raise DevrunError(
                 "RELAY_SECRET is not set: put `RELAY_SECRET=` and your listing's secret key from Sphere "
                 "in .env, then run `make run` again. Nothing was started."

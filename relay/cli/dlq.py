@@ -30,6 +30,7 @@ from relay.cli.common import (
 )
 from relay.cli.timespec import ago, iso, parse_duration
 from relay.core.keys import DEAD_STREAM
+from relay.core.senders import split
 from worker import deadletter, outcomes
 from worker.deadletter import DeadLetter, get_dead, list_dead
 from worker.once import forget_effects
@@ -67,6 +68,7 @@ def to_dict(letter: DeadLetter, *, traceback: bool) -> dict[str, Any]:
         "id": letter.id,
         "entry_id": letter.entry_id,
         "type": letter.type,
+        "source": split(letter.type)[0],
         "handler": letter.handler,
         "attempts": letter.attempts,
         "error_type": letter.error_type,

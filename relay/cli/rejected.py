@@ -15,6 +15,8 @@ from relay.edge.rejections import Rejection
 
 HINTS = {
     "invalid_signature": "signed with another secret? compare RELAY_SECRET with your listing's key",
+    "invalid_signature topgg": "compare RELAY_TOPGG_SECRET (whs_...) or RELAY_TOPGG_AUTHORIZATION with top.gg's",
+    "invalid_signature standard": "compare RELAY_STANDARD_WEBHOOKS_SECRET with the sender's whsec_... secret",
     "invalid_body": "not a JSON object",
     "invalid_event": "a known event type with invalid fields",
     "body_too_large": "over RELAY_MAX_BODY_BYTES",
@@ -32,6 +34,7 @@ def shown_body(head: bytes) -> str:
 def to_dict(rejection: Rejection) -> dict[str, Any]:
     return {
         "id": rejection.id,
+        "source": rejection.source,
         "received_ms": rejection.received_ms,
         "status": rejection.status,
         "reason": rejection.reason,
@@ -43,11 +46,17 @@ def to_dict(rejection: Rejection) -> dict[str, Any]:
     }
 
 
+def hint(rejection: Rejection) -> str | None:
+    """What to check, by the refusal's code (a signature refusal: by its sender too)."""
+    code = rejection.reason.partition(":")[0]
+    return HINTS.get(f"{code} {rejection.source}") or HINTS.get(code)
+
+
 def render(rejection: Rejection, now_ms: int) -> str:
-    hint = HINTS.get(rejection.reason)
+    told = hint(rejection)
     lines = [
-        f"{iso(rejection.received_ms)} ({ago(rejection.received_ms, now_ms)})  {rejection.status} "
-        f"{rejection.reason}" + (f"  ({hint})" if hint else ""),
+        f"{iso(rejection.received_ms)} ({ago(rejection.received_ms, now_ms)})  {rejection.source}  "
+        f"{rejection.status} {rejection.reason}" + (f"  ({told})" if told else ""),
         f"  from {rejection.client or 'unknown'}, {rejection.size} bytes received",
     ]
     lines += [f"  {name}: {value}" for name, value in rejection.headers]
@@ -62,8 +71,9 @@ def render(rejection: Rejection, now_ms: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="A JSON object with the totals and the records.")
 @pass_app
 def rejected(app: App, limit: int, as_json: bool) -> None:
-    """Show the latest requests the edge refused, newest first: when, why, from where, with which
-    headers and the first bytes of the body.
+    """Show the latest requests the edge refused, newest first: when, which sender's route, why (a
+    signature refusal says what failed: missing header, stale timestamp, wrong signature...), from
+    where, with which headers and the first bytes of the body.
 
     Every refusal is counted; a few per second are recorded (the latest 1000 or so are kept), so
     a flood of forgeries costs Redis little. Credential headers are never recorded and the

@@ -1,27 +1,38 @@
-"""``relay send vote|review``: does Sphere reach me? Sign and post an event exactly as Sphere does.
+"""``relay send vote|review``: does Sphere reach me? Sign and post an event exactly as Sphere does
+(or, with ``--source``, as top.gg or a Standard Webhooks sender does).
 
 The body is compact JSON (``JSON.stringify``'s form: no spaces, non-ASCII as is), signed with the
-hex HMAC-SHA256 of its bytes in ``X-Sphere-Signature`` (`relay.edge.signature.sign`). Every event of a
-burst is distinct, so none is taken for a redelivery: each vote gets a fresh user id unless
-``--user`` is given, each review a fresh review id unless ``--review-id`` is given.
+hex HMAC-SHA256 of its bytes in ``X-Sphere-Signature`` (`relay.edge.signature.sign`); top.gg's and
+Standard Webhooks' bodies and signatures are theirs (`relay.core.senders`). Every event of a burst is
+distinct, so none is taken for a redelivery: each vote gets a fresh user id unless ``--user`` is
+given (and a fresh vote or message id), each review a fresh review id unless ``--review-id`` is given.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 import httpx
+from pydantic import SecretStr
+from standardwebhooks import Webhook
 
 from relay.cli.common import App, ConfigError, Failed, Unreachable, pass_app
 from relay.core.logs import redact_url
+from relay.core.senders import topgg
 from relay.core.settings import weak_secret_reason
 from relay.edge.signature import HEADER, sign
+
+SOURCES = ("sphere", "topgg", "standard")
+Signer = Callable[[bytes], dict[str, str]]
+"""The headers that sign a body."""
 
 DEFAULT_URL = "http://localhost:3266/webhook"
 EXAMPLE_GUILD = "338202622731485185"
@@ -69,6 +80,59 @@ def forged_signature(body: bytes) -> str:
     return sign(body, secrets.token_bytes(32))
 
 
+def iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}+00:00"
+
+
+def topgg_vote_body(guild: str, user: str, vote_id: str, now_ms: int, test: bool) -> bytes:
+    """top.gg v1's ``vote.create`` (``webhook.test`` with `test`) for a server, as its docs show it."""
+    project = {"id": guild, "type": "server", "platform": "discord", "platform_id": guild}
+    person = {"id": user, "platform_id": user, "name": "relay send", "avatar_url": None}
+    if test:
+        return compact({"type": "webhook.test", "data": {"user": person, "project": project}})
+    data = {
+        "id": vote_id,
+        "weight": 1,
+        "created_at": iso(now_ms),
+        "expires_at": iso(now_ms + 12 * 3600 * 1000),
+        "project": project,
+        "query": {},
+        "user": person,
+    }
+    return compact({"type": "vote.create", "data": data})
+
+
+def topgg_legacy_body(guild: str, user: str, test: bool) -> bytes:
+    """top.gg v0's server vote."""
+    return compact(
+        {"guild": guild, "user": user, "type": "test" if test else "upvote", "isWeekend": False, "query": ""}
+    )
+
+
+def standard_vote_body(guild: str, user: str, now_ms: int, test: bool) -> bytes:
+    data = {"user_id": user, "target_id": guild, "target": "guild", "weight": 1, "test": test}
+    return compact({"type": "vote.create", "timestamp": iso(now_ms), "data": data})
+
+
+def standard_review_body(guild: str, user: str, review_id: str, stars: int, title: str, text: str) -> bytes:
+    data = {
+        "user_id": user,
+        "target_id": guild,
+        "stars": stars,
+        "title": title,
+        "text": text,
+        "id": review_id,
+    }
+    return compact({"type": "review.create", "data": data})
+
+
+def route(url: str, source: str) -> str:
+    """A sender's route from the relay's ``/webhook`` URL (any other URL is taken as it is)."""
+    if source != "sphere" and url.rstrip("/").endswith("/webhook"):
+        return f"{url.rstrip('/')}/{source}"
+    return url
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
@@ -91,13 +155,13 @@ class Answer:
         return " ".join(part for part in (str(self.status), self.outcome, self.entry_id) if part)
 
 
-def post_all(url: str, bodies: Iterable[bytes], signer: Callable[[bytes], str]) -> list[Answer]:
+def post_all(url: str, bodies: Iterable[bytes], signer: Signer) -> list[Answer]:
     """POST `bodies` one after another on one connection, printing each answer."""
     answers = []
     try:
         with httpx.Client(timeout=10.0) as client:
             for body in bodies:
-                headers = {"Content-Type": "application/json", HEADER: signer(body)}
+                headers = {"Content-Type": "application/json", **signer(body)}
                 answer = Answer.from_response(client.post(url, content=body, headers=headers))
                 click.echo(answer.line())
                 answers.append(answer)
@@ -130,23 +194,86 @@ def finish(answers: list[Answer], bad_signature: bool) -> None:
         raise Failed("not every event was accepted (see above; relay rejected says why)")
 
 
-def _signer(app: App, secret: str | None, bad_signature: bool) -> Callable[[bytes], str]:
+def _secret(app: App, source: str, flag: str | None) -> tuple[str, str]:
+    """``(variable, secret)`` to sign as `source` with: `flag`, else the sender's setting. top.gg signs
+    v1 with a ``whs_`` secret (``RELAY_TOPGG_SECRET`` first), v0 with an Authorization value."""
+    settings = app.settings
+    if source == "topgg":
+        if flag is not None:
+            return (
+                "RELAY_TOPGG_SECRET" if flag.strip().startswith("whs_") else "RELAY_TOPGG_AUTHORIZATION"
+            ), flag
+        for variable, value in (
+            ("RELAY_TOPGG_SECRET", settings.topgg_secret),
+            ("RELAY_TOPGG_AUTHORIZATION", settings.topgg_authorization),
+        ):
+            if value is not None:
+                return variable, value.get_secret_value()
+        return "RELAY_TOPGG_SECRET", ""
+    variable, setting = {
+        "sphere": ("RELAY_SECRET", settings.secret),
+        "standard": ("RELAY_STANDARD_WEBHOOKS_SECRET", settings.standard_webhooks_secret),
+    }[source]
+    if flag is not None:
+        return variable, flag
+    return variable, setting.get_secret_value() if isinstance(setting, SecretStr) else ""
+
+
+_WHERE = {
+    "sphere": "your listing's secret key from Sphere",
+    "topgg": "the whs_... secret from your project's Webhooks page on top.gg (or set RELAY_TOPGG_AUTHORIZATION for v0)",
+    "standard": "your sender's whsec_... secret",
+}
+
+
+def _signer(app: App, secret: str | None, bad_signature: bool, source: str = "sphere") -> tuple[Signer, str]:
+    """How to sign as `source`, and the variable whose secret it uses (top.gg v1 or v0)."""
+    variable, value = _secret(app, source, secret)
     if bad_signature:
-        return forged_signature
-    from_flag = secret is not None
-    if secret is None and app.settings.secret is not None:
-        secret = app.settings.secret.get_secret_value()
-    if not secret or not secret.strip():
+        return _forger(variable), variable
+    if not value.strip():
         raise ConfigError(
-            "no secret to sign with: set RELAY_SECRET (in the environment or .env) to your listing's "
-            "secret key from Sphere, or pass --secret"
+            f"no secret to sign with: set {variable} (in the environment or .env) to {_WHERE[source]}, "
+            "or pass --secret"
         )
-    weak = weak_secret_reason(secret)
+    weak = weak_secret_reason(value, variable)
     if weak is not None:
-        where = "--secret" if from_flag else "RELAY_SECRET"
+        where = "--secret" if secret is not None else variable
         raise ConfigError(f"{where} {weak}; the relay refuses to start with it, so nothing was sent")
-    key = secret.strip().encode()
-    return lambda body: sign(body, key)
+    return _signing(variable, value.strip()), variable
+
+
+def _signing(variable: str, key: str) -> Signer:
+    if variable == "RELAY_TOPGG_SECRET":
+        return lambda body: {topgg.SIGNATURE_HEADER: topgg.sign(key, int(time.time()), body)}
+    if variable == "RELAY_TOPGG_AUTHORIZATION":
+        return lambda body: {"Authorization": key}
+    if variable == "RELAY_STANDARD_WEBHOOKS_SECRET":
+        hook = Webhook(key)
+
+        def standard(body: bytes) -> dict[str, str]:
+            msg_id, now = f"msg_{secrets.token_hex(12)}", datetime.now(UTC)
+            return {
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(int(now.timestamp())),
+                "webhook-signature": hook.sign(msg_id, now, body),
+            }
+
+        return standard
+    encoded = key.encode()
+    return lambda body: {HEADER: sign(body, encoded)}
+
+
+def _forger(variable: str) -> Signer:
+    """A well-formed signature under a random key, in the sender's own form."""
+    if variable == "RELAY_SECRET":
+        return lambda body: {HEADER: forged_signature(body)}
+    random_key = {
+        "RELAY_TOPGG_SECRET": f"whs_{secrets.token_hex(16)}",
+        "RELAY_TOPGG_AUTHORIZATION": secrets.token_hex(16),
+        "RELAY_STANDARD_WEBHOOKS_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+    }[variable]
+    return _signing(variable, random_key)
 
 
 def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -177,6 +304,13 @@ def common_options(function: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Sign with a random key instead, and exit 0 only if the relay refuses it with 401.",
         ),
+        click.option(
+            "--source",
+            type=click.Choice(SOURCES),
+            default="sphere",
+            show_default=True,
+            help="Send and sign as this sender does; its route is --url's /webhook plus /topgg or /standard.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -196,16 +330,26 @@ def send() -> None:
         relay send vote
         relay send review --stars 1 --title "Too quiet" --count 20
         relay send vote --url https://relay.example.com/webhook --bad-signature
+        relay send vote --source topgg --test
     """
 
 
 @send.command()
 @common_options
+@click.option("--test", is_flag=True, help="Send the sender's test delivery instead (top.gg: webhook.test).")
 @pass_app
 def vote(
-    app: App, url: str, secret: str | None, guild: str, user: str | None, count: int, bad_signature: bool
+    app: App,
+    url: str,
+    secret: str | None,
+    guild: str,
+    user: str | None,
+    count: int,
+    bad_signature: bool,
+    source: str,
+    test: bool,
 ) -> None:
-    """Send VOTE_ADD events.
+    """Send VOTE_ADD events (top.gg's or a Standard Webhooks vote with --source).
 
     Votes carry no id: two identical vote bodies within RELAY_DEDUPE_SECONDS are one delivery to
     the relay, so the second is answered "200 duplicate". Without --user each vote has a new user
@@ -216,11 +360,22 @@ def vote(
         relay send vote
         relay send vote --user 258317078560243712 --guild 338202622731485185
         relay send vote --count 100
+        relay send vote --source topgg --test
     """
-    signer = _signer(app, secret, bad_signature)
-    ids = snowflakes(int(time.time() * 1000))
-    bodies = (vote_body(guild, user or next(ids)) for _ in range(count))
-    finish(post_all(url, bodies, signer), bad_signature)
+    signer, variable = _signer(app, secret, bad_signature, source)
+    now_ms = int(time.time() * 1000)
+    ids = snowflakes(now_ms)
+    if variable == "RELAY_TOPGG_SECRET":
+        bodies = (topgg_vote_body(guild, user or next(ids), next(ids), now_ms, test) for _ in range(count))
+    elif variable == "RELAY_TOPGG_AUTHORIZATION":
+        bodies = (topgg_legacy_body(guild, user or next(ids), test) for _ in range(count))
+    elif source == "standard":
+        bodies = (standard_vote_body(guild, user or next(ids), now_ms, test) for _ in range(count))
+    elif test:
+        raise ConfigError("Sphere has no test delivery: --test needs --source topgg or --source standard")
+    else:
+        bodies = (vote_body(guild, user or next(ids)) for _ in range(count))
+    finish(post_all(route(url, source), bodies, signer), bad_signature)
 
 
 @send.command()
@@ -240,6 +395,7 @@ def review(
     user: str | None,
     count: int,
     bad_signature: bool,
+    source: str,
     stars: int,
     title: str,
     text: str,
@@ -255,11 +411,19 @@ def review(
         relay send review
         relay send review --stars 2 --title "Laggy bot" --text "Fix it please" --count 3
     """
-    signer = _signer(app, secret, bad_signature)
+    if source == "topgg":
+        raise ConfigError("top.gg sends no reviews: use --source sphere or --source standard")
+    signer, _ = _signer(app, secret, bad_signature, source)
     now_ms = int(time.time() * 1000)
     ids = snowflakes(now_ms)
-    bodies = (
-        review_body(guild, user or next(ids), review_id or next(ids), stars, title, text, now_ms)
-        for _ in range(count)
-    )
-    finish(post_all(url, bodies, signer), bad_signature)
+    if source == "standard":
+        bodies = (
+            standard_review_body(guild, user or next(ids), review_id or next(ids), stars, title, text)
+            for _ in range(count)
+        )
+    else:
+        bodies = (
+            review_body(guild, user or next(ids), review_id or next(ids), stars, title, text, now_ms)
+            for _ in range(count)
+        )
+    finish(post_all(route(url, source), bodies, signer), bad_signature)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import click
@@ -13,8 +14,18 @@ from redis.exceptions import RedisError, ResponseError
 from relay.cli.common import App, Unreachable, pass_app, redis_failure, redis_now_ms
 from relay.cli.timespec import ago, id_ms, iso, span
 from relay.core.heartbeat import Heartbeat, read_heartbeats
-from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM, WORKER_HEARTBEAT_PREFIX, as_text
+from relay.core.keys import (
+    DEAD_STREAM,
+    EVENTS_STREAM,
+    F_SOURCE,
+    REJECTED_STREAM,
+    SPHERE,
+    WORKER_HEARTBEAT_PREFIX,
+    as_text,
+)
 from relay.edge import rejections
+from worker.forward.destination import Destination
+from worker.forward.states import DestinationState, read_states
 from worker.keys import ARQ_QUEUE
 
 
@@ -30,6 +41,20 @@ class ConsumerStats:
     """How long its oldest pending entry has waited since it was read: high means the worker is stuck or dead."""
     live: bool = False
     """A worker process with this consumer name beats (`relay.core.heartbeat`); False: it stopped or died."""
+
+
+SOURCE_SAMPLE = 1000
+"""Entries read back from the newest to tell each sender's share and latest delivery."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStats:
+    source: str
+    """``sphere``, ``topgg``, ``standard``."""
+    recent: int
+    """Its entries among the newest `SOURCE_SAMPLE`."""
+    newest_id: str
+    """Its newest entry: when the sender last reached the relay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +90,10 @@ class Stats:
     """Of those, the ones kept in ``relay:rejected`` (capped, rate-limited)."""
     workers: list[Heartbeat] = field(default_factory=list)
     """The worker processes whose heartbeat is fresh (``relay:worker:*``)."""
+    sources: list[SourceStats] = field(default_factory=list)
+    """Each sender's entries among the newest `SOURCE_SAMPLE`, busiest first."""
+    destinations: list[DestinationState] = field(default_factory=list)
+    """Each forwarding destination (``RELAY_FORWARD_URL``): delivered, retrying, dead."""
 
 
 async def _first_id(redis: Redis, newest: bool) -> str | None:
@@ -91,6 +120,17 @@ async def _consumers(redis: Redis, group: str) -> list[ConsumerStats]:
             )
         )
     return result
+
+
+async def _sources(redis: Redis) -> list[SourceStats]:
+    counts: dict[str, int] = {}
+    newest: dict[str, str] = {}
+    for entry_id, fields in await redis.xrevrange(EVENTS_STREAM, count=SOURCE_SAMPLE):
+        source = as_text(fields.get(F_SOURCE.encode(), SPHERE))  # Sphere's entries carry no source field
+        counts[source] = counts.get(source, 0) + 1
+        newest.setdefault(source, as_text(entry_id))
+    ranked = sorted(counts, key=lambda source: (-counts[source], source))
+    return [SourceStats(source, counts[source], newest[source]) for source in ranked]
 
 
 async def _groups(redis: Redis) -> list[GroupStats]:
@@ -131,8 +171,11 @@ def _shown(groups: list[GroupStats], workers: list[Heartbeat]) -> list[GroupStat
     ]
 
 
-async def collect(redis: Redis, redis_name: str) -> Stats:
-    """Read one snapshot. Each figure is exact when read; together they are a few milliseconds apart."""
+async def collect(redis: Redis, redis_name: str, destinations: Iterable[str] = ()) -> Stats:
+    """Read one snapshot. Each figure is exact when read; together they are a few milliseconds apart.
+
+    `destinations`: the forwarding handlers' names configured (shown even before their first event).
+    """
     now_ms = await redis_now_ms(redis)
     refused, recorded = await rejections.totals(redis)
     workers = await read_heartbeats(redis, now_ms)
@@ -149,6 +192,8 @@ async def collect(redis: Redis, redis_name: str) -> Stats:
         dead_letters=int(await redis.xlen(DEAD_STREAM)),
         refused=refused,
         refused_recorded=recorded,
+        sources=await _sources(redis),
+        destinations=await read_states(redis, now_ms, destinations),
     )
 
 
@@ -165,6 +210,13 @@ def render(stats: Stats) -> str:
         oldest, newest = id_ms(stats.oldest_event_id), id_ms(stats.newest_event_id)
         events += f" (oldest {ago(oldest, now)}, newest {ago(newest, now)})"
     lines.append(f"{'events':<10}{EVENTS_STREAM:<16}{events}")
+    if stats.sources:
+        sampled = sum(source.recent for source in stats.sources)
+        shares = ", ".join(
+            f"{source.source} {source.recent} (newest {ago(id_ms(source.newest_id), now)})"
+            for source in stats.sources
+        )
+        lines.append(f"{'':<10}by source, in the newest {sampled}: {shares}")
     if not stats.groups:
         lines.append(f"{'':<10}no consumer group yet: no worker has started")
     for group in stats.groups:
@@ -194,6 +246,11 @@ def render(stats: Stats) -> str:
     )
     hint = "  (relay dlq ls)" if stats.dead_letters else ""
     lines.append(f"{'dead':<10}{DEAD_STREAM:<16}{stats.dead_letters} dead letters{hint}")
+    for destination in stats.destinations:
+        lines.append(
+            f"{'forward':<10}{destination.name}: {destination.delivered} delivered, "
+            f"{destination.retrying} retrying, {destination.dead} dead"
+        )
     hint = "  (relay rejected)" if stats.refused_recorded else ""
     lines.append(
         f"{'rejected':<10}{REJECTED_STREAM:<16}{stats.refused} requests refused, "
@@ -216,9 +273,11 @@ def render(stats: Stats) -> str:
 @click.option("--iterations", type=click.IntRange(min=1), default=None, hidden=True)
 @pass_app
 def stats(app: App, as_json: bool, watch: float | None, iterations: int | None) -> None:
-    """Show whether the pipeline keeps up: the event stream, each consumer group with its lag and
+    """Show whether the pipeline keeps up: the event stream (with each sender's share of the newest
+    entries and its latest delivery), each consumer group with its lag and
     pending entries (by consumer, with the oldest one's waiting time), the arq queue, the dead
-    letters and the refused requests.
+    letters, the refused requests, and each forwarding destination (RELAY_FORWARD_URL): events
+    delivered, waiting for a retry, and dead letters.
 
     A growing lag means the workers read slower than events arrive; pending entries waiting long
     mean a worker is stuck or dead (another takes them over after RELAY_CLAIM_IDLE_SECONDS).
@@ -230,24 +289,33 @@ def stats(app: App, as_json: bool, watch: float | None, iterations: int | None) 
         relay stats --json | jq .dead_letters
     """
     if watch is None:
-        snapshot = app.run(lambda redis: collect(redis, app.redis_name))
+        snapshot = app.run(lambda redis: collect(redis, app.redis_name, forward_names(app)))
         click.echo(to_json(snapshot) if as_json else render(snapshot))
         return
     try:
-        app.run(lambda redis: _watch(redis, app.redis_name, watch, iterations, as_json))
+        app.run(lambda redis: _watch(redis, app.redis_name, watch, iterations, as_json, forward_names(app)))
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a watch ends
 
 
+def forward_names(app: App) -> list[str]:
+    return [Destination(url).name for url in app.settings.forward_url]
+
+
 async def _watch(
-    redis: Redis, redis_name: str, interval: float, iterations: int | None, as_json: bool
+    redis: Redis,
+    redis_name: str,
+    interval: float,
+    iterations: int | None,
+    as_json: bool,
+    destinations: Sequence[str] = (),
 ) -> None:
     """Print a snapshot every `interval` seconds; a Redis outage is shown and watched through."""
     count = 0
     while iterations is None or count < iterations:
         count += 1
         try:
-            snapshot = await collect(redis, redis_name)
+            snapshot = await collect(redis, redis_name, destinations)
         except (RedisError, OSError) as exc:
             error = (
                 redis_failure(exc, redis_name)

@@ -49,6 +49,10 @@ MINUTE_PREFIX = "relay:minute:"
 """``relay:minute:<minutes since the epoch>``: runs handled and failed in that minute (`worker.outcomes`)."""
 
 
+HANDLED_TOTALS = "relay:handled"
+"""A hash: per handler, how many of its jobs ended done, in all (`worker.outcomes`; best effort)."""
+
+
 def outcome_redis_key(entry_id: str) -> str:
     return OUTCOME_PREFIX + entry_id
 
@@ -67,6 +71,9 @@ F_TYPE = "type"
 F_BODY = "body"
 F_RECEIVED = "received_ms"
 F_DEDUPE = "dedupe"
+F_SOURCE = "source"
+"""The sender, on entries of every sender but Sphere (whose entries are as they always were)."""
+SPHERE = "sphere"
 
 
 class EntryFields:
@@ -101,6 +108,7 @@ class StoredEvent:
     body: bytes
     received_ms: int
     dedupe: str
+    source: str = SPHERE
 
     @classmethod
     def from_entry(cls, entry_id: bytes | str, fields: dict[bytes, bytes]) -> StoredEvent:
@@ -110,6 +118,7 @@ class StoredEvent:
             body=fields[F_BODY.encode()],
             received_ms=int(fields[F_RECEIVED.encode()]),
             dedupe=fields[F_DEDUPE.encode()].decode(),
+            source=fields.get(F_SOURCE.encode(), b"sphere").decode(errors="replace"),
         )
 
 
@@ -118,14 +127,21 @@ local seen = redis.call('GET', KEYS[1])
 if seen then
   return {0, seen}
 end
-local id = redis.call('XADD', KEYS[2], '*',
-  'type', ARGV[2], 'body', ARGV[3], 'received_ms', ARGV[4], 'dedupe', ARGV[5])
+local id
+if ARGV[6] then
+  id = redis.call('XADD', KEYS[2], '*',
+    'type', ARGV[2], 'body', ARGV[3], 'received_ms', ARGV[4], 'dedupe', ARGV[5], 'source', ARGV[6])
+else
+  id = redis.call('XADD', KEYS[2], '*',
+    'type', ARGV[2], 'body', ARGV[3], 'received_ms', ARGV[4], 'dedupe', ARGV[5])
+end
 redis.call('SET', KEYS[1], id, 'EX', ARGV[1])
 return {1, id}
 """
 """Drop a redelivery or append the event, atomically, in one round trip.
 
-KEYS: the dedupe key, `EVENTS_STREAM`. ARGV: dedupe seconds, type, raw body, received ms, dedupe key.
+KEYS: the dedupe key, `EVENTS_STREAM`. ARGV: dedupe seconds, type, raw body, received ms, dedupe key,
+and the sender for every sender but Sphere.
 Returns ``{1, new id}`` for a new event and ``{0, original id}`` for a redelivery within the window.
 The field names here must match the ``F_*`` constants above.
 """

@@ -43,6 +43,10 @@ class Timings:
         row = self._rows.get(values)
         return int(sum(row[:-1])) if row is not None else 0
 
+    def keys(self) -> list[tuple[str, ...]]:
+        """The label values of every row so far."""
+        return list(self._rows)
+
     def counter_family(self, name: str, documentation: str) -> CounterMetricFamily:
         family = CounterMetricFamily(name, documentation, labels=self.labels)
         for values, row in self._rows.items():

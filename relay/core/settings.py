@@ -7,10 +7,14 @@ pass their own `Settings(...)`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections.abc import Callable
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from redis.connection import parse_url
 
@@ -21,6 +25,8 @@ SAMPLE_SECRETS = frozenset(
     {
         "126f6954b62cd81a11bc0adf42e571ec129bb8883c3c34d82da1e42f84a27cab",
         "ВАШ_СЕКРЕТНЫЙ_КЛЮЧ",
+        # The Standard Webhooks spec's and its libraries' example secret.
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     }
 )
 
@@ -37,26 +43,117 @@ ADMIN_TOKEN_MIN_CHARS = 16
 """The web page's token is typed once per browser: long enough that guessing it is hopeless."""
 
 
-def _refuse_weak(secret: SecretStr) -> SecretStr:
+def _refuse_weak(
+    secret: SecretStr, where: str = _WHERE, prefix: str = "", guide: str = "Sphere's guide"
+) -> SecretStr:
     value = secret.get_secret_value().strip()
     if not value:
-        raise ValueError(f"must not be empty; {_WHERE}")
+        raise ValueError(f"must not be empty; {where}")
     if value in SAMPLE_SECRETS:
-        raise ValueError(f"must not be the sample key printed in Sphere's guide; {_WHERE}")
+        raise ValueError(f"must not be the sample key printed in {guide}; {where}")
     if _PLACEHOLDER.search(value):
-        raise ValueError(f"is a placeholder, not a key; {_WHERE}")
-    if len(value) < MIN_SECRET_LENGTH:
-        raise ValueError(f"is shorter than {MIN_SECRET_LENGTH} characters; {_WHERE}")
+        raise ValueError(f"is a placeholder, not a key; {where}")
+    if not value.startswith(prefix):
+        raise ValueError(f"must start with {prefix}; {where}")
+    if len(value) - len(prefix) < MIN_SECRET_LENGTH:
+        raise ValueError(f"is shorter than {MIN_SECRET_LENGTH} characters; {where}")
     return SecretStr(value)
 
 
-def weak_secret_reason(secret: str) -> str | None:
-    """Why `secret` would be refused at start-up, or None: for tools that sign with it (``relay send``)."""
+_TOPGG_WHERE = "copy the whs_... secret top.gg shows under your project's Webhooks, after saving the URL"
+_TOPGG_V0_WHERE = (
+    "type the same long random value (openssl rand -hex 24) in your bot's webhook Authorization on top.gg"
+)
+_STANDARD_WHERE = (
+    "use the whsec_... secret your sender gave you, or make one: echo whsec_$(openssl rand -base64 32)"
+)
+
+
+def _refuse_weak_standard(secret: SecretStr) -> SecretStr:
+    """A Standard Webhooks secret: ``whsec_`` and the base64 of 24 to 64 random bytes (the spec's rule)."""
+    secret = _refuse_weak(secret, _STANDARD_WHERE, "whsec_", "the Standard Webhooks spec")
     try:
-        _refuse_weak(SecretStr(secret))
+        key = base64.b64decode(secret.get_secret_value().removeprefix("whsec_"), validate=True)
+    except ValueError:
+        raise ValueError(f"is not whsec_ and base64; {_STANDARD_WHERE}") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"must hold 24 to 64 bytes (base64 after whsec_); {_STANDARD_WHERE}")
+    return secret
+
+
+NO_SENDER = "no sender is set up"
+"""How start-up refuses settings that enable no route at all (`relay.cli.devrun` looks for it)."""
+
+
+def weak_secret_reason(secret: str, variable: str = "RELAY_SECRET") -> str | None:
+    """Why `secret` would be refused at start-up as `variable` (``RELAY_SECRET``, ``RELAY_TOPGG_SECRET``,
+    ...), or None: for tools that sign with it (``relay send``)."""
+    checks: dict[str, Callable[[SecretStr], SecretStr]] = {
+        "RELAY_SECRET": _refuse_weak,
+        "RELAY_TOPGG_SECRET": lambda s: _refuse_weak(s, _TOPGG_WHERE, "whs_"),
+        "RELAY_TOPGG_AUTHORIZATION": lambda s: _refuse_weak(s, _TOPGG_V0_WHERE),
+        "RELAY_STANDARD_WEBHOOKS_SECRET": _refuse_weak_standard,
+    }
+    try:
+        checks[variable](SecretStr(secret))
     except ValueError as error:
         return str(error)
     return None
+
+
+FORWARD_SECRET_PREFIX = "whsec_"
+FORWARD_SECRET_MIN_BYTES = 24
+"""Standard Webhooks asks for 24 to 64 random bytes; fewer is a stand-in or guessable."""
+
+_MAKE_FORWARD_SECRET = "make one with: echo whsec_$(openssl rand -base64 32)"
+
+
+def forward_secret_bytes(value: str) -> bytes:
+    """The key a ``whsec_`` secret stands for, or ValueError saying what is wrong (never the value)."""
+    if not value.startswith(FORWARD_SECRET_PREFIX):
+        raise ValueError(f"must start with {FORWARD_SECRET_PREFIX}; {_MAKE_FORWARD_SECRET}")
+    encoded = value.removeprefix(FORWARD_SECRET_PREFIX)
+    try:  # strict: the signing library skips characters outside base64, which would shorten the key
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"is not base64 after {FORWARD_SECRET_PREFIX}; {_MAKE_FORWARD_SECRET}") from None
+    if len(key) < FORWARD_SECRET_MIN_BYTES or len(set(key)) < 8:
+        raise ValueError(
+            f"is weak: fewer than {FORWARD_SECRET_MIN_BYTES} random bytes after {FORWARD_SECRET_PREFIX}; "
+            + _MAKE_FORWARD_SECRET
+        )
+    return key
+
+
+def check_forward_url(value: str, position: int) -> str:
+    """One destination of ``RELAY_FORWARD_URL``: an absolute http(s) URL. Errors never echo it (a URL
+    may carry a token)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"URL {position} is not an http:// or https:// URL with a host, e.g. https://bot.example.com/relay"
+        )
+    if parts.fragment:
+        raise ValueError(f"URL {position} has a #fragment, which is never sent; remove it")
+    return value
+
+
+def forward_urls(value: object) -> object:
+    """``RELAY_FORWARD_URL``'s comma-separated URLs as a list, each checked (`check_forward_url`)."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        urls = [check_forward_url(str(url), n) for n, url in enumerate(value, 1)]
+        if len(set(urls)) != len(urls):
+            raise ValueError("lists the same URL twice; give each destination once")
+        return urls
+    return value
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
 
 # --- Redis: where it is, how to reach it, how many replicas an acknowledgement waits for (issue 14) ---
@@ -141,11 +238,23 @@ class Settings(RedisAccess, Retention):
 
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
 
-    secret: SecretStr
-    """The listing's webhook secret: signatures are checked against it first."""
+    secret: SecretStr | None = None
+    """Sphere's webhook secret (the listing's key): signatures are checked against it first. Unset:
+    ``POST /webhook`` answers 404 (another sender must then be set)."""
 
     previous_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     """Comma-separated older secrets still accepted, so a secret can be rotated without downtime."""
+
+    # The other senders (relay/core/senders): each is on only when its secret is set.
+    topgg_secret: SecretStr | None = None
+    """top.gg v1's ``whs_...`` secret; ``POST /webhook/topgg`` checks ``x-topgg-signature`` with it."""
+    previous_topgg_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    topgg_authorization: SecretStr | None = None
+    """top.gg v0 (legacy): the value top.gg sends in ``Authorization``."""
+    previous_topgg_authorizations: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    standard_webhooks_secret: SecretStr | None = None
+    """A Standard Webhooks sender's ``whsec_...`` secret, for ``POST /webhook/standard``."""
+    previous_standard_webhooks_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     max_body_bytes: int = Field(default=65536, gt=0)
     dedupe_seconds: int = Field(default=3600, gt=0)
@@ -158,7 +267,7 @@ class Settings(RedisAccess, Retention):
     """Seconds a client may take to send a body that did not arrive at once; a slower one gets 408."""
 
     allowed_sources: Annotated[list[Network], NoDecode] = Field(default_factory=list)
-    """Comma-separated networks (CIDR, IPv4 or IPv6) that may post webhooks; empty: any (`relay.edge.sources`)."""
+    """Comma-separated networks (CIDR, IPv4 or IPv6) that may post webhooks; empty: any (`relay.edge.allowlist`)."""
 
     trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
     """Comma-separated networks of reverse proxies whose ``X-Forwarded-For`` the allow-list believes."""
@@ -207,22 +316,83 @@ class Settings(RedisAccess, Retention):
     admin_token: SecretStr | None = None
     """The page's sign-in token (also ``Authorization: Bearer``); ``relay admin`` refuses to start without one."""
 
+    # -- forwarding every event to the bot's own HTTP endpoint(s) (issue 23, docs/forward.md) --
+    forward_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated http(s) URLs; each gets every stored event, signed per Standard Webhooks."""
+
+    forward_secret: SecretStr | None = Field(default=None, validate_default=True)
+    """The ``whsec_...`` key forwarded events are signed with; required when ``forward_url`` is set."""
+
+    forward_concurrency: int = Field(default=8, ge=1, le=1000)
+    """Deliveries to one destination at once, per worker process."""
+
+    forward_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds one delivery attempt may take; a slower answer counts as a failed attempt."""
+
+    @field_validator("forward_url", mode="before")
+    @classmethod
+    def _forward_urls(cls, value: object) -> object:
+        return forward_urls(value)
+
+    @field_validator("forward_secret")
+    @classmethod
+    def _forward_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            if info.data.get("forward_url"):
+                raise ValueError(
+                    f"is required when RELAY_FORWARD_URL is set (receivers check it); {_MAKE_FORWARD_SECRET}"
+                )
+            return None
+        secret = value.get_secret_value().strip()
+        forward_secret_bytes(secret)
+        return SecretStr(secret)
+
     @field_validator("secret")
     @classmethod
-    def _secret_is_real(cls, value: SecretStr) -> SecretStr:
-        return _refuse_weak(value)
+    def _secret_is_real(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _refuse_weak(value)
 
-    @field_validator("previous_secrets", mode="before")
+    @field_validator(
+        "previous_secrets",
+        "previous_topgg_secrets",
+        "previous_topgg_authorizations",
+        "previous_standard_webhooks_secrets",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return _comma_list(value)
 
     @field_validator("previous_secrets")
     @classmethod
     def _previous_are_real(cls, values: list[SecretStr]) -> list[SecretStr]:
         return [_refuse_weak(v) for v in values]
+
+    @field_validator("topgg_secret", "previous_topgg_secrets")
+    @classmethod
+    def _topgg_secrets_are_real(cls, value: SecretStr | list[SecretStr] | None) -> object:
+        return _each(value, lambda s: _refuse_weak(s, _TOPGG_WHERE, "whs_"))
+
+    @field_validator("topgg_authorization", "previous_topgg_authorizations")
+    @classmethod
+    def _topgg_authorizations_are_real(cls, value: SecretStr | list[SecretStr] | None) -> object:
+        return _each(value, lambda s: _refuse_weak(s, _TOPGG_V0_WHERE))
+
+    @field_validator("standard_webhooks_secret", "previous_standard_webhooks_secrets")
+    @classmethod
+    def _standard_secrets_are_real(cls, value: SecretStr | list[SecretStr] | None) -> object:
+        return _each(value, _refuse_weak_standard)
+
+    @model_validator(mode="after")
+    def _some_sender_is_on(self) -> Settings:
+        if not (
+            self.secret or self.topgg_secret or self.topgg_authorization or self.standard_webhooks_secret
+        ):
+            raise ValueError(
+                f"{NO_SENDER}: set RELAY_SECRET to your Sphere listing's key, or a secret of another "
+                "sender (RELAY_TOPGG_SECRET, RELAY_TOPGG_AUTHORIZATION, RELAY_STANDARD_WEBHOOKS_SECRET)"
+            )
+        return self
 
     @field_validator("allowed_sources", "trusted_proxies", mode="before")
     @classmethod
@@ -273,9 +443,31 @@ class Settings(RedisAccess, Retention):
         return SecretStr(token)
 
     def signing_keys(self) -> tuple[bytes, ...]:
-        """The current secret, then the previous ones, as bytes for HMAC."""
-        secrets = [self.secret, *self.previous_secrets]
-        return tuple(s.get_secret_value().encode() for s in secrets)
+        """Sphere's current secret, then the previous ones, as bytes for HMAC (none when unset)."""
+        return tuple(s.encode() for s in _values(self.secret, self.previous_secrets))
+
+    def topgg_secrets(self) -> tuple[str, ...]:
+        """top.gg v1's current secret, then the previous ones (none when v1 is off)."""
+        return _values(self.topgg_secret, self.previous_topgg_secrets)
+
+    def topgg_authorizations(self) -> tuple[str, ...]:
+        """top.gg v0's current ``Authorization`` value, then the previous ones (none when v0 is off)."""
+        return _values(self.topgg_authorization, self.previous_topgg_authorizations)
+
+    def standard_webhooks_secrets(self) -> tuple[str, ...]:
+        """The Standard Webhooks sender's current secret, then the previous ones (none when it is off)."""
+        return _values(self.standard_webhooks_secret, self.previous_standard_webhooks_secrets)
+
+
+def _values(current: SecretStr | None, previous: list[SecretStr]) -> tuple[str, ...]:
+    """A sender's secrets, current first; its previous ones count only while a current one is set."""
+    return tuple(s.get_secret_value() for s in (current, *previous) if s is not None) if current else ()
+
+
+def _each(value: SecretStr | list[SecretStr] | None, check: Callable[[SecretStr], SecretStr]) -> object:
+    if value is None:
+        return None
+    return [check(v) for v in value] if isinstance(value, list) else check(value)
 
 
 def listen_address(value: str) -> tuple[str, int]:
@@ -300,6 +492,6 @@ def describe_errors(error: ValidationError) -> str:
 def load_settings() -> Settings:
     """Read settings from the environment, or exit with a clear message (no traceback)."""
     try:
-        return Settings()  # type: ignore[call-arg]
+        return Settings()
     except ValidationError as error:
         raise SystemExit(f"sphere-relay: {describe_errors(error)}") from None

@@ -1,8 +1,7 @@
 """The edge's one Redis write: dedupe and append, batched across concurrent requests.
 
-Every request hands its event to `IngestWriter.write` and awaits a future (or, from the edge's
-HTTP protocol, to `IngestWriter.submit` with a `Waiter` of its own). A flush task takes every
-event queued so far and sends them all in ONE write of pipelined ``EVALSHA`` calls of
+Every request hands its event to `IngestWriter.write` and awaits its outcome. A flush task takes
+every event queued so far and sends them all in ONE write of pipelined ``EVALSHA`` calls of
 `relay.core.keys.INGEST_SCRIPT`, so a burst of N requests costs one round trip instead of N. At most
 `MAX_FLUSHES` are in flight; while they are busy, new events queue up and leave together in the
 next one, so batches grow with the load instead of the round trips.
@@ -22,7 +21,6 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -45,27 +43,12 @@ Written = tuple[bool, bytes]
 """``(is_new, entry_id)``: the new entry's id, or the original one for a redelivery."""
 
 
-class Waiter(Protocol):
-    """What a queued event's outcome is given to: an `asyncio.Future`, or anything shaped like one.
-
-    A future's callbacks run on the loop's next pass, after the reads already waiting; a waiter of
-    another kind is told from the flush itself, synchronously (`relay.edge.direct` answers right there,
-    one pass of the event loop sooner). It must not raise.
-    """
-
-    def done(self) -> bool: ...
-
-    def set_result(self, result: Written, /) -> None: ...
-
-    def set_exception(self, exception: BaseException, /) -> None: ...
-
-
 class Unconfirmed(RedisUnavailable):
     """Stored on the primary, but fewer than ``RELAY_MIN_REPLICAS`` replicas confirmed it in time."""
 
 
 # (the packed EVALSHA command, when it was queued (loop time), the request's waiter)
-_Pending = tuple[bytes, float, Waiter]
+_Pending = tuple[bytes, float, "asyncio.Future[Written]"]
 
 
 def _bulk(value: bytes) -> bytes:
@@ -118,26 +101,26 @@ class IngestWriter:
             None  # the one the edge serves on, from the first write
         )
 
-    async def write(self, dedupe_key: str, event_type: str, body: bytes, received_ms: int) -> Written:
+    async def write(
+        self, dedupe_key: str, event_type: str, body: bytes, received_ms: int, source: str = ""
+    ) -> Written:
         """Store one event unless its dedupe key was seen within the window.
 
-        Raises `RedisUnavailable` when Redis fails or does not answer within the timeout.
-        """
-        future: asyncio.Future[Written] = self._running_loop().create_future()
-        self.submit(dedupe_key, event_type, body, received_ms, future)
-        return await future
-
-    def submit(self, dedupe_key: str, event_type: str, body: bytes, received_ms: int, waiter: Waiter) -> None:
-        """`write` without the coroutine: `waiter` is given the result, or `RedisUnavailable`.
-
-        Raises `RedisUnavailable` at once when the writer is closed. Call it on the event loop.
+        `source` names the sender in the entry (empty for Sphere, whose entries have no such field).
+        Raises `RedisUnavailable` when Redis fails or does not answer within the timeout, and at
+        once when the writer is closed.
         """
         if self._closed:
             raise RedisUnavailable("the edge is shutting down")
         loop = self._running_loop()
-        self._pending.append((self._pack(dedupe_key, event_type, body, received_ms), loop.time(), waiter))
+        future: asyncio.Future[Written] = loop.create_future()
+        command = self._pack(dedupe_key, event_type, body, received_ms)
+        if source:
+            command = b"*11" + command[3:] + _bulk(source.encode())
+        self._pending.append((command, loop.time(), future))
         if not self._scheduled and len(self._flushes) < self._max_flushes:
             self._schedule(loop)
+        return await future
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -292,12 +275,8 @@ def _fail(batch: list[_Pending], error: type[Exception], message: str) -> None:
             _settle(waiter, error(message))
 
 
-def _settle(waiter: Waiter, outcome: Written | Exception) -> None:
-    """Give `waiter` its outcome; a waiter that fails is logged, never the rest of the batch's loss."""
-    try:
-        if isinstance(outcome, Exception):
-            waiter.set_exception(outcome)
-        else:
-            waiter.set_result(outcome)
-    except Exception:
-        log.exception("an ingest waiter failed on its outcome")
+def _settle(waiter: asyncio.Future[Written], outcome: Written | Exception) -> None:
+    if isinstance(outcome, Exception):
+        waiter.set_exception(outcome)
+    else:
+        waiter.set_result(outcome)

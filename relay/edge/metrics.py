@@ -7,6 +7,9 @@ Exported by the edge (``GET /metrics``, see ``RELAY_METRICS``):
   ``invalid_event``, ``body_too_large``, ``body_timeout``, ``redis_unavailable``, ``internal_error``),
   ``client_gone`` when the client left before its body was complete, and ``method_not_allowed``;
 - ``relay_webhook_duration_seconds{outcome}``: how long each took, from its first byte to its answer;
+- ``relay_webhook_source_requests_total{source,outcome}``: the same requests by sender (``sphere``,
+  ``topgg``, ``standard``); Sphere's are what the other senders' routes did not count, worked out
+  when scraped so that Sphere's route counts nothing more than before;
 - ``relay_redis_errors_total{kind}``: failed ingest round trips (``timeout``, ``connection``,
   ``other``), single writes Redis refused (``refused``: OOM, READONLY, ...), and batches fewer than
   ``RELAY_MIN_REPLICAS`` replicas confirmed (``replicas``);
@@ -21,7 +24,7 @@ thread is the only one that writes them, and the scrape is served on that loop t
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -65,6 +68,8 @@ class EdgeMetrics:
         self._rows = {outcome: self.webhook.row(outcome) for outcome in OUTCOMES}
         self._bounds = self.webhook.buckets
         self.redis_errors = dict.fromkeys(REDIS_ERROR_KINDS, 0)
+        self.senders = Timings(["source", "outcome"], EDGE_BUCKETS)
+        """The requests of the routes of senders other than Sphere (`relay.edge.senders`)."""
         self.registry.register(self)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -77,6 +82,21 @@ class EdgeMetrics:
             row = self._rows[outcome] = self.webhook.row(outcome)
         row[bisect_left(self._bounds, seconds)] += 1
         row[-1] += seconds
+
+    def observer(self, source: str) -> Callable[[str, float], None]:
+        """`observe` for the route of `source` (not Sphere): counted in all, and by sender."""
+        rows = {outcome: self.senders.row(source, outcome) for outcome in OUTCOMES}
+        bounds = self._bounds
+
+        def observe(outcome: str, seconds: float) -> None:
+            self.observe(outcome, seconds)
+            row = rows.get(outcome)
+            if row is None:
+                row = rows[outcome] = self.senders.row(source, outcome)
+            row[bisect_left(bounds, seconds)] += 1
+            row[-1] += seconds
+
+        return observe
 
     def redis_error(self, kind: str) -> None:
         """Count one failed Redis round trip (or refused write) of `kind`."""
@@ -91,6 +111,19 @@ class EdgeMetrics:
         yield self.webhook.histogram_family(
             "relay_webhook_duration_seconds", "Time from a webhook request's arrival to its answer."
         )
+        by_source = CounterMetricFamily(
+            "relay_webhook_source_requests",
+            "Webhook requests by sender and outcome (sphere: those no other sender's route counted).",
+            labels=["source", "outcome"],
+        )
+        others: dict[str, int] = {}
+        for source, outcome in self.senders.keys():
+            count = self.senders.count(source, outcome)
+            by_source.add_metric([source, outcome], count)
+            others[outcome] = others.get(outcome, 0) + count
+        for outcome in self._rows:
+            by_source.add_metric(["sphere", outcome], self.webhook.count(outcome) - others.get(outcome, 0))
+        yield by_source
         errors = CounterMetricFamily(
             "relay_redis_errors", "Failed ingest round trips and refused writes, by kind.", labels=["kind"]
         )

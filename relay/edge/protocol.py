@@ -8,26 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
-
-from relay.edge.direct import DirectCycle, unsupported_reason
-from relay.edge.webhook import PATH, WebhookEndpoint
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
-
-_UNSUPPORTED = unsupported_reason()
-"""Why this uvicorn cannot take direct answers (see `relay.edge.direct.unsupported_reason`), or None."""
-_told = False
 
 _BOUNDS_METHODS = (
     "connection_made",
     "connection_lost",
     "data_received",
     "on_headers_complete",
-    "on_body",
     "on_message_complete",
     "on_response_complete",
 )
@@ -44,8 +35,6 @@ HEAD_TIMEOUT = 10.0
 """Seconds a client has to send a request's line and headers, counted from the connection's
 opening or from the first byte of the request. Sphere sends a whole request in one go."""
 
-PATH_BYTES = PATH.encode()
-
 MAX_HEAD_BYTES = 16384
 """Bytes a request's line and headers may take (the limit uvicorn's h11 protocol applies too)."""
 
@@ -56,13 +45,6 @@ _TOO_LARGE = (
     b"connection: close\r\n\r\n"
     b'{"error":"header_too_large"}'
 )
-
-
-def _tell_unsupported(reason: str) -> None:
-    global _told
-    if not _told:
-        _told = True
-        log.warning("every webhook goes through ASGI: this uvicorn does not fit the direct path (%s)", reason)
 
 
 class OneWriteTransport:
@@ -110,7 +92,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     head is overdue, and otherwise sleeps until it could be.
     """
 
-    _direct: Callable[[Any], WebhookEndpoint | None] | None = None  # the app's `direct_endpoint`
     _timer: asyncio.TimerHandle | None = None
     _head_since: float | None = None  # loop time from which a head is awaited; None while in a body
     _head_bytes = 0
@@ -119,14 +100,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        # Answering webhooks directly skips what uvicorn would do around the app: only when there
-        # is nothing to skip (access log off, no root path, and the app itself is the relay's, not
-        # wrapped in uvicorn's proxy-headers or message-logging middleware).
-        if not self.config.access_log and not self.root_path:
-            if _UNSUPPORTED is None:
-                self._direct = getattr(self.app, "direct_endpoint", None)
-            else:
-                _tell_unsupported(_UNSUPPORTED)
         self._head_since = self.loop.time()
         self._timer = self.loop.call_later(HEAD_TIMEOUT, self._check_deadline)
 
@@ -145,20 +118,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self._head_bytes = size
             self._tail = data[-3:]
         super().data_received(data)  # may complete the head (and its body, and the next head...)
-        cycle: RequestResponseCycle | DirectCycle | None = self.cycle
-        if self._direct is not None and cycle is not None and not cycle.response_complete:
-            # A request in flight: no keep-alive timer meanwhile. A direct answer given during this
-            # read, to a request before it, may have started one (uvicorn starts it only from a
-            # task, after every read, and never while a pipelined request waits).
-            self._unset_keepalive_if_required()
-            if type(cycle) is DirectCycle:
-                self._direct_read_done(cycle)
 
     def on_headers_complete(self) -> None:
         self._head_since = None
         self._in_body = True
-        if self._direct is not None and self.url == PATH_BYTES and self._start_direct():
-            return
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:  # the request's, just made
@@ -171,13 +134,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             cycle.transport.flush()
         super().on_response_complete()
 
-    def on_body(self, body: bytes) -> None:
-        cycle: RequestResponseCycle | DirectCycle | None = self.cycle
-        if type(cycle) is DirectCycle:
-            cycle.receive_body(body)
-        else:
-            super().on_body(body)
-
     def on_message_complete(self) -> None:
         # The next head is awaited from now: pipelined right behind, or after the answer (an idle
         # kept-alive connection is closed sooner by uvicorn's --timeout-keep-alive anyway).
@@ -185,79 +141,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._head_since = self.loop.time()
         self._head_bytes = 0
         self._tail = b""
-        cycle: RequestResponseCycle | DirectCycle | None = self.cycle
-        if type(cycle) is DirectCycle:
-            cycle.body_complete()
-        else:
-            super().on_message_complete()
-
-    def _start_direct(self) -> bool:
-        """Take this ``POST /webhook`` as a `DirectCycle` if it is the simple case (`relay.edge.direct`)."""
-        parser = self.parser
-        if parser.get_method() != b"POST" or self.expect_100_continue or parser.should_upgrade():
-            return False
-        if self.cycle is not None and not self.cycle.response_complete:
-            return False  # pipelined behind a request in flight: uvicorn queues it
-        limit = self.limit_concurrency
-        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
-            return False  # uvicorn answers 503
-        scope = self.scope
-        http_version = parser.get_http_version()
-        scope["method"] = "POST"
-        if http_version != "1.1":
-            scope["http_version"] = http_version
-        scope["path"] = PATH
-        scope["raw_path"] = PATH_BYTES
-        scope["query_string"] = b""
-        assert self._direct is not None
-        endpoint = self._direct(scope)
-        if endpoint is None:
-            return False
-        cycle = DirectCycle(
-            endpoint,
-            scope,
-            self.transport,
-            self.server_state.default_headers,
-            http_version != "1.0" and parser.should_keep_alive(),
-            self.on_response_complete,
-        )
-        self.cycle = cycle  # type: ignore[assignment]
-        cycle.start()
-        return True
-
-    def _direct_read_done(self, cycle: DirectCycle) -> None:
-        """A read ended with `cycle` unanswered: it waits for Redis, or its body is incomplete."""
-        if not self._in_body:
-            return  # waiting for its write
-        if self.transport.is_closing():
-            cycle.gone()  # the parser refused the rest (uvicorn answered 400 and closed)
-        else:
-            self._handover(cycle)
-
-    def _handover(self, direct: DirectCycle) -> None:
-        """Give a request whose body is still arriving to the ASGI endpoint, with what arrived.
-
-        From here it is an ordinary uvicorn request: the endpoint reads the rest within
-        ``RELAY_BODY_TIMEOUT`` (408), counting it against ``RELAY_MAX_BODY_BYTES`` (413).
-        """
-        cycle = RequestResponseCycle(
-            scope=direct.scope,
-            transport=OneWriteTransport(self.transport),  # type: ignore[arg-type]
-            flow=self.flow,
-            logger=self.logger,
-            access_logger=self.access_logger,
-            access_log=self.access_log,
-            default_headers=self.server_state.default_headers,
-            message_event=asyncio.Event(),
-            expect_100_continue=False,
-            keep_alive=direct.keep_alive,
-            on_response=self.on_response_complete,
-        )
-        if direct.body:
-            cycle.body += direct.body
-            cycle.message_event.set()
-        self.cycle = cycle
-        self._start_asgi_task(cycle, self.app)
+        super().on_message_complete()
 
     def _head_ends_past_limit(self, data: bytes) -> bool:
         # Only when a read takes the head so far past the limit, which a usual request (head and
@@ -291,6 +175,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+_told = False
+
+
 class _PlainHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's own httptools protocol, for a uvicorn that no longer fits `EdgeHttpProtocol`."""
 
@@ -299,8 +186,8 @@ class _PlainHttpToolsProtocol(HttpToolsProtocol):
         if not _told:
             _told = True
             log.warning(
-                "request heads are not bounded and every webhook goes through ASGI: this uvicorn does "
-                "not fit relay.edge.protocol (%s); install the uvicorn pyproject.toml allows",
+                "request heads are not bounded: this uvicorn does not fit relay.edge.protocol (%s); "
+                "install the uvicorn pyproject.toml allows",
                 _BOUNDS_UNSUPPORTED,
             )
         super().connection_made(transport)

@@ -3,13 +3,14 @@
 Every request ``POST /webhook`` answers with a 4xx is counted in ``relay:rejected:count``, and up to
 `RECORDS_PER_SECOND` of them (with bursts of `BURST`) are also recorded in the stream
 ``relay:rejected``: when, why (the answer's error code), the status, the bytes received, the source
-address, the headers and the first `BODY_HEAD_BYTES` bytes of the body. The stream is capped
+address, the headers, the first `BODY_HEAD_BYTES` bytes of the body, and the sender (``source``, absent
+for Sphere's ``/webhook``). The stream is capped
 (``XADD MAXLEN ~`` `MAXLEN`), so a flood of forgeries cannot grow it, and the rate bound means such
 a flood costs Redis a few writes a second, whatever its size.
 
 What a record never holds: ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` headers are
-dropped, and ``X-Sphere-Signature`` keeps only its first characters (enough to tell two senders
-apart, useless to replay). The relay's secret is never in a request, so it cannot leak from here.
+dropped, and every sender's signature header keeps only its first characters (enough to tell two
+senders apart, useless to replay). The relay's secret is never in a request, so it cannot leak from here.
 
 Recording never slows or breaks an answer: `RejectionRecorder.record` is called after the answer
 is sent, does no I/O itself, and starts at most `MAX_IN_FLIGHT` fire-and-forget writes on the
@@ -33,6 +34,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from relay.core.keys import REJECTED_COUNT, REJECTED_STREAM, EntryFields
+from relay.core.senders import standard, topgg
 from relay.edge.signature import HEADER as SIGNATURE_HEADER
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ COUNT_FLUSH_SECONDS = 1.0
 MAX_HEADERS = 32
 MAX_HEADER_CHARS = 200
 SIGNATURE_CHARS = 12
+CLIPPED_HEADERS = frozenset({SIGNATURE_HEADER.lower(), topgg.SIGNATURE_HEADER, standard.SIGNATURE_HEADER})
+"""Signatures: a whole one could be replayed (top.gg's and Standard Webhooks' for 5 minutes)."""
 DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Credentials a client may send by habit; a log of strangers' requests has no use for them."""
 
@@ -64,6 +68,8 @@ F_SIZE = "size"
 F_CLIENT = "client"
 F_HEADERS = "headers"
 F_BODY_HEAD = "body_head"
+F_SOURCE = "source"
+"""The sender whose route refused it; absent for Sphere's ``/webhook`` (records older than senders too)."""
 F_SKIPPED = "skipped"
 """Refusals between the previous record and this one that were counted but not recorded."""
 
@@ -96,14 +102,13 @@ def _clip(text: str, limit: int) -> str:
 def clean_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     """The request's headers as they may be kept: credentials dropped, the signature cut short,
     every value clipped, at most `MAX_HEADERS` of them (repeated headers stay repeated)."""
-    signature = SIGNATURE_HEADER.lower()
     kept: Headers = []
     for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
         if name in DROPPED_HEADERS:
             continue
         value = raw_value.decode("latin-1")
-        if name == signature and len(value) > SIGNATURE_CHARS:
+        if name in CLIPPED_HEADERS and len(value) > SIGNATURE_CHARS:
             value = f"{value[:SIGNATURE_CHARS]}… ({len(value)} chars)"
         kept.append((_clip(name, 64), _clip(value, MAX_HEADER_CHARS)))
         if len(kept) == MAX_HEADERS:
@@ -130,9 +135,10 @@ def build_record(
     headers: Headers,
     body: bytes,
     skipped: int = 0,
+    source: str = "",
 ) -> dict[str, str | bytes | int]:
     """The fields of one ``relay:rejected`` entry."""
-    return {
+    fields: dict[str, str | bytes | int] = {
         F_RECEIVED: received_ms,
         F_STATUS: status,
         F_REASON: reason,
@@ -142,6 +148,9 @@ def build_record(
         F_BODY_HEAD: body[:BODY_HEAD_BYTES],
         F_SKIPPED: skipped,
     }
+    if source:
+        fields[F_SOURCE] = source
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +166,8 @@ class Rejection:
     headers: Headers
     body_head: bytes
     skipped: int
+    source: str = "sphere"
+    """The sender whose route refused the request."""
 
     @classmethod
     def from_entry(cls, entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> Rejection:
@@ -176,6 +187,7 @@ class Rejection:
             headers=headers,
             body_head=read.raw(F_BODY_HEAD),
             skipped=number(F_SKIPPED),
+            source=text(F_SOURCE) or "sphere",
         )
 
 
@@ -209,9 +221,17 @@ class RejectionRecorder:
         self._closed = False
 
     def record(
-        self, scope: Mapping[str, Any], status: int, reason: str, size: int, body: bytes, received_ms: int
+        self,
+        scope: Mapping[str, Any],
+        status: int,
+        reason: str,
+        size: int,
+        body: bytes,
+        received_ms: int,
+        source: str = "",
     ) -> None:
-        """Count one refusal and, within the rate and the writes in flight, record it. Never raises."""
+        """Count one refusal and, within the rate and the writes in flight, record it (`source`: the
+        sender whose route refused it, empty for Sphere's). Never raises."""
         try:
             self._uncounted += 1
             if self._closed:
@@ -229,6 +249,7 @@ class RejectionRecorder:
                 headers=clean_headers(scope.get("headers", ())),
                 body=body,
                 skipped=self._skipped,
+                source=source,
             )
             count, self._uncounted, self._skipped = self._uncounted, 0, 0
             self._start(self._write(fields, count))

@@ -11,10 +11,6 @@ whole job (see the benchmarks issue). The steps, each refusing with the answer f
 4. dedupe and store it in one batched Redis round trip (`relay.edge.ingest.IngestWriter`).
 
 Exactly one log line and one count in `relay.core.metrics` per request tell how it ended.
-
-The steps are methods (`read_head`, `store`, `finish`) shared with `relay.edge.direct`, which runs them
-straight from the edge's HTTP protocol for the usual request; this ASGI endpoint serves the rest
-(bodies still arriving after their head, pipelined requests, other servers) with the same answers.
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -41,7 +38,7 @@ from relay.edge.errors import (
     RedisUnavailable,
     answer_for,
 )
-from relay.edge.ingest import IngestWriter, Waiter, Written
+from relay.edge.ingest import IngestWriter, Written
 from relay.edge.metrics import EdgeMetrics
 from relay.edge.rejections import RejectionRecorder
 
@@ -70,9 +67,11 @@ class WebhookEndpoint:
 
     def __init__(self, settings: Settings, metrics: EdgeMetrics | None = None) -> None:
         self.metrics = metrics if metrics is not None else EdgeMetrics()
-        self._observe = self.metrics.observe
+        self._observe: Callable[[str, float], None] = self.metrics.observe
         self._verify = signature.Verifier(settings.signing_keys())
-        self.max_body = settings.max_body_bytes
+        self.source = ""
+        """The sender's name in stream entries and refusal records; empty for Sphere's own route."""
+        self._max_body = settings.max_body_bytes
         self._body_timeout = settings.body_timeout
         self._too_large = f"body is over {settings.max_body_bytes} bytes"
         self.writer: IngestWriter | None = None
@@ -83,83 +82,63 @@ class WebhookEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         received_ms = time.time_ns() // 1_000_000
-        size = 0
         body = b""
         event_type: str | None = None
         entry_id: bytes | None = None
+        why = ""
         try:
-            claimed, claims = self.read_head(scope["headers"])
+            head = self.check_head(scope["headers"])
             body = await self._read_body(receive)
-            size = len(body)
-            stored: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
-            event_type = self.store(claimed, claims, body, received_ms, stored)
-            answer, entry_id = stored_answer(await stored)
+            key, event_type = self.accept(head, body)
+            writer = self.writer
+            if writer is None:
+                raise RedisUnavailable("the edge is not started")
+            written = await writer.write(key, event_type, body, received_ms, self.source)
+            answer, entry_id = _stored_answer(written)
         except _ClientGone:
-            self.finish_gone(size, event_type, started)
+            elapsed = time.perf_counter() - started
+            self._observe("client_gone", elapsed)
+            self.request_log.write("client_gone", 0, 0, None, None, elapsed)
             return
         except Exception as exc:
-            answer = refusal(exc)
+            answer = answer_for(exc)
+            if answer is INTERNAL_ERROR:
+                log.exception("webhook failed unexpectedly; answered 503 so that Sphere retries")
+            why = str(exc) if isinstance(exc, BadSignature) else ""
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
         await send({"type": "http.response.body", "body": answer.body})
-        self.finish(scope, answer, body, event_type, entry_id, started, received_ms)
-
-    # The steps, shared with `relay.edge.direct`, which runs them straight from the HTTP protocol.
-
-    def read_head(self, headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int]:
-        """``(signature, how many signature headers)``; `BodyTooLarge` by the declared length."""
-        claimed, claims, declared = _scan_headers(headers)
-        if declared > self.max_body:
-            raise BodyTooLarge(self._too_large)
-        return claimed, claims
-
-    def too_large(self) -> BodyTooLarge:
-        """What a body that grew past ``max_body_bytes`` as it arrived is refused with."""
-        return BodyTooLarge(self._too_large)
-
-    def store(self, claimed: str | None, claims: int, body: bytes, received_ms: int, waiter: Waiter) -> str:
-        """Check the signature over the raw `body`, parse it and hand it to the writer.
-
-        Returns the event's type; `waiter` is given the write's outcome. Raises what the request is
-        refused with (or `RedisUnavailable`).
-        """
-        if claims != 1 or not self._verify(body, claimed):
-            raise BadSignature
-        event = parse(body)
-        writer = self.writer
-        if writer is None:
-            raise RedisUnavailable("the edge is not started")
-        writer.submit(dedupe_key(event, body), event.event, body, received_ms, waiter)
-        return event.event
-
-    def finish(
-        self,
-        scope: Scope,
-        answer: Answer,
-        body: bytes,
-        event_type: str | None,
-        entry_id: bytes | None,
-        started: float,
-        received_ms: int,
-    ) -> None:
-        """After answering: the request's one count, its one log line, and a 4xx's record."""
+        # After answering: the request's one count, its one log line, and a 4xx's record.
         elapsed = time.perf_counter() - started
         self._observe(answer.code, elapsed)
         self.request_log.write(answer.code, answer.status, len(body), event_type, entry_id, elapsed)
         if 400 <= answer.status < 500 and self.rejections is not None:  # after answering: never delays it
-            self.rejections.record(scope, answer.status, answer.code, len(body), body, received_ms)
+            # `why` (what failed) is for the record only: the answer is the same for every signature failure.
+            reason = f"{answer.code}: {why}" if why else answer.code
+            self.rejections.record(scope, answer.status, reason, len(body), body, received_ms, self.source)
 
-    def finish_gone(self, size: int, event_type: str | None, started: float) -> None:
-        """The client left before its body was complete: counted and logged, nobody to answer."""
-        elapsed = time.perf_counter() - started
-        self._observe("client_gone", elapsed)
-        self.request_log.write("client_gone", 0, size, event_type, None, elapsed)
+    # Sphere's checks; a sender's endpoint (`relay.edge.senders`) overrides these two.
+
+    def check_head(self, headers: list[tuple[bytes, bytes]]) -> Any:
+        """What `accept` needs of the request's head; `BodyTooLarge` by the declared length."""
+        claimed, claims, declared = _scan_headers(headers)
+        if declared > self._max_body:
+            raise BodyTooLarge(self._too_large)
+        return claimed, claims
+
+    def accept(self, head: Any, body: bytes) -> tuple[str, str]:
+        """``(dedupe key, stored type)`` of a request whose signature holds; raises what it is refused with."""
+        claimed, claims = head
+        if claims != 1 or not self._verify(body, claimed):
+            raise BadSignature
+        event = parse(body)
+        return dedupe_key(event, body), event.event
 
     async def _read_body(self, receive: Receive) -> bytes:
         message = await receive()
         if message["type"] != "http.request":
             raise _ClientGone
         body: bytes = message.get("body", b"")
-        if len(body) > self.max_body:
+        if len(body) > self._max_body:
             raise BodyTooLarge(self._too_large)
         if not message.get("more_body", False):
             return body  # the usual case: the whole body came in one piece
@@ -173,7 +152,7 @@ class WebhookEndpoint:
                         raise _ClientGone
                     chunk = message.get("body", b"")
                     size += len(chunk)
-                    if size > self.max_body:
+                    if size > self._max_body:
                         raise BodyTooLarge(self._too_large)
                     chunks.append(chunk)
                     if not message.get("more_body", False):
@@ -196,7 +175,12 @@ def _scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int, 
     return claimed, claims, declared
 
 
-def stored_answer(written: Written) -> tuple[Answer, bytes]:
+def content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The declared length of a body, or -1."""
+    return _scan_headers(headers)[2]
+
+
+def _stored_answer(written: Written) -> tuple[Answer, bytes]:
     """The answer for a stored event (202) or a redelivery (200), and the entry id it names."""
     is_new, entry_id = written
     # Entry ids are ASCII digits and a dash: no JSON escaping is needed.
@@ -207,17 +191,27 @@ def stored_answer(written: Written) -> tuple[Answer, bytes]:
     return Answer(200, (_JSON, (b"content-length", b"%d" % len(body))), body, "duplicate"), entry_id
 
 
-def refusal(exc: Exception) -> Answer:
-    """The answer for what a request raised; a bug is logged and answered 503, never 500."""
-    answer = answer_for(exc)
-    if answer is INTERNAL_ERROR:
-        log.exception("webhook failed unexpectedly; answered 503 so that Sphere retries", exc_info=exc)
-    return answer
-
-
 def openapi(schema: dict[str, Any]) -> None:
     """Describe ``POST /webhook`` in an OpenAPI document built by FastAPI (which cannot see it)."""
-    models: list[type[BaseModel]] = [VoteAdd, ReviewAdd, Event]
+    header = {
+        "name": signature.HEADER,
+        "in": "header",
+        "required": True,
+        "description": "Hex HMAC-SHA256 of the raw body under the listing's secret",
+        "schema": {"type": "string"},
+    }
+    describe(schema, PATH, "Receive a signed Sphere event", "webhook", [VoteAdd, ReviewAdd, Event], [header])
+
+
+def describe(
+    schema: dict[str, Any],
+    path: str,
+    summary: str,
+    operation_id: str,
+    models: Sequence[type[BaseModel]],
+    headers: list[dict[str, Any]],
+) -> None:
+    """Add a webhook route taking `models`, signed in `headers`, to an OpenAPI document."""
     keys, defs = models_json_schema(
         [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
     )
@@ -240,19 +234,11 @@ def openapi(schema: dict[str, Any]) -> None:
 
     unavailable = error("Redis is unavailable (or an unexpected failure): deliver again later")
     unavailable["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
-    schema.setdefault("paths", {})[PATH] = {
+    schema.setdefault("paths", {})[path] = {
         "post": {
-            "summary": "Receive a signed Sphere event",
-            "operationId": "webhook",
-            "parameters": [
-                {
-                    "name": signature.HEADER,
-                    "in": "header",
-                    "required": True,
-                    "description": "Hex HMAC-SHA256 of the raw body under the listing's secret",
-                    "schema": {"type": "string"},
-                }
-            ],
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": headers,
             "requestBody": {
                 "required": True,
                 "content": {

@@ -23,6 +23,7 @@ from tests.admin.support import (
 from tests.cli.cli_support import handle_all, hmac_hex, run_jobs
 from tests.support.edge_server import running_edge
 from tests.support.redis_server import RedisServer
+from tests.support.senders import BOT, SENDER_SETTINGS, topgg_signed, topgg_vote
 from tests.support.task_runs import runs
 from tests.worker.helpers import store_sync, until, vote_body
 
@@ -302,3 +303,27 @@ def test_redis_lost_during_replay_all_says_how_far_it_got_and_keeps_the_rest(own
     assert left + queued == 60, "each dead letter is either replayed (a job) or still there"
     assert queued >= int(status["done"])  # type: ignore[call-overload]
     client.close()
+
+
+def test_search_finds_every_senders_events_and_filters_by_source(
+    admin: Admin, shared_redis: RedisServer
+) -> None:
+    settings = admin_settings(shared_redis.url, **SENDER_SETTINGS)
+    topgg_body = topgg_vote(user="700000000000000001")
+    with running_edge(settings) as url:
+        topgg = httpx.post(
+            f"{url}/webhook/topgg", content=topgg_body, headers=topgg_signed(topgg_body)
+        ).json()["id"]
+    sphere = store_sync(admin.redis, vote_body(user_id="700000000000000001"))
+    with admin.client(headers={**BEARER, **JSON}) as http:
+        by_user = http.get("/events", params={"user_id": "700000000000000001"}).json()["events"]
+        only_topgg = http.get("/events", params={"user_id": "700000000000000001", "source": "topgg"}).json()
+        by_bot = http.get("/events", params={"guild_id": BOT}).json()["events"]
+        refused = http.get("/events", params={"source": "myspace"})
+        page = http.get("/events", params={"source": "topgg"}, headers={"Accept": "text/html"}).text
+    assert [(e["entry_id"], e["source"]) for e in by_user] == [(sphere, "sphere"), (topgg, "topgg")]
+    assert [e["entry_id"] for e in only_topgg["events"]] == [topgg]
+    assert only_topgg["search"] == {"user_id": "700000000000000001", "source": "topgg"}
+    assert [e["entry_id"] for e in by_bot] == [topgg]
+    assert refused.status_code == 400 and "source must be one of sphere, topgg, standard" in refused.text
+    assert '<span class="source">topgg</span>' in page

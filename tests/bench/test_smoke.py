@@ -30,7 +30,8 @@ def run_bench(tmp_path: Path, *options: str) -> tuple[dict[str, Any], str]:
     # these), or wrk repeats bodies and the stored-path check fails. 2,000 once did.
     args = [
         sys.executable, "-m", "bench",
-        "--idle-seconds", "0", "--io-workers", "",  # the handler runs: only where a test asks for them
+        "--idle-seconds", "0", "--io-workers", "", "--forward-events", "0",  # only where a test asks
+        "--senders", "",  # likewise the senders' routes
         *options,
         "--rounds", "1",
         "--rate-hint", "40000",
@@ -73,6 +74,22 @@ def test_one_second_against_the_edge_gives_a_well_formed_result(tmp_path: Path) 
 
     assert "| relay | 4 |" in markdown
     assert "BENCH_RESULT" in markdown  # wrk's raw output is kept
+
+
+def test_before_measures_the_edge_of_another_revision_in_the_same_run(tmp_path: Path) -> None:
+    result, markdown = run_bench(
+        tmp_path,
+        "--before", "HEAD",
+        "--servers", "relay",
+        "--connections", "4", "--seconds", "1", "--warmup", "0",
+        "--workers", "",
+    )  # fmt: skip
+    before, after = result["edge"]
+    assert (before["server"], after["server"]) == ("relay-before", "relay")  # just before relay
+    for run in (before, after):
+        assert run["ok"] == run["requests"] > 0 and run["entries_match"] is True
+    assert (tmp_path / "work" / "before" / "relay" / "app.py").is_file()  # what relay-before served
+    assert "relay / relay-before requests/s" in markdown
 
 
 def test_the_pipeline_and_the_drain_diagnostic_give_well_formed_results(tmp_path: Path) -> None:
@@ -119,3 +136,33 @@ def test_the_handler_runs_give_well_formed_results(tmp_path: Path) -> None:
         assert run["rate"] > 0 and run["us_per_event"] > 0
     assert "| I/O-bound workers |" in markdown and "idle worker CPU" in markdown
     assert any(t["name"].startswith("I/O-bound, 2 workers") for t in result["targets"])
+
+
+def test_forwarding_gives_a_well_formed_result(tmp_path: Path) -> None:
+    """One worker forwarding 100 events to a local receiver, one round."""
+    result, markdown = run_bench(
+        tmp_path, "--servers", "", "--workers", "", "--forward-events", "100", "--forward-rounds", "1"
+    )
+    noop, run = result["forward"]
+    assert (noop["kind"], run["kind"]) == ("no-op handler", "forwarding")
+    assert (run["events"], run["concurrency"], run["round"]) == (100, 8, 1)
+    assert run["rate"] > 0 and run["us_per_event"] > 0 and noop["us_per_event"] > 0
+    assert "| forwarding, receiver answering at once | 8 | 100 |" in markdown
+    assert "x the worker CPU per event of the no-op handler" in markdown
+
+
+def test_the_senders_routes_give_well_formed_results(tmp_path: Path) -> None:
+    """Sphere's, top.gg's and Standard Webhooks' routes of one edge, one short round each."""
+    result, markdown = run_bench(
+        tmp_path,
+        "--servers", "", "--workers", "",
+        "--senders", "sphere,topgg,standard",
+        "--seconds", "1", "--warmup", "0", "--profile", "0",
+    )  # fmt: skip
+    runs = result["senders"]
+    assert [r["source"] for r in runs] == ["sphere", "topgg", "standard"]
+    for run in runs:
+        assert run["requests"] > 0 and run["requests_per_s"] > 0 and run["edge_cpu_us_per_request"] > 0
+        assert run["stored_all"] is True, run  # every 2xx a new entry: each sender's signature held
+    assert "| topgg |" in markdown and "vs Sphere's" in markdown
+    assert any(t["name"] == "route standard: edge CPU/request <= 1.25x Sphere's" for t in result["targets"])

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from relay.app import FORBIDDEN_SOURCE, EdgeApp, SourceCheckedEdgeApp, create_app
+from relay.app import FORBIDDEN_SOURCE, AllowListedEdgeApp, EdgeApp, create_app
 from relay.core.keys import EVENTS_STREAM
 from relay.edge.rejections import recent
 from tests.conftest import SECRET, make_settings
@@ -61,7 +61,7 @@ def test_the_allow_list_is_off_by_default(redis_url: str) -> None:
 
 
 async def test_an_allowed_source_is_served(edge: EdgeApp, redis: aioredis.Redis) -> None:
-    assert isinstance(edge, SourceCheckedEdgeApp)
+    assert isinstance(edge, AllowListedEdgeApp)
 
     reply = await post(edge, "203.0.113.9")
 

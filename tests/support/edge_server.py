@@ -29,8 +29,8 @@ def running_edge(
 ) -> Iterator[str]:
     """Serve `create_app(settings)` with uvicorn (the edge's protocol, lifespan on); yield its base URL.
 
-    `http` is the HTTP protocol (``"httptools"``: uvicorn's own, which answers every webhook through
-    ASGI); `options` are more `uvicorn.Config` options, such as ``limit_concurrency``.
+    `http` is the HTTP protocol (``"httptools"``: uvicorn's own, without the edge's head bounds);
+    `options` are more `uvicorn.Config` options, such as ``limit_concurrency``.
     """
     port = free_port()
     config = uvicorn.Config(

@@ -79,6 +79,21 @@ def test_a_retry_records_when_and_why_clipped() -> None:
     assert outcome.error.startswith("ValueError: yyy") and len(outcome.error) == MAX_ERROR_CHARS
 
 
+def test_a_retry_the_handler_asked_for_records_the_handlers_reason() -> None:
+    """A handler's ``raise Retry(defer=3) from reason`` is wrapped by the worker in its own Retry."""
+    try:
+        try:
+            try:
+                raise ConnectionError("HTTP 429: slow down")
+            except ConnectionError as reason:
+                raise Retry(defer=3) from reason
+        except Retry as asked:
+            raise Retry(defer=3) from asked
+    except Retry as retry:
+        outcome = outcome_of("retry", now_ms=1000, attempt=1, retry=retry)
+    assert outcome is not None and outcome.error == "ConnectionError: HTTP 429: slow down"
+
+
 def test_ends_that_say_nothing_record_nothing_and_damage_reads_as_none() -> None:
     assert outcome_of("error", now_ms=1, attempt=1, retry=None) is None
     skipped = outcome_of("skipped", now_ms=1, attempt=0, retry=None)

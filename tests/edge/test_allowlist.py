@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from relay.core.networks import parse_network
 from relay.core.settings import describe_errors
-from relay.edge.sources import MAX_HOPS, NetworkSet, SourceFilter, client_ip
+from relay.edge.allowlist import MAX_HOPS, AllowList, NetworkSet, client_ip
 from tests.conftest import make_settings
 
 PROXIES = NetworkSet([ip_network("10.0.0.0/8"), ip_network("fd00::/8")])
@@ -75,7 +75,7 @@ def test_a_bad_cidr_stops_the_start_with_a_clear_message(monkeypatch: pytest.Mon
 
 def test_an_empty_filter_is_refused() -> None:
     with pytest.raises(ValueError, match="refuse everybody"):
-        SourceFilter([])
+        AllowList([])
 
 
 # -- client_ip -----------------------------------------------------------------------------------
@@ -143,17 +143,17 @@ def test_no_peer_is_no_client() -> None:
     assert client_ip(None, xff("203.0.113.5"), PROXIES) is None
 
 
-# -- SourceFilter --------------------------------------------------------------------------------
+# -- AllowList --------------------------------------------------------------------------------
 
 
 def test_the_filter_allows_only_listed_networks() -> None:
-    sources = SourceFilter([ip_network("203.0.113.0/24"), ip_network("2001:db8::/32")], PROXIES.networks)
+    allow_list = AllowList([ip_network("203.0.113.0/24"), ip_network("2001:db8::/32")], PROXIES.networks)
 
     def allowed(peer: str, *forwarded: str) -> bool:
         scope = {"client": (peer, 1234), "headers": xff(*forwarded)}
-        by_client = sources.allows(sources.client(scope))
-        verdict = sources.verdict(scope)
-        assert verdict == sources.verdict(scope) == (by_client, sources.client(scope))  # cached alike
+        by_client = allow_list.allows(allow_list.client(scope))
+        verdict = allow_list.verdict(scope)
+        assert verdict == allow_list.verdict(scope) == (by_client, allow_list.client(scope))  # cached alike
         return by_client
 
     assert allowed("203.0.113.200")
@@ -163,7 +163,7 @@ def test_the_filter_allows_only_listed_networks() -> None:
     assert allowed("10.0.0.2", "203.0.113.5")
     assert not allowed("10.0.0.2", "203.0.113.5, 198.51.100.7")  # spoofed left hop, real client right
     assert not allowed("10.0.0.2")  # the proxy itself is not an allowed source
-    assert not sources.allows(sources.client({"client": None, "headers": []}))
+    assert not allow_list.allows(allow_list.client({"client": None, "headers": []}))
 
 
 def test_a_network_set_matches_its_edges_and_nothing_past_them() -> None:
@@ -180,13 +180,13 @@ def test_a_network_set_matches_its_edges_and_nothing_past_them() -> None:
 
 
 def test_remembered_verdicts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("relay.edge.sources.VERDICTS_KEPT", 8)
-    sources = SourceFilter([ip_network("203.0.113.0/24")])
+    monkeypatch.setattr("relay.edge.allowlist.VERDICTS_KEPT", 8)
+    allow_list = AllowList([ip_network("203.0.113.0/24")])
 
     for n in range(20):
-        assert sources.verdict({"client": (f"198.51.100.{n}", 1), "headers": []}) == (
+        assert allow_list.verdict({"client": (f"198.51.100.{n}", 1), "headers": []}) == (
             False,
             ip_address(f"198.51.100.{n}"),
         )
 
-    assert len(sources._verdicts) <= 8
+    assert len(allow_list._verdicts) <= 8

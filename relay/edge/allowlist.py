@@ -12,7 +12,7 @@ first address that is not a trusted proxy is the client. Everything left of it w
 client itself and is ignored. If every hop is a trusted proxy, the left-most one is the client.
 The RFC 7239 ``Forwarded`` header is not read.
 
-Pure (no I/O): `SourceFilter` for the edge's dispatcher, `client_ip` for what it decides on; the
+Pure (no I/O): `AllowList` for the edge's dispatcher, `client_ip` for what it decides on; the
 settings read networks with `relay.core.networks.parse_network`.
 """
 
@@ -27,7 +27,7 @@ FORWARDED_FOR = b"x-forwarded-for"
 MAX_HOPS = 20
 """``X-Forwarded-For`` hops read at most, from the right: no real chain of proxies is longer."""
 VERDICTS_KEPT = 4096
-"""Distinct (peer, ``X-Forwarded-For``) verdicts a `SourceFilter` remembers."""
+"""Distinct (peer, ``X-Forwarded-For``) verdicts a `AllowList` remembers."""
 
 
 class NetworkSet:
@@ -80,7 +80,7 @@ def client_ip(
     return address  # every hop is a trusted proxy: the left-most one sent it
 
 
-class SourceFilter:
+class AllowList:
     """Decides whether a request's client is within `allowed`, believing `trusted_proxies`."""
 
     def __init__(self, allowed: Sequence[Network], trusted_proxies: Sequence[Network] = ()) -> None:

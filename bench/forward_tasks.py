@@ -1,0 +1,1 @@
+"""No handlers: the bench's forwarding run measures the built-in forwarding handler alone."""

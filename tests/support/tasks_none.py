@@ -1,0 +1,1 @@
+"""A tasks module with no handlers: a worker running it only forwards (``RELAY_FORWARD_URL``)."""
