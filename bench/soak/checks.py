@@ -19,6 +19,7 @@ from relay.core.keys import (
     DEAD_STREAM,
     DEDUPE_PREFIX,
     EVENTS_STREAM,
+    HANDLED_TOTALS,
     MINUTE_PREFIX,
     OUTCOME_PREFIX,
     REJECTED_COUNT,
@@ -38,10 +39,12 @@ quarter's (the first quarter is warm-up)..."""
 FLAT_SLACK_BYTES = 1024 * 1024
 """... plus this much, which allocator rounding alone can move."""
 
-BOUNDED_KEYS = frozenset({EVENTS_STREAM, DEAD_STREAM, REJECTED_STREAM, REJECTED_COUNT, ARQ_QUEUE})
+BOUNDED_KEYS = frozenset(
+    {EVENTS_STREAM, DEAD_STREAM, REJECTED_STREAM, REJECTED_COUNT, ARQ_QUEUE, HANDLED_TOTALS}
+)
 """Keys that may live without an expiry: one each, bounded otherwise (the events stream is trimmed to
 the retention, the dead letters and refusals are capped or grow only with failures, the queue holds
-jobs until they run)."""
+jobs until they run, the handled totals have one field per handler)."""
 
 PREFIXES = (
     DEDUPE_PREFIX,

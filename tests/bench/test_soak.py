@@ -5,7 +5,7 @@ from __future__ import annotations
 from arq.constants import result_key_prefix
 
 from bench.soak import checks
-from relay.core.keys import DEDUPE_PREFIX, EVENTS_STREAM, dedupe_redis_key, outcome_redis_key
+from relay.core.keys import DEDUPE_PREFIX, EVENTS_STREAM, HANDLED_TOTALS, dedupe_redis_key, outcome_redis_key
 from tests.conftest import make_settings
 
 MIB = 2**20
@@ -36,15 +36,25 @@ def test_keys_are_grouped_by_family() -> None:
 
 
 def test_a_family_without_expiry_fails_unless_it_is_a_bounded_single_key() -> None:
-    expiring = [(EVENTS_STREAM, -1), (dedupe_redis_key("a"), 50), (dedupe_redis_key("b"), 12)]
+    expiring = [
+        (EVENTS_STREAM, -1),
+        (HANDLED_TOTALS, -1),
+        (dedupe_redis_key("a"), 50),
+        (dedupe_redis_key("b"), 12),
+    ]
     assert checks.expiry_verdict(checks.count_keys(expiring)).passed
 
-    leaking = [*expiring, (dedupe_redis_key("c"), -1), ("someone:else:1", -1)]
+    leaking = [*expiring, (dedupe_redis_key("c"), -1), ("someone:else:1", -1), ("relay:new-single-key", -1)]
     counts = checks.count_keys(leaking)
     verdict = checks.expiry_verdict(counts)
 
     assert not verdict.passed
-    assert [c.family for c in checks.unbounded(counts)] == [DEDUPE_PREFIX + "*", "someone:else:*"]
+    unbounded = [c.family for c in checks.unbounded(counts)]
+    assert unbounded == [
+        "relay:*",
+        DEDUPE_PREFIX + "*",
+        "someone:else:*",
+    ]  # a new key is not bounded by default
     assert "1 of 3 without expiry" in verdict.detail
     assert not checks.expiry_verdict([]).passed  # no keys at all: nothing was measured
 
