@@ -35,5 +35,6 @@ EXPOSE 3266
 # The edge's flags: the same in docker-compose.yml, relay/cli/devrun.py and docs/deploy.md (systemd).
 CMD ["uvicorn", "relay.app:app", "--host", "0.0.0.0", "--port", "3266", \
      "--loop", "uvloop", "--http", "relay.edge.protocol:EdgeHttpProtocol", \
-     "--limit-concurrency", "1000", "--timeout-keep-alive", "5", "--no-proxy-headers", "--no-server-header", \
+     "--limit-concurrency", "1000", "--timeout-keep-alive", "5", "--timeout-graceful-shutdown", "1", \
+     "--no-proxy-headers", "--no-server-header", \
      "--no-access-log"]

@@ -80,7 +80,7 @@ test-lowest: install  ## the edge, worker and CLI tests on the lowest versions p
 	@$(LOWEST)/bin/python -c 'from importlib.metadata import version as v; print("lowest:", *(f"{p} {v(p)}" for p in ("uvicorn", "redis", "arq", "fastapi", "starlette", "pydantic", "httpx", "click")))'
 	$(LOWEST)/bin/pytest -q -p no:cacheprovider $(LOWEST_TESTS)
 
-compose-test: install  ## both compose stacks for real, under project names and settings of their own (never .env's): signed events, a worker killed, Redis restarted, the HA stack beside the plain one, a move between them
+compose-test: install  ## both compose stacks for real, under project names and settings of their own (never .env's): signed events, a worker killed, Redis restarted, the HA stack beside the plain one, a move between them, the edge replaced under votes
 	@docker info >/dev/null 2>&1 || { echo "compose-test: no Docker daemon answers; start one (dockerd &) or install docker.io. Nothing was started." >&2; exit 1; }
 	COMPOSE_TEST=1 $(BIN)/pytest tests/stack -q -p no:cacheprovider
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,18 +189,5 @@ def median_run(runs: Sequence[EdgeRun]) -> EdgeRun | None:
 
 
 def _settle(client: Store, stream: str | None) -> int | None:
-    """The stream's length once the server has finished what wrk left in flight.
-
-    wrk stops with requests unanswered; the server still stores them. Waiting for the length to stay
-    put for a while keeps those out of the next run's count (and in this one's).
-    """
-    if stream is None:
-        return None
-    length, steady_since = client.xlen(stream), time.monotonic()
-    deadline = steady_since + 5  # bounded
-    while time.monotonic() - steady_since < 0.25 and time.monotonic() < deadline:
-        time.sleep(0.02)
-        previous, length = length, client.xlen(stream)
-        if length != previous:
-            steady_since = time.monotonic()
-    return length
+    """`Store.settled_xlen` of the server's stream, if it has one."""
+    return None if stream is None else client.settled_xlen(stream)

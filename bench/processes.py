@@ -107,7 +107,13 @@ class ProcessGroup:
         self.close()
 
     def start(
-        self, name: str, args: list[str], *, env: Mapping[str, str] | None = None, stop_timeout: float = 10.0
+        self,
+        name: str,
+        args: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stop_timeout: float = 10.0,
+        pass_fds: Sequence[int] = (),
     ) -> Process:
         log = self.directory / f"{name}.log"
         log_file = log.open("ab")
@@ -118,6 +124,7 @@ class ProcessGroup:
             stderr=subprocess.STDOUT,
             env={**self.env, **(env or {})},
             cwd=Path(__file__).resolve().parent.parent,
+            pass_fds=pass_fds,  # a listening socket held across restarts (bench/deploys.py)
         )
         process = Process(name, popen, log, stop_timeout, log_file)
         self._running.append(process)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import redis
@@ -22,6 +23,21 @@ class Store:
 
     def xlen(self, stream: str) -> int:
         return int(cast(int, self.client.xlen(stream)))
+
+    def settled_xlen(self, stream: str) -> int:
+        """The stream's length once the server has finished what wrk left in flight.
+
+        wrk stops with requests unanswered; the server still stores them. Waiting for the length to
+        stay put for a while keeps those out of the next run's count (and in this one's).
+        """
+        length, steady_since = self.xlen(stream), time.monotonic()
+        deadline = steady_since + 5  # bounded
+        while time.monotonic() - steady_since < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            previous, length = length, self.xlen(stream)
+            if length != previous:
+                steady_since = time.monotonic()
+        return length
 
     def last_id(self, stream: str) -> bytes:
         return cast(bytes, cast(dict[str, Any], self.client.xinfo_stream(stream))["last-generated-id"])

@@ -135,6 +135,8 @@ def test_edge_limits_are_set_and_the_same_everywhere_the_edge_runs() -> None:
     start = args.index(EDGE_LIMITS[0])
 
     assert (params["limit_concurrency"], params["timeout_keep_alive"]) == (1000, 5)
+    # A stop waits this long at most, so that a deploy's gap stays within top.gg's retries.
+    assert params["timeout_graceful_shutdown"] == 1
     assert params["proxy_headers"] is False, "uvicorn would believe X-Forwarded-For from 127.0.0.1"
     assert params["server_header"] is False, "every answer would tell what software runs the edge"
     assert args[start : start + len(EDGE_LIMITS)] == list(EDGE_LIMITS), (
@@ -284,6 +286,13 @@ def test_the_edge_is_safe_by_default_on_the_host_and_keeps_metrics_off_the_webho
     ]
     assert published == [f"${{EDGE_PUBLISH:-127.0.0.1:{EDGE_PORT}}}:{EDGE_PORT}"]
     assert edge["environment"]["RELAY_METRICS"] == "${RELAY_METRICS:-0.0.0.0:9101}"
+
+
+def test_a_replaced_edge_stops_within_its_grace_so_a_redeploy_fits_top_gg_s_retries() -> None:
+    # top.gg tries a vote at 0, 1, 3 and 7 s: the old edge's stop and the new one's start share 7 s
+    # (docs/deploy.md, "Deploying a new version without losing a vote").
+    assert SERVICES["edge"]["stop_grace_period"] == HA["edge"]["stop_grace_period"] == "3s"
+    assert uvicorn_params()["timeout_graceful_shutdown"] < 3
 
 
 # Both stacks, and every compose command the docs give (issue 24: stacks that cannot trample each other).

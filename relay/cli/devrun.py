@@ -64,6 +64,11 @@ EDGE_LIMITS = (
     "1000",
     "--timeout-keep-alive",
     "5",
+    # A stop (SIGTERM) waits at most 1 s for requests in flight, then answers them 503: a webhook takes
+    # milliseconds, while a stalled body would hold the stop for RELAY_BODY_TIMEOUT with the port
+    # closed, past top.gg's retries (docs/deploy.md, "Deploying a new version without losing a vote").
+    "--timeout-graceful-shutdown",
+    "1",
     "--no-proxy-headers",  # X-Forwarded-For is believed only from RELAY_TRUSTED_PROXIES
     "--no-server-header",  # no "server: uvicorn" on every answer: nothing to tell, a header less to write
 )

@@ -7,7 +7,8 @@
     │   │   ├── BodyTimeout         408 body_timeout
     │   │   └── BodyTooLarge        413 body_too_large
     │   └── Unavailable             -- ours (503 + Retry-After): Sphere should deliver again later
-    │       └── RedisUnavailable    503 redis_unavailable
+    │       ├── RedisUnavailable    503 redis_unavailable
+    │       └── ShuttingDown        503 shutting_down
     └── ValueError
         ├── events.InvalidBody      400 invalid_body   (not JSON, or not a JSON object)
         └── events.InvalidEvent     422 invalid_event  (names each bad field, never echoes input)
@@ -80,6 +81,13 @@ class RedisUnavailable(Unavailable):
     code = "redis_unavailable"
 
 
+class ShuttingDown(Unavailable):
+    """The edge stopped (a deploy) before the request was done: its grace for requests in flight,
+    ``--timeout-graceful-shutdown``, ran out. The sender delivers again, to the next edge."""
+
+    code = "shutting_down"
+
+
 class Answer(NamedTuple):
     """An HTTP answer as the ASGI server wants it: status, raw headers and a JSON body.
 
@@ -113,6 +121,7 @@ def error_answer(code: str, status: int, detail: object = None) -> Answer:
 BAD_SIGNATURE = error_answer(BadSignature.code, BadSignature.status)
 REDIS_UNAVAILABLE = error_answer(RedisUnavailable.code, RedisUnavailable.status)
 INTERNAL_ERROR = error_answer("internal_error", 503)
+SHUTTING_DOWN = error_answer(ShuttingDown.code, ShuttingDown.status)
 
 
 def answer_for(error: BaseException) -> Answer:

@@ -4,7 +4,7 @@ Exported by the edge (``GET /metrics``, see ``RELAY_METRICS``):
 
 - ``relay_webhook_requests_total{outcome}``: every ``POST /webhook``, by how it ended: the ``error``
   or ``status`` code of its answer (``queued``, ``duplicate``, ``invalid_signature``, ``invalid_body``,
-  ``invalid_event``, ``body_too_large``, ``body_timeout``, ``redis_unavailable``, ``internal_error``),
+  ``invalid_event``, ``body_too_large``, ``body_timeout``, ``redis_unavailable``, ``shutting_down``, ``internal_error``),
   ``client_gone`` when the client left before its body was complete, and ``method_not_allowed``;
 - ``relay_webhook_duration_seconds{outcome}``: how long each took, from its first byte to its answer;
 - ``relay_webhook_source_requests_total{source,outcome}``: the same requests by sender (``sphere``,
@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from relay.core.metrics import Timings
-from relay.edge.errors import BadSignature, BodyTimeout, BodyTooLarge, RedisUnavailable
+from relay.edge.errors import BadSignature, BodyTimeout, BodyTooLarge, RedisUnavailable, ShuttingDown
 
 EDGE_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
@@ -48,6 +48,7 @@ OUTCOMES = (
     BodyTooLarge.code,
     BodyTimeout.code,
     RedisUnavailable.code,
+    ShuttingDown.code,
     "internal_error",
     "client_gone",
     "method_not_allowed",

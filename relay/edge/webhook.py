@@ -31,6 +31,7 @@ from relay.core.settings import Settings
 from relay.edge import signature
 from relay.edge.errors import (
     INTERNAL_ERROR,
+    SHUTTING_DOWN,
     Answer,
     BadSignature,
     BodyTimeout,
@@ -105,6 +106,10 @@ class WebhookEndpoint:
             if answer is INTERNAL_ERROR:
                 log.exception("webhook failed unexpectedly; answered 503 so that Sphere retries")
             why = str(exc) if isinstance(exc, BadSignature) else ""
+        except asyncio.CancelledError:
+            # uvicorn cancels what is still running when a stop's grace ends: a body still arriving,
+            # a write not yet confirmed. 503, not uvicorn's 500: the sender delivers it again.
+            answer = SHUTTING_DOWN
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
         await send({"type": "http.response.body", "body": answer.body})
         # After answering: the request's one count, its one log line, and a 4xx's record.

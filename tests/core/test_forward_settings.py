@@ -4,21 +4,19 @@ naming the setting when not."""
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 import pytest
 
 from relay.core.settings import load_settings
+from tests.support.environment import isolate
 
 STRONG = "whsec_" + base64.b64encode(bytes(range(40, 72))).decode()
 
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [name for name in os.environ if name.startswith("RELAY_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+    isolate(monkeypatch, tmp_path)
     monkeypatch.setenv("RELAY_SECRET", "a-real-secret-8f2e")
 
 

@@ -82,6 +82,7 @@ def test_requests_are_counted_by_outcome_as_they_arrive(edge: str) -> None:
         "body_too_large": 1,
         "body_timeout": 0,
         "redis_unavailable": 0,
+        "shutting_down": 0,
         "internal_error": 0,
         "client_gone": 0,
         "method_not_allowed": 1,

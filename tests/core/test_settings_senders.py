@@ -4,15 +4,13 @@ refusing a weak or placeholder secret of any sender in one line that names the s
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from relay.core.settings import load_settings
-from tests.security.edge_process import BIN
-from tests.support.redis_server import free_port
+from tests.security.edge_process import run_to_exit
+from tests.support.environment import isolate
 from tests.support.senders import (
     STANDARD_PREVIOUS,
     STANDARD_SECRET,
@@ -24,9 +22,7 @@ from tests.support.senders import (
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [name for name in os.environ if name.startswith("RELAY_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+    isolate(monkeypatch, tmp_path)
 
 
 def test_every_sender_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,19 +109,12 @@ def test_a_weak_sender_secret_exits_in_one_line_that_names_it_and_hides_it(
 
 
 def test_the_edge_process_refuses_to_start_on_a_weak_sender_secret(tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
-    env |= {
-        "RELAY_TOPGG_SECRET": "whs_changeme_please_0123",
-        "RELAY_STANDARD_WEBHOOKS_SECRET": SHORT_STANDARD,
-    }
-    done = subprocess.run(
-        [str(BIN / "uvicorn"), "relay.app:app", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_to_exit(
+        tmp_path,
+        {
+            "RELAY_TOPGG_SECRET": "whs_changeme_please_0123",
+            "RELAY_STANDARD_WEBHOOKS_SECRET": SHORT_STANDARD,
+        },
     )
 
     assert done.returncode != 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -151,26 +151,39 @@ async def test_the_same_id_from_two_senders_is_two_events(
     assert entries[3][b"dedupe"].startswith(b"topgg:sha256:")
 
 
+# Headers are built when the test runs, not when it is collected: a suite collected minutes earlier
+# would otherwise send a "future" timestamp that has since come within the tolerance.
+Headers = Callable[[], dict[str, str]]
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "reason"),
     [
-        ("/webhook/topgg", {}, "missing x-topgg-signature"),
-        ("/webhook/topgg", {"x-topgg-signature": "t=1,v1=00"}, "stale timestamp"),
-        ("/webhook/topgg", topgg_signed(topgg_vote(), at=time.time() + 3600), "future timestamp"),
-        ("/webhook/topgg", topgg_signed(topgg_vote(), at=time.time() - 301), "stale timestamp"),
-        ("/webhook/topgg", topgg_signed(b"other body"), "wrong v1 signature"),
-        ("/webhook/topgg", {"Authorization": "not-the-authorization"}, "wrong v0 authorization"),
-        ("/webhook/standard", {}, "missing webhook-id, webhook-timestamp, webhook-signature header"),
-        ("/webhook/standard", standard_signed(standard_vote(), at=time.time() - 400), "stale timestamp"),
-        ("/webhook/standard", standard_signed(standard_vote(), at=time.time() + 400), "future timestamp"),
-        ("/webhook/standard", standard_signed(b"{}"), "wrong signature"),
+        ("/webhook/topgg", dict, "missing x-topgg-signature"),
+        ("/webhook/topgg", lambda: {"x-topgg-signature": "t=1,v1=00"}, "stale timestamp"),
+        ("/webhook/topgg", lambda: topgg_signed(topgg_vote(), at=time.time() + 3600), "future timestamp"),
+        ("/webhook/topgg", lambda: topgg_signed(topgg_vote(), at=time.time() - 301), "stale timestamp"),
+        ("/webhook/topgg", lambda: topgg_signed(b"other body"), "wrong v1 signature"),
+        ("/webhook/topgg", lambda: {"Authorization": "not-the-authorization"}, "wrong v0 authorization"),
+        ("/webhook/standard", dict, "missing webhook-id, webhook-timestamp, webhook-signature header"),
+        (
+            "/webhook/standard",
+            lambda: standard_signed(standard_vote(), at=time.time() - 400),
+            "stale timestamp",
+        ),
+        (
+            "/webhook/standard",
+            lambda: standard_signed(standard_vote(), at=time.time() + 400),
+            "future timestamp",
+        ),
+        ("/webhook/standard", lambda: standard_signed(b"{}"), "wrong signature"),
     ],
 )
 async def test_a_refusal_is_401_and_recorded_with_its_reason_and_source(
-    client: httpx.AsyncClient, redis: aioredis.Redis, path: str, headers: dict[str, str], reason: str
+    client: httpx.AsyncClient, redis: aioredis.Redis, path: str, headers: Headers, reason: str
 ) -> None:
     body = topgg_vote() if "topgg" in path else standard_vote()
-    answer = await client.post(path, content=body, headers=headers)
+    answer = await client.post(path, content=body, headers=headers())
 
     assert answer.status_code == 401
     assert answer.json() == {"error": "invalid_signature"}  # the same for every cause

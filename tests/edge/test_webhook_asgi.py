@@ -1,5 +1,6 @@
 """The webhook endpoint driven directly through ASGI, for what a well-behaved HTTP client cannot do:
-a server that fails mid-request, an edge that was never started, and the dispatch ahead of FastAPI.
+a server that fails mid-request, an edge that was never started, a request cut by a stop, and the
+dispatch ahead of FastAPI.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -96,3 +98,26 @@ async def test_post_webhook_bypasses_fastapi_and_the_rest_goes_through_it(settin
     assert posted[0]["status"] == 503  # the endpoint answered (no lifespan ran, so no Redis)
     assert probed[0]["status"] == 200
     assert seen == ["GET /healthz"]
+
+
+async def test_a_request_cut_by_a_stop_is_503_shutting_down(settings: Settings) -> None:
+    # uvicorn cancels what still runs when a stop's grace (--timeout-graceful-shutdown) ends.
+    sent: list[Message] = []
+    arrived = anyio.Event()
+
+    async def stalled_body() -> Message:
+        arrived.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(WebhookEndpoint(settings), scope(), stalled_body, send)
+        await arrived.wait()
+        tasks.cancel_scope.cancel()
+
+    start, body = sent
+    assert start["status"] == 503 and (b"retry-after", b"5") in start["headers"]
+    assert body["body"] == b'{"error":"shutting_down"}'

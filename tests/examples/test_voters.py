@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -17,7 +16,7 @@ from relay.core.events import Vote, VoteAdd
 from relay.core.settings import Settings
 from tests.conftest import make_settings
 from tests.edge.test_webhook import signed
-from tests.support.edge_server import running_edge
+from tests.support.edge_server import deliver
 from tests.support.fake_discord import FakeDiscord, fake_discord
 from tests.support.senders import (
     SENDER_SETTINGS,
@@ -86,10 +85,7 @@ def topgg_vote_expiring(user: str, weight: int, in_seconds: float) -> bytes:
 async def deliver_and_handle(
     redis: Redis, settings: Settings, requests: list[tuple[str, bytes, dict[str, str]]]
 ) -> None:
-    with running_edge(settings) as url:
-        async with httpx.AsyncClient(base_url=url) as http:
-            for path, body, headers in requests:
-                assert (await http.post(path, content=body, headers=headers)).status_code == 202
+    await deliver(settings, requests)
     registry = handlers()
     await bridge_all(Bridge(redis, registry, settings))
     await run_burst(settings, registry, Hooks.from_module(example))

@@ -6,6 +6,7 @@ would otherwise compete with the server for one GIL) or where its whole output i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -64,3 +65,18 @@ class EdgeProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def run_to_exit(cwd: Path, relay_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``uvicorn relay.app:app`` run in `cwd` (no .env there) until it exits, its output captured: for a
+    start-up refusal. Of the RELAY_* variables it sees only `relay_env`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")} | relay_env
+    return subprocess.run(
+        [str(BIN / "uvicorn"), "relay.app:app", "--port", str(free_port())],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -32,8 +32,7 @@ import redis
 
 from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, REJECTED_STREAM
 from relay.edge import signature
-from tests.security.edge_process import BIN, PRODUCTION_FLAGS, EdgeProcess
-from tests.support.redis_server import free_port
+from tests.security.edge_process import BIN, PRODUCTION_FLAGS, EdgeProcess, run_to_exit
 from tests.support.worker_process import ROOT, WorkerProcess
 
 VOTE = b'{"event":"VOTE_ADD","guild_id":"338202622731485185","user_id":"258317078560243712"}'
@@ -247,22 +246,15 @@ def test_the_secret_never_leaves_the_relay(
 
 def test_a_refused_start_names_the_setting_but_never_its_value(tmp_path: Path) -> None:
     secret = f"canary-{secrets.token_hex(12)}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RELAY_")}
-    env |= {
-        "RELAY_SECRET": secret,
-        "RELAY_PREVIOUS_SECRETS": f"{secret}x, ",  # fine
-        "RELAY_MAX_BODY_BYTES": "-1",
-        "RELAY_ALLOWED_SOURCES": "10.0.0.1/8",
-        "RELAY_REDIS_URL": f"redis://:{secret}@127.0.0.1:1/0",
-    }
-    done = subprocess.run(
-        [str(BIN / "uvicorn"), "relay.app:app", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_to_exit(
+        tmp_path,
+        {
+            "RELAY_SECRET": secret,
+            "RELAY_PREVIOUS_SECRETS": f"{secret}x, ",  # fine
+            "RELAY_MAX_BODY_BYTES": "-1",
+            "RELAY_ALLOWED_SOURCES": "10.0.0.1/8",
+            "RELAY_REDIS_URL": f"redis://:{secret}@127.0.0.1:1/0",
+        },
     )
 
     assert done.returncode != 0

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 
 from relay.app import create_app
@@ -69,3 +70,12 @@ def serving(config: uvicorn.Config, *, name: str, start_timeout: float = 10.0) -
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+async def deliver(settings: Settings, requests: Sequence[tuple[str, bytes, dict[str, str]]]) -> None:
+    """Post each ``(path, body, headers)`` in turn to a real edge under `settings`; each must get 202."""
+    with running_edge(settings) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            for path, body, headers in requests:
+                answer = await http.post(path, content=body, headers=headers)
+                assert answer.status_code == 202, answer.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -15,7 +14,7 @@ from relay.core.senders.topgg import TopggLegacyVote, TopggTest, TopggVote
 from relay.core.settings import Settings
 from tests.conftest import make_settings
 from tests.edge.test_webhook import signed
-from tests.support.edge_server import running_edge
+from tests.support.edge_server import deliver
 from tests.support.senders import (
     BOT,
     GUILD,
@@ -41,14 +40,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
     return make_settings(redis_url, **SENDER_SETTINGS)
-
-
-async def deliver(settings: Settings, requests: list[tuple[str, bytes, dict[str, str]]]) -> None:
-    with running_edge(settings) as url:
-        async with httpx.AsyncClient(base_url=url) as http:
-            for path, body, headers in requests:
-                answer = await http.post(path, content=body, headers=headers)
-                assert answer.status_code == 202, answer.text
 
 
 async def test_one_vote_handler_runs_for_every_senders_votes(redis: Redis, settings: Settings) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 from standardwebhooks import Webhook
@@ -57,9 +57,13 @@ class StandardReviewData(_Model):
     created_at: datetime | None = None
 
 
-def _declared(data: _Model) -> dict[str, object]:
-    """`data`'s declared fields (not the extra ones a sender may add)."""
-    return {name: getattr(data, name) for name in type(data).model_fields}
+N = TypeVar("N", Vote, Review)
+
+
+def _normalized(model: type[N], event: StandardEvent, data: _Model) -> N:
+    """`event` as `model`, from `data`'s declared fields (not the extra ones a sender may add)."""
+    declared = {name: getattr(data, name) for name in type(data).model_fields}
+    return model.model_validate({"source": StandardEvent.SOURCE, **declared, "payload": event})
 
 
 class StandardVote(StandardEvent):
@@ -71,7 +75,7 @@ class StandardVote(StandardEvent):
     data: StandardVoteData
 
     def normalized(self) -> Vote:
-        return Vote.model_validate({"source": "standard", **_declared(self.data), "payload": self})
+        return _normalized(Vote, self, self.data)
 
 
 class StandardReview(StandardEvent):
@@ -83,7 +87,7 @@ class StandardReview(StandardEvent):
     data: StandardReviewData
 
     def normalized(self) -> Review:
-        return Review.model_validate({"source": "standard", **_declared(self.data), "payload": self})
+        return _normalized(Review, self, self.data)
 
 
 MODELS: dict[str, type[StandardEvent]] = {"vote.create": StandardVote, "review.create": StandardReview}
