@@ -17,7 +17,7 @@ COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --gene
 	--custom-compile-command "make lock" $(LOCK_FLAGS)
 PIP = $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: install lock run test unit lint bench audit test-lowest compose-test clean python
+.PHONY: install lock run test unit lint bench soak audit test-lowest compose-test clean python
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ lock:  ## recompile requirements/*.txt from pyproject.toml (keeps the pins that 
 	$(COMPILE) --extra dev pyproject.toml requirements/build.in -o $(LOCK)
 	$(COMPILE) pyproject.toml requirements/build.in -c $(LOCK) -o $(RUNTIME_LOCK)
 
-run: install  ## edge + one worker (+ a Redis of its own if none answers); Ctrl-C stops all; flags: ARGS="--help"
+run: install  ## edge + one worker + a Redis of its own (data in .relay-dev/; RELAY_REDIS_URL: use that one instead); Ctrl-C stops all; flags: ARGS="--help"
 	$(BIN)/python -m relay.cli.devrun $(ARGS)
 
 lint: install  ## ruff, mypy and the import contracts between layers (pyproject.toml [tool.importlinter])
@@ -53,6 +53,9 @@ test: lint unit  ## lint, then every test against real redis-servers the tests s
 
 bench: install  ## measure the edge and the pipeline against baselines (writes bench/RESULTS.md; needs wrk)
 	$(BIN)/python -m bench
+
+soak: install  ## a long run, worker restarted every minute: every event handled, Redis memory bounded (not in CI; ARGS="--minutes 15")
+	$(BIN)/python -m bench.soak $(ARGS)
 
 audit: install  ## known vulnerabilities in every locked package (pip-audit; needs the network, so not in CI)
 	@# --strict: a package that could not be looked up fails the audit; without it, a machine that

@@ -14,6 +14,8 @@ into one arq job per matching handler.
 - An entry no handler wants is logged, counted and acknowledged. An entry missing its fields
   (written by something other than the edge) is dead-lettered with no handler, then acknowledged.
 - Redis errors are logged and retried with backoff; the bridge does not die with Redis.
+- Only live consumers stay in the group: with each claim, a consumer idle for ``claim_idle_seconds``
+  that holds nothing and has no live heartbeat (a killed worker's) is removed (`forget_idle_consumers`).
 - It also runs the periodic retention trim (`worker.retention`), and every few seconds reads the
   group's lag and pending count for the worker's metrics (`check_backlog`, one round trip).
 """
@@ -33,7 +35,8 @@ from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from relay.core.keys import CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM, F_BODY, F_TYPE, StoredEvent
+from relay.core.heartbeat import live_heartbeats
+from relay.core.keys import CONSUMER_GROUP, DEAD_STREAM, EVENTS_STREAM, F_BODY, F_TYPE, StoredEvent, as_text
 from relay.core.settings import Settings
 from worker import deadletter
 from worker.connection import ResilientArqRedis
@@ -88,8 +91,6 @@ class BridgeOptions:
     trim_every_seconds: float = 60.0
     backlog_every_seconds: float = 5.0
     """How often to read the group's lag and pending count for the metrics (`Bridge.check_backlog`)."""
-    forget_consumers_after_seconds: float = 3600.0
-    """Consumers idle this long with nothing pending (crashed processes) are removed from the group."""
 
 
 @dataclass(slots=True)
@@ -313,14 +314,25 @@ class Bridge:
         )
 
     async def forget_idle_consumers(self) -> int:
-        """Remove consumers of crashed processes: idle long and holding nothing. Returns how many."""
-        limit_ms = self.options.forget_consumers_after_seconds * 1000
+        """Remove the consumers of stopped or killed workers: idle for ``claim_idle_seconds``, holding
+        nothing, without a live heartbeat (`relay.core.heartbeat`). Returns how many."""
+        limit_ms = self.settings.claim_idle_seconds * 1000
+        idle = [
+            as_text(info["name"])
+            for info in await self.redis.xinfo_consumers(EVENTS_STREAM, CONSUMER_GROUP)
+            if int(info["pending"]) == 0
+            and int(info["idle"]) >= limit_ms
+            and as_text(info["name"]) != self.consumer
+        ]
+        if not idle:
+            return 0
+        live = {beat.name for beat in await live_heartbeats(self.redis, idle)}
         removed = 0
-        for info in await self.redis.xinfo_consumers(EVENTS_STREAM, CONSUMER_GROUP):
-            name = info["name"].decode() if isinstance(info["name"], bytes) else str(info["name"])
-            if name != self.consumer and int(info["pending"]) == 0 and int(info["idle"]) >= limit_ms:
-                if await self._forget_consumer(name) >= 0:
-                    removed += 1
+        for name in idle:
+            if name not in live and await self._forget_consumer(name) >= 0:
+                removed += 1
+        if removed:
+            log.info("removed %d consumer(s) of stopped workers from %s", removed, CONSUMER_GROUP)
         return removed
 
     async def _forget_consumer(self, name: str) -> int:

@@ -35,11 +35,11 @@ from relay.admin.web import (
     wants_json,
 )
 from relay.core.keys import DEAD_STREAM
+from relay.core.redis import redis_now_ms
 from relay.edge import rejections
 from relay.ops.deadletters import replay_letters
 from relay.ops.deadletters import to_dict as dead_dict
 from relay.ops.pacing import DEFAULT_RATE
-from relay.ops.redis import redis_now_ms
 from relay.ops.rejected import HINTS, shown_body
 from relay.ops.rejected import to_dict as rejection_dict
 from worker.deadletter import DeadLetter, get_dead

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from relay.admin.chart import Minute
 from relay.admin.forms import DeadFilter, Search
 from relay.core.events import InvalidBody, InvalidEvent, load_object, normalize
-from relay.core.heartbeat import Heartbeat
+from relay.core.heartbeat import Heartbeat, live_heartbeats
 from relay.core.keys import (
     CONSUMER_GROUP,
     EVENTS_STREAM,
@@ -28,8 +28,7 @@ from relay.core.keys import (
 )
 from relay.core.senders import parse_stored
 from relay.ops.deadletters import iter_dead
-from relay.ops.redis import redis_now_ms
-from relay.ops.stats import Stats, collect, read_heartbeats
+from relay.ops.stats import ConsumerStats, Stats, collect
 from relay.ops.timespec import id_ms
 from worker.deadletter import DeadLetter, get_dead
 from worker.forward.destination import is_destination_name
@@ -54,6 +53,8 @@ class Overview:
     chart_complete: bool
     received_per_s: float
     handled_per_s: float
+    stopped_workers: list[ConsumerStats] = field(default_factory=list)
+    """Consumers without a heartbeat that still hold entries (`relay stats` shows only those)."""
 
 
 async def _oldest_unhandled(redis: Redis, stats: Stats) -> int | None:
@@ -122,6 +123,7 @@ async def overview(redis: Redis, redis_name: str, registry: Registry | None = No
         chart_complete=complete,
         received_per_s=per_second(minutes, stats.time_ms, "received"),
         handled_per_s=per_second(minutes, stats.time_ms, "handled"),
+        stopped_workers=[c for g in stats.groups for c in g.consumers if not c.live],
     )
 
 
@@ -246,7 +248,7 @@ def handler_states(
 async def search_events(redis: Redis, search: Search, registry: Registry) -> tuple[list[EventView], int]:
     """The events `search` finds, each with its handlers' states; and how many events were looked at."""
     found, seen = await _find(redis, search)
-    running = running_jobs(await read_heartbeats(redis, await redis_now_ms(redis)))
+    running = running_jobs(await live_heartbeats(redis))
     pipe = redis.pipeline(transaction=False)
     for entry_id, _ in found:
         pipe.hgetall(outcome_redis_key(entry_id))

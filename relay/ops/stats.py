@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from relay.core.heartbeat import Heartbeat
-from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, F_SOURCE, SPHERE, WORKER_HEARTBEAT_PREFIX, as_text
+from relay.core.heartbeat import Heartbeat, read_heartbeats
+from relay.core.keys import DEAD_STREAM, EVENTS_STREAM, F_SOURCE, SPHERE, as_text
+from relay.core.redis import redis_now_ms
 from relay.edge import rejections
-from relay.ops.redis import redis_now_ms
 from worker.forward.states import DestinationState, read_states
 from worker.keys import ARQ_QUEUE
 
@@ -52,6 +52,7 @@ class GroupStats:
     pending: int
     last_delivered_id: str
     consumers: list[ConsumerStats] = field(default_factory=list)
+    """Live consumers, and stopped ones only while they hold entries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,23 +143,17 @@ async def _groups(redis: Redis) -> list[GroupStats]:
     return groups
 
 
-async def read_heartbeats(redis: Redis, now_ms: int) -> list[Heartbeat]:
-    """Every worker heartbeat in Redis (`relay stats` and the admin page show them)."""
-    keys = [key async for key in redis.scan_iter(match=f"{WORKER_HEARTBEAT_PREFIX}*", count=1000)]
-    if not keys:
-        return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.hgetall(key)
-        hashes = await pipe.execute()
-    beats = [Heartbeat.from_hash(fields) for fields in hashes if fields]
-    return sorted((b for b in beats if not b.stale(now_ms)), key=lambda b: b.name)
-
-
-def _mark_live(groups: list[GroupStats], workers: list[Heartbeat]) -> list[GroupStats]:
+def _shown(groups: list[GroupStats], workers: list[Heartbeat]) -> list[GroupStats]:
+    """Each group with its live consumers, and stopped ones only while they hold entries (a stopped
+    one holding nothing is removed by the live workers after RELAY_CLAIM_IDLE_SECONDS)."""
     live = {worker.name for worker in workers}
     return [
-        replace(group, consumers=[replace(c, live=c.name in live) for c in group.consumers])
+        replace(
+            group,
+            consumers=[
+                replace(c, live=c.name in live) for c in group.consumers if c.name in live or c.pending
+            ],
+        )
         for group in groups
     ]
 
@@ -178,7 +173,7 @@ async def collect(redis: Redis, redis_name: str, destinations: Iterable[str] = (
         events=int(await redis.xlen(EVENTS_STREAM)),
         oldest_event_id=await _first_id(redis, newest=False),
         newest_event_id=await _first_id(redis, newest=True),
-        groups=_mark_live(await _groups(redis), workers),
+        groups=_shown(await _groups(redis), workers),
         queue_jobs=int(await redis.zcard(ARQ_QUEUE)),
         queue_due=int(await redis.zcount(ARQ_QUEUE, "-inf", now_ms)),
         dead_letters=int(await redis.xlen(DEAD_STREAM)),

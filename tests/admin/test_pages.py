@@ -9,7 +9,7 @@ import time
 import httpx
 import redis as sync_redis
 
-from relay.core.keys import WORKER_HEARTBEAT_PREFIX
+from relay.core.keys import CONSUMER_GROUP, EVENTS_STREAM, WORKER_HEARTBEAT_PREFIX
 from tests.admin.conftest import Admin
 from tests.admin.support import (
     BEARER,
@@ -84,6 +84,22 @@ def test_a_stored_event_not_yet_run_is_queued_and_a_heartbeat_shows_it_running(a
         overview = http.get("/").json()
     assert [(w["name"], w["jobs_done"]) for w in overview["stats"]["workers"]] == [("w-1", 7)]
     assert overview["stats"]["workers"][0]["running"][0]["entry_id"] == vote
+
+
+def test_the_overview_shows_stopped_workers_only_while_they_hold_entries(admin: Admin) -> None:
+    vote = store_sync(admin.redis, vote_body())
+    admin.redis.xgroup_create(EVENTS_STREAM, CONSUMER_GROUP, id="0")
+    admin.redis.xreadgroup(CONSUMER_GROUP, "killed-holding", {EVENTS_STREAM: ">"})  # never acknowledged
+    admin.redis.xgroup_createconsumer(EVENTS_STREAM, CONSUMER_GROUP, "killed-empty")
+    with admin.client(headers=BEARER) as http:
+        page = http.get("/")
+        data = http.get("/", headers=JSON).json()
+        admin.redis.xack(EVENTS_STREAM, CONSUMER_GROUP, vote)
+        after = http.get("/")
+    assert [(c["name"], c["pending"]) for c in data["stopped_workers"]] == [("killed-holding", 1)]
+    assert "Stopped workers holding entries" in page.text and "killed-holding" in page.text
+    assert "killed-empty" not in page.text
+    assert "killed-holding" not in after.text and "Stopped workers" not in after.text
 
 
 def test_malformed_search_is_400_with_the_reason(admin: Admin) -> None:

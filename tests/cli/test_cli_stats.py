@@ -37,12 +37,13 @@ def test_an_empty_relay(redis_url: str) -> None:
 
 
 async def _busy_relay(redis: Redis, settings: Settings) -> list[str]:
-    """Three events; a live worker; a worker that read two and died before passing them on; one queued job, one
-    dead letter, and two refused requests."""
+    """Three events; a live worker; a worker that read two and died before passing them on; a worker
+    that died holding nothing; one queued job, one dead letter, and two refused requests."""
     ids = [await store(redis, vote_body()) for _ in range(3)]
     await Bridge(redis, Registry(), settings, consumer="worker-a").ensure_group()
     await HeartbeatWriter(redis, "worker-a", InFlight()).beat()  # worker-a lives; worker-b died
     await redis.xreadgroup(CONSUMER_GROUP, "worker-b", {EVENTS_STREAM: ">"}, count=2)  # never acknowledged
+    await redis.xgroup_createconsumer(EVENTS_STREAM, CONSUMER_GROUP, "worker-c")  # no heartbeat, nothing held
     stored = await redis.xrange(EVENTS_STREAM)
     event = StoredEvent.from_entry(*stored[0])
     now_ms = int(time.time() * 1000)
@@ -71,6 +72,7 @@ def test_the_numbers(redis_url: str, settings: Settings) -> None:
         ids[1],
     )
     consumers = {c["name"]: c for c in group["consumers"]}
+    assert set(consumers) == {"worker-a", "worker-b"}  # worker-c: stopped, holding nothing
     assert consumers["worker-a"]["pending"] == 0 and consumers["worker-a"]["oldest_pending_id"] is None
     assert consumers["worker-b"]["pending"] == 2 and consumers["worker-b"]["oldest_pending_id"] == ids[0]
     assert consumers["worker-b"]["oldest_pending_idle_ms"] >= 0
@@ -90,6 +92,7 @@ def test_the_numbers(redis_url: str, settings: Settings) -> None:
     assert f"group {CONSUMER_GROUP}: lag 1, pending 2, 2 consumer(s)" in text
     assert f"worker-b: STOPPED (no heartbeat), pending 2 (oldest {ids[0]} waiting" in text
     assert "worker-a: live, pending 0" in text
+    assert "worker-c" not in text
     assert "relay:worker:*  1 live" in text
     assert "1 jobs: 1 due or running, 0 waiting to retry" in text
     assert "1 dead letters  (relay dlq ls)" in text

@@ -1,7 +1,8 @@
 """`make run` (python -m relay.cli.devrun) as a user runs it: a real process tree, stopped by a signal.
 
-The Redis on port 6379 of the machine is never touched: every test points ``--redis-port`` at a free
-port (devrun then starts its own Redis there) or at the test session's private Redis.
+The Redis on port 6379 of the machine is never touched: devrun starts its own Redis on a free port,
+or is pointed at the test session's private Redis, which it must then either use because
+RELAY_REDIS_URL names it, or leave untouched.
 """
 
 from __future__ import annotations
@@ -43,16 +44,12 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def devrun_args(edge_port: int, redis_port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "relay.cli.devrun",
-        "--port",
-        str(edge_port),
-        "--redis-port",
-        str(redis_port),
-    ]
+def devrun_args(edge_port: int, redis_port: int | None) -> list[str]:
+    args = [sys.executable, "-m", "relay.cli.devrun", "--port", str(edge_port)]
+    return args if redis_port is None else [*args, "--redis-port", str(redis_port)]
+
+
+DATA_DIR = Path(".relay-dev") / "redis"
 
 
 class Devrun:
@@ -89,15 +86,21 @@ class Devrun:
         self.process.send_signal(signum)
         return self.process.wait(timeout=DEADLINE * 2)
 
+    def redis_port(self) -> int:
+        """The port of devrun's own Redis, as it says once started."""
+        found = re.search(r"our own Redis on 127\.0\.0\.1:(\d+)", self.output())
+        assert found, self.output()
+        return int(found.group(1))
+
     def started(self) -> dict[str, int]:
         """The children devrun says it started, by name."""
         return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", self.output())}
 
 
 @contextmanager
-def devrun(tmp_path: Path, env: dict[str, str], edge_port: int, redis_port: int) -> Iterator[Devrun]:
+def devrun(tmp_path: Path, env: dict[str, str], edge_port: int, redis_port: int | None) -> Iterator[Devrun]:
     log = tmp_path / "devrun.log"
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(
             devrun_args(edge_port, redis_port), cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
         )
@@ -117,8 +120,8 @@ def is_running(pid: int) -> bool:
     return True
 
 
-def post_signed_vote(base: str) -> dict[str, str]:
-    body = b'{"event":"VOTE_ADD","guild_id":"338202622731485185","user_id":"258317078560243712"}'
+def post_signed_vote(base: str, user_id: str = "258317078560243712") -> dict[str, str]:
+    body = b'{"event":"VOTE_ADD","guild_id":"338202622731485185","user_id":"%s"}' % user_id.encode()
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     request = urllib.request.Request(
         base + "/webhook",
@@ -153,9 +156,9 @@ def wait_until_delivered(client: redis.Redis, entry_id: str) -> None:
     pytest.fail(f"no worker read {entry_id} from {EVENTS_STREAM}")
 
 
-def deliver_a_vote(run: Devrun, redis_port: int) -> int:
+def deliver_a_vote(run: Devrun, redis_port: int, user_id: str = "258317078560243712") -> int:
     """Post a signed vote to devrun's edge, wait until a worker read it; the stream's length."""
-    queued = post_signed_vote(run.base)
+    queued = post_signed_vote(run.base, user_id)
     client = redis.Redis(host="127.0.0.1", port=redis_port)
     try:
         wait_until_delivered(client, queued["id"])
@@ -183,26 +186,88 @@ def test_starts_its_own_redis_edge_and_worker_and_ctrl_c_stops_them_in_order(tmp
         assert not [name for name, pid in children.items() if is_running(pid)]
         stops = [output.index(f"stopping {name}") for name in ("edge", "worker", "redis")]
         assert stops == sorted(stops), output
-    aof = b"".join(path.read_bytes() for path in (tmp_path / "data").rglob("appendonly*") if path.is_file())
-    assert EVENTS_STREAM.encode() in aof  # the event went to ./data, flushed when Redis stopped
+    aof = b"".join(path.read_bytes() for path in (tmp_path / DATA_DIR).rglob("appendonly*") if path.is_file())
+    assert EVENTS_STREAM.encode() in aof  # the event went to .relay-dev/redis, flushed when Redis stopped
+
+
+def untouched(url: str) -> bool:
+    """Whether the Redis at `url` still holds nothing at all (flushed by the fixture)."""
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.dbsize()) == 0
+    finally:
+        client.close()
+
+
+def test_a_redis_already_answering_on_the_port_asked_for_is_never_used(
+    tmp_path: Path, shared_redis: RedisServer, redis_url: str
+) -> None:
+    port = shared_redis.port
+
+    done = refused_start(tmp_path, clean_env(tmp_path, RELAY_SECRET=SECRET), redis_port=port)
+
+    assert f"something already listens on 127.0.0.1:{port}" in done.stderr
+    assert f"set RELAY_REDIS_URL=redis://127.0.0.1:{port}/0" in done.stderr
+    assert "started" not in done.stdout
+    assert untouched(redis_url)
+
+
+def test_a_folder_whose_redis_still_runs_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / DATA_DIR
+    data.mkdir(parents=True)
+    (data / "redis.pid").write_text(f"{os.getpid()}\n")  # a live process, as another make run's Redis
+
+    done = refused_start(tmp_path, clean_env(tmp_path, RELAY_SECRET=SECRET), redis_port=None)
+
+    assert "another `make run` uses this folder" in done.stderr
+    assert "started" not in done.stdout
 
 
 @pytest.mark.slow
-def test_uses_a_redis_that_already_answers_and_leaves_it_running(
+def test_its_own_redis_keeps_data_and_port_across_restarts_and_skips_a_port_taken_since(
     tmp_path: Path, shared_redis: RedisServer, redis_url: str
 ) -> None:
     env = clean_env(tmp_path, RELAY_SECRET=SECRET)
+    data = tmp_path / DATA_DIR
+    data.mkdir(parents=True)
+    (data / "port").write_text(f"{shared_redis.port}\n")  # the previous run's port, now another Redis's
 
-    with devrun(tmp_path, env, free_port(), shared_redis.port) as run:
+    with devrun(tmp_path, env, free_port(), None) as run:
         run.wait_for_status("/readyz")
+        port = run.redis_port()
+        assert port != shared_redis.port
+        assert f"port {shared_redis.port} of the previous run is taken by something else" in run.output()
+        assert f"export RELAY_REDIS_URL=redis://127.0.0.1:{port}/0" in run.output()
+        assert deliver_a_vote(run, port) == 1
+        assert run.stop(signal.SIGINT) == 0, run.output()
+    assert untouched(redis_url)
+    assert any(data.rglob("appendonly*"))
+
+    with devrun(tmp_path, env, free_port(), None) as run:
+        run.wait_for_status("/readyz")
+        assert run.output().count(f"our own Redis on 127.0.0.1:{port},") == 2  # the same URL again
+        assert deliver_a_vote(run, port, user_id="258317078560243713") == 2  # the first run's is still there
+        assert run.stop(signal.SIGINT) == 0, run.output()
+    assert untouched(redis_url)
+
+
+@pytest.mark.slow
+def test_uses_an_existing_redis_only_when_relay_redis_url_names_it_and_leaves_it_running(
+    tmp_path: Path, shared_redis: RedisServer, redis_url: str
+) -> None:
+    env = clean_env(tmp_path, RELAY_SECRET=SECRET, RELAY_REDIS_URL=redis_url)
+
+    with devrun(tmp_path, env, free_port(), None) as run:
+        run.wait_for_status("/readyz")
+        assert deliver_a_vote(run, shared_redis.port) == 1
 
         code = run.stop(signal.SIGTERM)
 
         output = run.output()
         assert code == 0, output
         assert set(run.started()) == {"edge", "worker"}
-        assert f"using the Redis that answers on localhost:{shared_redis.port}" in output
-    assert not (tmp_path / "data").exists()
+        assert f"using Redis at {redis_url} (RELAY_REDIS_URL)" in output
+    assert not (tmp_path / DATA_DIR).exists()
     client = redis.Redis.from_url(redis_url)
     try:
         assert client.ping()  # what devrun did not start, it does not stop
@@ -237,14 +302,16 @@ def test_refuses_to_start_anything_without_a_real_secret(
     assert "Nothing was started" in done.stderr
     assert "started" not in done.stdout
     assert "Traceback" not in done.stderr
-    assert not (tmp_path / "data").exists()
+    assert not (tmp_path / DATA_DIR).exists()
     assert secret is None or SAMPLE_SECRET not in done.stderr
 
 
-def refused_start(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run devrun, which must refuse to start (exit 2)."""
+def refused_start(
+    tmp_path: Path, env: dict[str, str], redis_port: int | None = 0
+) -> subprocess.CompletedProcess[str]:
+    """Run devrun, which must refuse to start (exit 2); `redis_port` 0: a free one."""
     done = subprocess.run(
-        devrun_args(free_port(), free_port()),
+        devrun_args(free_port(), free_port() if redis_port == 0 else redis_port),
         cwd=tmp_path,
         env=env,
         capture_output=True,

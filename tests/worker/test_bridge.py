@@ -29,6 +29,7 @@ from tests.worker.helpers import (
 from worker import Context, Registry
 from worker.bridge import Bridge, BridgeOptions
 from worker.connection import worker_redis
+from worker.heartbeat import HeartbeatWriter, InFlight
 from worker.keys import ARQ_QUEUE
 
 pytestmark = pytest.mark.anyio
@@ -200,21 +201,25 @@ async def _has_consumer(redis: Redis, name: str) -> bool:
     return any(c["name"].decode() == name for c in consumers)
 
 
-async def test_consumers_of_dead_processes_are_forgotten_unless_they_hold_entries(
+async def test_consumers_of_stopped_workers_are_forgotten_unless_they_hold_entries_or_beat(
     redis: Redis, settings: Settings
 ) -> None:
-    bridge = Bridge(
-        redis, votes_registry(), settings, options=BridgeOptions(forget_consumers_after_seconds=0)
-    )
+    quick = settings.model_copy(update={"claim_idle_seconds": 0.05})
+    bridge = Bridge(redis, votes_registry(), quick)
     await bridge.ensure_group()
-    await redis.xgroup_createconsumer(EVENTS_STREAM, CONSUMER_GROUP, "idle-dead-worker")
+    for name in ("idle-dead-worker", "idle-live-worker"):
+        await redis.xgroup_createconsumer(EVENTS_STREAM, CONSUMER_GROUP, name)
+    await HeartbeatWriter(redis, "idle-live-worker", InFlight()).beat()
     await store(redis, vote_body())
     await redis.xreadgroup(CONSUMER_GROUP, "dead-worker-with-entries", {EVENTS_STREAM: ">"})
+    await asyncio.sleep(0.1)  # every consumer is now idle past the claim-idle time
+    await redis.xgroup_createconsumer(EVENTS_STREAM, CONSUMER_GROUP, "worker-just-started")
 
     assert await bridge.forget_idle_consumers() == 1
 
     assert not await _has_consumer(redis, "idle-dead-worker")
-    assert await _has_consumer(redis, "dead-worker-with-entries")
+    for kept in ("idle-live-worker", "worker-just-started", "dead-worker-with-entries", bridge.consumer):
+        assert await _has_consumer(redis, kept), kept
     assert await pending(redis) == 1
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -131,3 +132,38 @@ def test_a_running_worker_says_when_it_cannot_reach_redis_and_when_it_can_again(
     own_redis.start()
     lone_worker.wait_for_log("answers again")
     assert lone_worker.running()
+
+
+def consumer_names(client: redis.Redis) -> set[str]:
+    return {c["name"].decode() for c in client.xinfo_consumers(EVENTS_STREAM, CONSUMER_GROUP)}
+
+
+def test_a_killed_workers_consumer_leaves_the_group_and_relay_stats_once_the_claim_idle_time_passed(
+    client: redis.Redis, redis_url: str, workers: WorkerPool
+) -> None:
+    short = {"claim_idle_seconds": "1", "worker_metrics": "off"}
+    survivor = workers.start("tests.support.tasks_record", **short)
+    killed = workers.start("tests.support.tasks_record", **short)
+    live = until(lambda: beat_of(client, survivor), 20, "the survivor's heartbeat")
+    dead = until(lambda: beat_of(client, killed), 20, "the killed worker's heartbeat")
+    assert consumer_names(client) == {live.name, dead.name}
+
+    killed.kill()  # kill -9: its heartbeat stays until it expires, its consumer until a live worker removes it
+    until(lambda: consumer_names(client) == {live.name}, 60, "only the live worker's consumer", every=0.5)
+
+    entry_id = store_sync(client, vote_body())  # the group still works: the survivor handles it
+    until(lambda: client.xpending(EVENTS_STREAM, CONSUMER_GROUP)["pending"] == 0, 20, "the entry handed on")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")} | {"RELAY_REDIS_URL": redis_url}
+    shown = subprocess.run(
+        [str(Path(sys.executable).with_name("relay")), "stats"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"1 consumer(s), last read {entry_id}" in shown.stdout
+    assert f"{live.name}: live, pending 0" in shown.stdout
+    assert dead.name not in shown.stdout and "STOPPED" not in shown.stdout
+    assert f"{WORKER_HEARTBEAT_PREFIX}*  1 live" in shown.stdout
