@@ -329,7 +329,10 @@ def _measure_senders(
     if not args.senders:
         return
     keys = replace(SenderSecrets.generate(), sphere=secret)
-    per_thread = int(args.rate_hint * max(args.seconds, args.warmup) * 1.25 / WRK_THREADS) + 1000
+    # Sized by the fastest edge measured so far (the ceiling), as the edge's own bodies are: sized by
+    # --rate-hint alone, a fast machine ran out of distinct votes and wrk sent repeats (deduped: 200).
+    rate = max([args.rate_hint, *(r.wrk.rps for r in results.edge)])
+    per_thread = int(rate * max(args.seconds, args.warmup) * 1.25 / WRK_THREADS) + 1000
     requests = {
         source: write_sender_requests(
             scratch / "requests", source, keys, WRK_THREADS, per_thread, nonce + 500
